@@ -1,0 +1,1 @@
+"""What the outside relies on: catalogue data from the seeds, event JSON Schemas, API models."""

@@ -1,0 +1,128 @@
+"""API v1 request and response models. Requests forbid extra fields: a unit's identity and
+every server-owned field (unit, logged_by, ids, recorded time) come from the server."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+SchoolId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+LongText = Annotated[str, StringConstraints(min_length=1, max_length=4000)]
+EvidenceRef = Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=r"^\S+$")]
+T = TypeVar("T")
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class FindingsIn(Request):
+    count: int = Field(default=0, ge=0, le=100_000)
+    text: Annotated[str, StringConstraints(max_length=2000)] = ""
+
+
+class DutyLogIn(Request):
+    duty_code: Annotated[str, StringConstraints(min_length=3, max_length=120)]
+    school_ids: list[SchoolId] = Field(default_factory=list, max_length=500)
+    occurred_on: date
+    summary: LongText
+    findings: FindingsIn = Field(default_factory=FindingsIn)
+    evidence: list[EvidenceRef] = Field(
+        default_factory=list, max_length=50,
+        description="References only (URIs or content hashes), never file content.",
+    )
+
+
+class SchoolIn(Request):
+    id: SchoolId
+    name: ShortText
+    town: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    kind: Literal["kindergarten", "primary", "junior", "senior", "vocational"]
+    boarding: bool = False
+    canteen: bool = False
+    school_bus: bool = False
+
+
+class Created(BaseModel):
+    id: str
+    position: int | None = None
+    replayed: bool = False
+
+
+class DutyOut(BaseModel):
+    code: str
+    text: str
+    applies_to: str | None = None
+
+
+class AgencyOut(BaseModel):
+    code: str
+    name: str
+    name_en: str
+    lead: bool
+    duties: list[DutyOut]
+
+
+class SchoolOut(BaseModel):
+    id: str
+    name: str
+    town: str
+    kind: str
+    boarding: bool
+    canteen: bool
+    school_bus: bool
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = None
+
+
+class EventOut(BaseModel):
+    position: int
+    id: str
+    type: str
+    agency: str
+    occurred_on: str
+    recorded_at: str
+    data: dict[str, Any]
+
+
+class LedgerDutyOut(BaseModel):
+    duty_code: str
+    text: str
+    applies_to: str
+    performed_count: int
+    findings_count: int
+    schools_covered: int
+    schools_applicable: int | None
+    coverage_ratio: float | None
+    last_performed_on: str | None
+    by_month: dict[str, int]
+    by_quarter: dict[str, int]
+    by_semester: dict[str, int]
+
+
+class LedgerOut(BaseModel):
+    agency: str
+    as_of: str
+    period: str
+    period_start: str
+    period_end: str
+    source: Literal["live", "as_of"]
+    duties: list[LedgerDutyOut]
+    blind_spots: list[str]
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    errors: list[dict[str, Any]] | None = None

@@ -1,0 +1,82 @@
+"""The duty log (履职记录): a member unit records a duty it performed.
+
+One aggregate per record keeps every write a single append with no load, and gives an
+idempotency key a natural home: the record's id derives from (unit, key).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import date, datetime
+from typing import TypedDict
+
+from eventsourcing.domain import Aggregate
+
+from events.agencies import Agency
+from events.base import RecordedCreated, derive_id, local_date
+from events.errors import InvariantViolated
+
+MAX_SCHOOLS_PER_RECORD = 500
+
+
+class Findings(TypedDict):
+    count: int
+    text: str
+
+
+def duty_record_id(agency: str, idempotency_key: str | None) -> uuid.UUID:
+    if idempotency_key is None:
+        return uuid.uuid4()
+    return derive_id("duty-record", agency, idempotency_key)
+
+
+class DutyRecord(Aggregate):
+    class DutyPerformed(RecordedCreated):
+        duty_code: str
+        school_ids: list[str]
+        summary: str
+        findings: Findings
+        evidence: list[str]
+        logged_by: str
+        request_digest: str
+
+    def __init__(
+        self, event_id: str, agency: str, occurred_on: str, duty_code: str, school_ids: list[str],
+        summary: str, findings: Findings, evidence: list[str], logged_by: str, request_digest: str,
+    ) -> None:
+        self.agency = agency
+        self.duty_code = duty_code
+        self.occurred_on = occurred_on
+        self.request_digest = request_digest
+
+    @classmethod
+    def perform(
+        cls, *, record_id: uuid.UUID, agency: Agency, duty_code: str, school_ids: Iterable[str],
+        occurred_on: date, summary: str, findings: Findings, evidence: list[str], logged_by: str,
+        request_digest: str, school_exists: Callable[[str], bool], now: datetime,
+    ) -> DutyRecord:
+        schools = list(dict.fromkeys(school_ids))  # keep order, drop repeats
+        if occurred_on > local_date(now):
+            raise InvariantViolated(f"occurred_on {occurred_on.isoformat()} is in the future")
+        in_force = agency.duties_on(occurred_on)
+        if duty_code not in in_force:
+            raise InvariantViolated(
+                f"duty {duty_code!r} is not among the duties of {agency.code!r} in force on "
+                f"{occurred_on.isoformat()}"
+            )
+        if len(schools) > MAX_SCHOOLS_PER_RECORD:
+            raise InvariantViolated(f"a record covers at most {MAX_SCHOOLS_PER_RECORD} schools")
+        missing = [s for s in schools if not school_exists(s)]
+        if missing:
+            raise InvariantViolated(f"unknown school(s): {', '.join(missing[:10])}")
+        if not summary.strip():
+            raise InvariantViolated("summary must not be blank")
+        if findings["count"] < 0:
+            raise InvariantViolated("findings.count must not be negative")
+        return cls._create(
+            cls.DutyPerformed, id=record_id, timestamp=now, event_id=str(record_id),
+            agency=agency.code, occurred_on=occurred_on.isoformat(), duty_code=duty_code,
+            school_ids=schools, summary=summary.strip(), findings=findings, evidence=list(evidence),
+            logged_by=logged_by, request_digest=request_digest,
+        )

@@ -1,0 +1,106 @@
+"""Shared pieces of every projection: the decoded log entry, the projection contract, and
+dialect-neutral upserts."""
+
+from __future__ import annotations
+
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+# One MetaData for every read-model table, so `create_all` sets them all up.
+metadata = sa.MetaData()
+
+_HIDDEN = ("originator_topic", "timestamp")
+
+
+def type_of_topic(topic: str) -> str:
+    """'events.duty_log:DutyRecord.DutyPerformed' -> 'DutyPerformed'."""
+    return topic.rsplit(":", 1)[-1].rsplit(".", 1)[-1]
+
+
+def utc_text(moment: datetime) -> str:
+    """Fixed-width UTC text, so string order is time order in SQLite and PostgreSQL alike."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEvent:
+    """One stored event, decoded straight from its JSON (no domain-object round trip)."""
+
+    position: int
+    originator_id: uuid.UUID
+    originator_version: int
+    topic: str
+    type: str
+    recorded_at: str  # utc_text
+    data: dict[str, Any]
+
+    @classmethod
+    def from_notification(cls, n: Any) -> LoggedEvent:
+        state: dict[str, Any] = orjson.loads(n.state)
+        recorded = datetime.fromisoformat(state["timestamp"])
+        for key in _HIDDEN:
+            state.pop(key, None)
+        state.pop("class_version", None)
+        return cls(
+            position=int(n.id), originator_id=n.originator_id, originator_version=int(n.originator_version),
+            topic=n.topic, type=type_of_topic(n.topic), recorded_at=utc_text(recorded), data=state,
+        )
+
+
+class Projection(ABC):
+    """A read model. ``apply`` receives events in log order, already filtered to
+    ``topics``, inside the transaction that also advances the tracking position."""
+
+    name: str
+    # Bump when the tables or the policy change: the runner then rebuilds from zero.
+    version: int = 1
+    topics: tuple[str, ...]
+    tables: tuple[sa.Table, ...]
+
+    @abstractmethod
+    def apply(self, conn: sa.Connection, events: Sequence[LoggedEvent]) -> None: ...
+
+
+def insert_ignore(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    stmt = _dialect_insert(conn, table).on_conflict_do_nothing()
+    conn.execute(stmt, list(rows))
+
+
+def upsert_add(
+    conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]], *, keys: Iterable[str],
+    add: Iterable[str] = (), greatest: Iterable[str] = (), replace: Iterable[str] = (),
+) -> None:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE: ``add`` columns are summed, ``greatest``
+    keep the larger value, ``replace`` take the new value."""
+    if not rows:
+        return
+    ins = _dialect_insert(conn, table)
+    excluded = ins.excluded
+    sets: dict[str, Any] = {}
+    for col in add:
+        sets[col] = table.c[col] + excluded[col]
+    for col in greatest:
+        fn = sa.func.max if conn.dialect.name == "sqlite" else sa.func.greatest
+        sets[col] = fn(table.c[col], excluded[col])
+    for col in replace:
+        sets[col] = excluded[col]
+    stmt = ins.on_conflict_do_update(index_elements=list(keys), set_=sets)
+    conn.execute(stmt, list(rows))
+
+
+def _dialect_insert(conn: sa.Connection, table: sa.Table) -> Any:
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    if conn.dialect.name == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(conn.dialect.name)

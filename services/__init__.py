@@ -1,0 +1,1 @@
+"""Application services and the adapters that face the world."""

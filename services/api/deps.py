@@ -1,0 +1,79 @@
+"""Request dependencies: the platform, the acting principal, role checks, paging."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from services.api.problems import ProblemError
+from services.auth_model import Principal
+from services.platform import Platform
+
+_bearer = HTTPBearer(auto_error=False, description="Token from `lianxi token issue`")
+
+MAX_PAGE = 500
+
+
+def get_platform(request: Request) -> Platform:
+    platform: Platform = request.app.state.platform
+    return platform
+
+
+PlatformDep = Annotated[Platform, Depends(get_platform)]
+
+
+def get_principal(
+    platform: PlatformDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise ProblemError(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+    principal = platform.tokens.authenticate(credentials.credentials)
+    if principal is None:
+        raise ProblemError(401, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def require_reader_of(principal: Principal, agency: str) -> None:
+    """Liaisons read only their own unit; lead and auditor read everything."""
+    if not principal.can_read_all and principal.agency != agency:
+        raise ProblemError(403, f"a {principal.role} of {principal.agency!r} may not read {agency!r}")
+
+
+def require_writer(principal: Principal) -> None:
+    if not principal.can_write:
+        raise ProblemError(403, f"a {principal.role} credential is read-only")
+
+
+def require_lead(principal: Principal) -> None:
+    if principal.role != "lead":
+        raise ProblemError(403, "only the lead unit may do this")
+
+
+def require_all_reader(principal: Principal) -> None:
+    if not principal.can_read_all:
+        raise ProblemError(403, "only the lead unit and auditors may read this")
+
+
+LimitQ = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"page size, at most {MAX_PAGE}")]
+CursorQ = Annotated[str | None, Query(max_length=200, description="next_cursor from the previous page")]
+
+
+def encode_cursor(value: str) -> str:
+    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> str | None:
+    if not cursor:
+        return None
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ProblemError(400, "cursor is not one this API issued") from None

@@ -1,0 +1,219 @@
+"""The Lianxi application: one method per use case (get -> call -> save).
+
+Services raise domain errors (events.errors) and never HTTP errors; the API maps them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import orjson
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError, Recording, Transcoder
+
+from contracts.catalogue import Catalogue
+from events.agencies import Agency, Duty, agency_id
+from events.duty_log import DutyRecord, Findings, duty_record_id
+from events.errors import Conflict, InvariantViolated, NotFound, NotPermitted
+from events.schools import School, school_aggregate_id
+from services.auth_model import Principal
+from services.group_commit import GroupCommitter
+from services.store import Database, OrjsonTranscoder
+
+# The catalogue's first duty lists take effect from this date, so demo and review years
+# before the day `lianxi init` ran still see the duties.
+CATALOGUE_EPOCH = date(2000, 1, 1)
+
+
+def request_digest(body: dict[str, Any]) -> str:
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+@dataclass(frozen=True)
+class Appended:
+    id: str
+    position: int | None
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class InitResult:
+    registered: int
+    revised: int
+    unchanged: int
+
+
+class LianxiApp(Application[uuid.UUID]):
+    # Pinned: PostgreSQL table names derive from it.
+    name = "lianxi"
+
+    def __init__(self, database: Database, *, group_commit: bool = False, max_batch: int = 500) -> None:
+        self.database = database
+        database.ensure_schema()
+        env = {
+            **database.eventsourcing_env(),
+            "AGGREGATE_CACHE_MAXSIZE": "2000",
+            "AGGREGATE_CACHE_FASTFORWARD": "y",
+        }
+        super().__init__(env=env)
+        self._known_schools: set[str] = set()
+        self._schools_lock = threading.Lock()
+        self._committer = GroupCommitter(super().save, max_batch=max_batch) if group_commit else None
+
+    def construct_transcoder(self) -> Transcoder:
+        return OrjsonTranscoder()
+
+    def close(self) -> None:
+        if self._committer is not None:
+            self._committer.close()
+        super().close()
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def commit(self, *aggregates: Any) -> Sequence[Recording[uuid.UUID]]:
+        """Save through the group committer when enabled (API), directly otherwise."""
+        if self._committer is not None:
+            return self._committer.save(*aggregates)
+        return self.save(*aggregates)
+
+    def position_of(self, originator_id: uuid.UUID, version: int) -> int | None:
+        """Notification id (log position) of one stored event."""
+        recorder: Any = self.recorder
+        table = recorder.events_table_name
+        oid: Any = originator_id
+        if self.database.kind == "sqlite":
+            sql = f"SELECT rowid FROM {table} WHERE originator_id=? AND originator_version=?"
+            oid = originator_id.hex
+        else:
+            sql = f"SELECT notification_id FROM {table} WHERE originator_id=%s AND originator_version=%s"
+        with recorder.datastore.transaction(commit=False) as cur:
+            cur.execute(sql, (oid, version))
+            row = cur.fetchone()
+        return None if row is None else int(row[0])
+
+    # -- catalogue -------------------------------------------------------------------------
+
+    def agency(self, code: str) -> Agency:
+        try:
+            agg: Agency = self.repository.get(agency_id(code))
+        except AggregateNotFoundError:
+            raise NotFound(f"unknown member unit {code!r}") from None
+        return agg
+
+    def register_catalogue(
+        self, catalogue: Catalogue, *, now: datetime, effective_on: date | None = None,
+        reason: str = "catalogue revised",
+    ) -> InitResult:
+        """Idempotent: units already registered with the same duties record nothing."""
+        registered = revised = unchanged = 0
+        for unit in catalogue.units.units:
+            duties: list[Duty] = [
+                {"code": d.code, "text": d.text, "applies_to": d.applies_to} for d in unit.duties
+            ]
+            try:
+                existing: Agency = self.repository.get(agency_id(unit.code))
+            except AggregateNotFoundError:
+                agg = Agency.register(
+                    code=unit.code, name=unit.name, name_en=unit.name_en, lead=unit.lead,
+                    duties=duties, effective_on=effective_on or CATALOGUE_EPOCH, now=now,
+                )
+                self.save(agg)
+                registered += 1
+                continue
+            if existing.revise(
+                name=unit.name, name_en=unit.name_en, duties=duties,
+                effective_on=effective_on or now.date(), reason=reason, now=now,
+            ):
+                self.save(existing)
+                revised += 1
+            else:
+                unchanged += 1
+        return InitResult(registered, revised, unchanged)
+
+    # -- schools ---------------------------------------------------------------------------
+
+    def school_exists(self, school_id: str) -> bool:
+        if school_id in self._known_schools:
+            return True
+        try:
+            self.repository.get(school_aggregate_id(school_id))
+        except AggregateNotFoundError:
+            return False
+        with self._schools_lock:
+            self._known_schools.add(school_id)
+        return True
+
+    def register_school(
+        self, principal: Principal, *, school_id: str, name: str, town: str, kind: str,
+        boarding: bool, canteen: bool, school_bus: bool, now: datetime,
+    ) -> Appended:
+        if principal.role != "lead":
+            raise NotPermitted("only the lead unit registers schools")
+        lead = self.agency(principal.agency)
+        if self.school_exists(school_id):
+            raise Conflict(f"school {school_id!r} is already registered")
+        school = School.register(
+            by_agency=lead.code, by_lead=lead.lead, school_id=school_id, name=name, town=town,
+            kind=kind, boarding=boarding, canteen=canteen, school_bus=school_bus, now=now,
+        )
+        try:
+            recordings = self.commit(school)
+        except IntegrityError:
+            raise Conflict(f"school {school_id!r} is already registered") from None
+        self._known_schools.add(school_id)
+        event: Any = recordings[0].domain_event
+        return Appended(id=event.event_id, position=recordings[0].notification.id)
+
+    # -- duty log --------------------------------------------------------------------------
+
+    def log_duty(
+        self, principal: Principal, *, duty_code: str, school_ids: list[str], occurred_on: date,
+        summary: str, findings: Findings, evidence: list[str], idempotency_key: str | None,
+        body: dict[str, Any], now: datetime,
+    ) -> Appended:
+        if principal.role != "liaison" and principal.role != "lead":
+            raise NotPermitted("this credential may not write")
+        digest = request_digest(body)
+        record_id = duty_record_id(principal.agency, idempotency_key)
+        if idempotency_key is not None:
+            replay = self._replay(record_id, digest)
+            if replay is not None:
+                return replay
+        agency = self.agency(principal.agency)
+        record = DutyRecord.perform(
+            record_id=record_id, agency=agency, duty_code=duty_code, school_ids=school_ids,
+            occurred_on=occurred_on, summary=summary, findings=findings, evidence=evidence,
+            logged_by=principal.actor, request_digest=digest, school_exists=self.school_exists,
+            now=now,
+        )
+        try:
+            recordings = self.commit(record)
+        except IntegrityError:
+            # Same idempotency key raced with another request: answer as a replay.
+            replay = self._replay(record_id, digest) if idempotency_key is not None else None
+            if replay is None:
+                raise
+            return replay
+        return Appended(id=str(record_id), position=recordings[0].notification.id)
+
+    def _replay(self, record_id: uuid.UUID, digest: str) -> Appended | None:
+        try:
+            existing: DutyRecord = self.repository.get(record_id)
+        except AggregateNotFoundError:
+            return None
+        if existing.request_digest != digest:
+            raise Conflict("this Idempotency-Key was already used with a different request body")
+        return Appended(id=str(record_id), position=self.position_of(record_id, 1), replayed=True)
+
+
+def parse_iso_date(value: str, field: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise InvariantViolated(f"{field} {value!r} is not a date (YYYY-MM-DD)") from None

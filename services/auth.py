@@ -1,0 +1,101 @@
+"""Bearer tokens. Only a SHA-256 of each token is stored; the token is printed once."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+from events.errors import InvariantViolated, NotFound
+from services.auth_model import ROLES, Principal, Role
+
+auth_metadata = sa.MetaData()
+
+tokens = sa.Table(
+    "auth_tokens",
+    auth_metadata,
+    sa.Column("token_id", sa.String(36), primary_key=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("agency", sa.String(64), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("label", sa.String(100), nullable=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("revoked_at", sa.String(32), nullable=True),
+)
+
+TOKEN_PREFIX = "lx_"
+_CACHE_TTL_S = 5.0
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class TokenStore:
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._lock = threading.Lock()
+
+    def setup(self) -> None:
+        auth_metadata.create_all(self.engine, checkfirst=True)
+
+    def issue(self, *, agency: str, role: str, label: str, known_agencies: dict[str, bool]) -> tuple[str, str]:
+        """Returns (token_id, token). ``known_agencies`` maps unit code -> is lead."""
+        if role not in ROLES:
+            raise InvariantViolated(f"role {role!r} must be one of {', '.join(ROLES)}")
+        if agency not in known_agencies:
+            raise NotFound(f"unknown member unit {agency!r} (run `lianxi init` first?)")
+        if role == "lead" and not known_agencies[agency]:
+            raise InvariantViolated(f"only the lead unit may hold a lead token; {agency!r} is not the lead")
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        token_id = str(uuid.uuid4())
+        with self.engine.begin() as conn:
+            conn.execute(tokens.insert().values(
+                token_id=token_id, token_hash=hash_token(token), agency=agency, role=role,
+                label=label[:100] or role, created_at=datetime.now(UTC).isoformat(),
+            ))
+        return token_id, token
+
+    def revoke(self, token_id: str) -> None:
+        with self.engine.begin() as conn:
+            done = conn.execute(tokens.update().where(tokens.c.token_id == token_id, tokens.c.revoked_at.is_(None))
+                                .values(revoked_at=datetime.now(UTC).isoformat())).rowcount
+        if not done:
+            raise NotFound(f"no active token with id {token_id!r}")
+        with self._lock:
+            self._cache.clear()
+
+    def list(self) -> list[dict[str, object]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(tokens.c.token_id, tokens.c.agency, tokens.c.role, tokens.c.label,
+                                          tokens.c.created_at, tokens.c.revoked_at)
+                                .order_by(tokens.c.created_at)).mappings()
+            return [dict(r) for r in rows]
+
+    def authenticate(self, token: str) -> Principal | None:
+        """The principal for a bearer token, or None. Cached briefly: a revocation takes
+        effect in this process at once and in others within a few seconds."""
+        digest = hash_token(token)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(digest)
+        if hit is not None and now - hit[0] < _CACHE_TTL_S:
+            return hit[1]
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(tokens).where(tokens.c.token_hash == digest,
+                                                       tokens.c.revoked_at.is_(None))).mappings().first()
+        principal = None
+        if row is not None:
+            role: Role = row["role"]
+            principal = Principal(token_id=row["token_id"], agency=row["agency"], role=role, label=row["label"])
+        with self._lock:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[digest] = (now, principal)
+        return principal

@@ -1,0 +1,224 @@
+"""A deterministic synthetic county year: schools across towns and every unit's duty
+performances at frequencies that fit its duties.
+
+Streams month by month, so memory stays bounded at province scale (--schools 20000):
+only one month's records (plus backdated ones waiting for their recording day) are held.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from contracts.catalogue import Catalogue, DutyItem
+from events.agencies import Agency
+from events.base import COUNTY_TZ, derive_id, local_date
+from events.duty_log import DutyRecord
+from events.schools import School
+from services.app import LianxiApp
+
+TOWNS = ["满都拉图镇", "巴彦淖尔镇", "查干敖包镇", "赛罕高毕苏木", "达日罕乌拉苏木", "巴彦乌拉苏木",
+         "洪格尔苏木", "白日乌拉苏木", "红格尔苏木", "额仁淖尔苏木"]
+KINDS = [("kindergarten", 0.30), ("primary", 0.40), ("junior", 0.17), ("senior", 0.08), ("vocational", 0.05)]
+KIND_NAMES = {"kindergarten": "幼儿园", "primary": "小学", "junior": "初级中学", "senior": "高级中学",
+              "vocational": "职业学校"}
+SUMMARIES = {
+    "weekly": "例行巡查", "monthly": "月度检查", "quarterly": "季度检查", "semester": "学期检查",
+    "yearly": "年度工作", "rainy-season": "汛期专项检查", "on-demand": "按需处置",
+}
+BATCH = 1000
+
+
+@dataclass(frozen=True)
+class SchoolSpec:
+    school_id: str
+    name: str
+    town: str
+    kind: str
+    boarding: bool
+    canteen: bool
+    school_bus: bool
+
+
+@dataclass(order=True)
+class PlannedRecord:
+    recorded_at: datetime
+    seq: int
+    agency: str = field(compare=False)
+    duty: str = field(compare=False)
+    occurred_on: date = field(compare=False)
+    school_ids: tuple[str, ...] = field(compare=False)
+    cadence: str = field(compare=False)
+    findings: int = field(compare=False)
+
+
+def make_schools(n: int, rng: random.Random) -> list[SchoolSpec]:
+    out = []
+    kinds, weights = zip(*KINDS, strict=True)
+    for i in range(1, n + 1):
+        kind = rng.choices(kinds, weights)[0]
+        town = TOWNS[rng.randrange(len(TOWNS))] if n > 10 else TOWNS[i % len(TOWNS)]
+        boarding = kind in ("junior", "senior", "vocational") and rng.random() < 0.6
+        canteen = kind != "kindergarten" or rng.random() < 0.5
+        out.append(SchoolSpec(
+            school_id=f"S{i:05d}", name=f"{town}第{i}{KIND_NAMES[kind]}", town=town, kind=kind,
+            boarding=boarding, canteen=canteen or boarding, school_bus=rng.random() < 0.35,
+        ))
+    return out
+
+
+def _rounds(cadence: str, year: int, rng: random.Random) -> list[tuple[date, date]]:
+    """Date windows in which one round of a duty happens."""
+    d = date
+    if cadence == "weekly":
+        start = d(year, 1, 2)
+        weeks = []
+        while start.year == year:
+            # No school-week patrols in the summer and winter holidays.
+            if start.month not in (1, 2, 7, 8) or (start.month == 2 and start.day > 20):
+                weeks.append((start, min(start + timedelta(days=4), d(year, 12, 31))))
+            start += timedelta(days=7)
+        return weeks
+    if cadence == "monthly":
+        return [(d(year, m, 1), _month_end(year, m)) for m in range(1, 13) if m not in (1, 8)]
+    if cadence == "quarterly":
+        return [(d(year, m, 1), _month_end(year, m + 2)) for m in (1, 4, 7, 10)]
+    if cadence == "semester":
+        return [(d(year, 3, 1), d(year, 6, 30)), (d(year, 9, 1), d(year, 12, 20))]
+    if cadence == "yearly":
+        return [(d(year, 3, 1), d(year, 11, 30))]
+    if cadence == "rainy-season":
+        return [(d(year, m, 1), _month_end(year, m)) for m in (5, 6, 7, 7, 8, 8, 9)]
+    # on-demand: a few unplanned occasions
+    return [(d(year, m, 1), _month_end(year, m)) for m in sorted(rng.sample(range(1, 13), rng.randint(1, 4)))]
+
+
+def _month_end(year: int, month: int) -> date:
+    return (date(year + (month == 12), month % 12 + 1, 1)) - timedelta(days=1)
+
+
+def _applicable(duty: DutyItem, schools: list[SchoolSpec]) -> list[SchoolSpec]:
+    if duty.applies_to == "none":
+        return []
+    if duty.applies_to == "all":
+        return schools
+    return [s for s in schools if getattr(s, duty.applies_to)]
+
+
+def plan_year(
+    catalogue: Catalogue, schools: list[SchoolSpec], year: int, seed: int, today: date,
+) -> Iterator[list[PlannedRecord]]:
+    """Yields each month's records (sorted by recording time), months in order."""
+    rng = random.Random(seed)
+    plans: list[tuple[str, DutyItem, list[tuple[date, date]], float]] = []
+    for unit in catalogue.units.units:
+        for duty in unit.duties:
+            # Some units are silent on some duties all year, so blind spots exist.
+            if rng.random() < 0.12 and not unit.lead:
+                continue
+            diligence = rng.uniform(0.7, 0.98)
+            plans.append((unit.code, duty, _rounds(duty.cadence, year, rng), diligence))
+    waiting: list[PlannedRecord] = []  # backdated records, by recording time
+    seq = 0
+    for month in range(1, 13):
+        month_records: list[PlannedRecord] = []
+        for code, duty, rounds, diligence in plans:
+            targets = _applicable(duty, schools)
+            for start, end in rounds:
+                if start.month != month:
+                    continue
+                span = (end - start).days
+                groups: list[tuple[str, ...]]
+                if duty.applies_to == "none":
+                    groups = [()]
+                elif duty.cadence in ("yearly", "on-demand") and len(targets) > 20:
+                    # County-wide actions: one record covering a sample of schools.
+                    k = max(1, int(len(targets) * diligence * 0.3))
+                    groups = [tuple(s.school_id for s in rng.sample(targets, k))]
+                else:
+                    groups = [(s.school_id,) for s in targets if rng.random() < diligence]
+                for group in groups:
+                    day = start + timedelta(days=rng.randint(0, max(span, 0)))
+                    if day > today:
+                        continue
+                    recorded = datetime.combine(day, time(rng.randint(8, 18), rng.randint(0, 59)), tzinfo=COUNTY_TZ)
+                    if rng.random() < 0.04:  # 补录: logged weeks later
+                        recorded += timedelta(days=rng.randint(10, 60))
+                    seq += 1
+                    findings = rng.choices([0, 1, 2, 3], [0.75, 0.15, 0.07, 0.03])[0]
+                    rec = PlannedRecord(recorded.astimezone(UTC), seq, code, duty.code, day, group,
+                                        duty.cadence, findings)
+                    month_records.append(rec)
+        month_end = datetime.combine(_month_end(year, month) + timedelta(days=1), time(0), tzinfo=COUNTY_TZ)
+        ready: list[PlannedRecord] = []
+        for rec in month_records:
+            if rec.recorded_at < month_end:
+                ready.append(rec)
+            else:
+                heapq.heappush(waiting, rec)
+        while waiting and waiting[0].recorded_at < month_end:
+            ready.append(heapq.heappop(waiting))
+        ready.sort()
+        yield ready
+    tail = sorted(waiting)
+    if tail:
+        yield tail
+
+
+def run_demo(
+    app: LianxiApp, catalogue: Catalogue, *, schools: int, year: int, seed: int, now: datetime,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Writes the demo year; returns counts. The catalogue is registered as of the start of
+    the year, so as-of views within the year see the duties."""
+    rng = random.Random(seed)
+    year_start = datetime.combine(date(year, 1, 1), time(8, 0), tzinfo=COUNTY_TZ)
+    app.register_catalogue(catalogue, now=year_start.astimezone(UTC))
+    lead = catalogue.lead.code
+    specs = make_schools(schools, rng)
+    written = 0
+    batch: list[Any] = []
+    for i, s in enumerate(specs):
+        batch.append(School.register(
+            by_agency=lead, by_lead=True, school_id=s.school_id, name=s.name, town=s.town, kind=s.kind,
+            boarding=s.boarding, canteen=s.canteen, school_bus=s.school_bus,
+            now=(year_start + timedelta(seconds=i)).astimezone(UTC),
+        ))
+        if len(batch) >= BATCH:
+            app.save(*batch)
+            written += len(batch)
+            if progress:
+                progress(len(batch))
+            batch = []
+    agencies: dict[str, Agency] = {u.code: app.agency(u.code) for u in catalogue.units.units}
+    known = {s.school_id for s in specs}
+    today = min(local_date(now), date(year, 12, 31))
+    for month_records in plan_year(catalogue, specs, year, seed, today):
+        for rec in month_records:
+            if rec.recorded_at > now:
+                continue
+            record_id = derive_id("demo", str(seed), str(year), str(rec.seq))
+            batch.append(DutyRecord.perform(
+                record_id=record_id, agency=agencies[rec.agency], duty_code=rec.duty,
+                school_ids=rec.school_ids, occurred_on=rec.occurred_on,
+                summary=f"{SUMMARIES[rec.cadence]}({rec.duty.split('.', 1)[1]})",
+                findings={"count": rec.findings, "text": "发现问题已当场反馈" if rec.findings else ""},
+                evidence=[f"sha256:{record_id.hex}"], logged_by="demo:generator",
+                request_digest="", school_exists=known.__contains__, now=rec.recorded_at,
+            ))
+            if len(batch) >= BATCH:
+                app.save(*batch)
+                written += len(batch)
+                if progress:
+                    progress(len(batch))
+                batch = []
+    if batch:
+        app.save(*batch)
+        written += len(batch)
+        if progress:
+            progress(len(batch))
+    return {"schools": len(specs), "events": written}

@@ -1,0 +1,68 @@
+"""One bootstrap that wires the event store, read models, projections and auth."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from projections.catalogue_view import CatalogueView
+from projections.ledger import LedgerView
+from projections.runner import ProjectionRunner
+from services.app import LianxiApp
+from services.auth import TokenStore
+from services.settings import Settings, get_settings
+from services.store import Database
+
+log = logging.getLogger(__name__)
+
+
+def all_projections() -> list[Any]:
+    return [CatalogueView(), LedgerView()]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Platform:
+    def __init__(self, settings: Settings | None = None, *, group_commit: bool | None = None) -> None:
+        self.settings = settings or get_settings()
+        self.database = Database.from_url(self.settings.database_url)
+        use_group_commit = self.settings.group_commit if group_commit is None else group_commit
+        self.app = LianxiApp(self.database, group_commit=use_group_commit,
+                             max_batch=self.settings.group_commit_max_batch)
+        self.write_engine: sa.Engine = self.database.sqlalchemy_engine(writer=True)
+        self.read_engine: sa.Engine = self.database.sqlalchemy_engine(writer=False)
+        self.runner = ProjectionRunner(self.app.recorder, self.write_engine, all_projections(),
+                                       batch_size=self.settings.projection_batch_size)
+        self.tokens = TokenStore(self.write_engine)
+        self.runner.setup()
+        self.tokens.setup()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.clock = utcnow
+
+    def start_background(self) -> None:
+        """Follow the log in-process (the embedded default)."""
+        t = threading.Thread(target=self.runner.run_forever, args=(self._stop,), name="projections", daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def close(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=10)
+        self.app.close()
+        self.write_engine.dispose()
+        self.read_engine.dispose()
+
+    def known_agencies(self) -> dict[str, bool]:
+        from projections.catalogue_view import list_agencies
+
+        self.runner.catch_up("catalogue")
+        with self.read_engine.connect() as conn:
+            return {a["code"]: bool(a["lead"]) for a in list_agencies(conn)}

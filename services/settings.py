@@ -1,0 +1,30 @@
+"""Configuration, read from the environment only (LIANXI_*)."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LIANXI_", extra="ignore")
+
+    # sqlite:///path/to/file.db (default) or postgresql://user:pass@host:port/dbname[?schema=name]
+    database_url: str = "sqlite:///./var/lianxi.db"
+    # Append concurrent API writes in one transaction (see services/group_commit.py).
+    group_commit: bool = True
+    group_commit_max_batch: int = 500
+    # The embedded default runs projections inside `lianxi serve`; turn off when
+    # separate `lianxi project` workers run.
+    inprocess_projections: bool = True
+    projection_batch_size: int = 1000
+    # /readyz fails when a projection is further behind the log than this.
+    readiness_max_lag: int = 10_000
+    kafka_bootstrap: str | None = None
+    log_level: str = "INFO"
+
+
+@cache
+def get_settings() -> Settings:
+    return Settings()
