@@ -91,11 +91,15 @@ class LianxiApp(Application[uuid.UUID]):
             sql = f"SELECT rowid FROM {table} WHERE originator_id=? AND originator_version=?"
             oid = originator_id.hex
         else:
-            sql = f"SELECT notification_id FROM {table} WHERE originator_id=%s AND originator_version=%s"
+            schema = recorder.datastore.schema or "public"
+            sql = (f'SELECT notification_id FROM "{schema}"."{table}" '
+                   "WHERE originator_id=%s AND originator_version=%s")
         with recorder.datastore.transaction(commit=False) as cur:
             cur.execute(sql, (oid, version))
             row = cur.fetchone()
-        return None if row is None else int(row[0])
+        if row is None:
+            return None
+        return int(next(iter(row.values())) if isinstance(row, dict) else row[0])
 
     # -- catalogue -------------------------------------------------------------------------
 

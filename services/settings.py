@@ -21,7 +21,18 @@ class Settings(BaseSettings):
     projection_batch_size: int = 1000
     # /readyz fails when a projection is further behind the log than this.
     readiness_max_lag: int = 10_000
-    kafka_bootstrap: str | None = None
+    # Kafka (scale-out only): `lianxi relay` publishes the log, `lianxi ingest` reads agency feeds.
+    kafka_bootstrap: str | None = None  # host:port[,host:port]
+    kafka_client_id: str = "lianxi"
+    kafka_events_topic: str = "lianxi.events.v1"
+    kafka_inbound_topic: str = "lianxi.inbound.v1"
+    kafka_dlq_topic: str = "lianxi.inbound.dlq.v1"
+    # Topics the relay/ingest create when absent (a broker's own defaults otherwise apply).
+    kafka_partitions: int = 6
+    kafka_replication: int = 1
+    kafka_ingest_group: str = "lianxi-ingest"
+    kafka_session_timeout_ms: int = 10_000
+    relay_batch_size: int = 500
     log_level: str = "INFO"
 
 

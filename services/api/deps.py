@@ -66,14 +66,21 @@ LimitQ = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"page size, at mos
 CursorQ = Annotated[str | None, Query(max_length=200, description="next_cursor from the previous page")]
 
 
+_CURSOR_TAG = "c1:"
+
+
 def encode_cursor(value: str) -> str:
-    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+    """Opaque cursors: clients pass them back, never build them."""
+    return base64.urlsafe_b64encode((_CURSOR_TAG + value).encode()).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str | None) -> str | None:
     if not cursor:
         return None
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise ProblemError(400, "cursor is not one this API issued") from None
+        raw = ""
+    if not raw.startswith(_CURSOR_TAG):
+        raise ProblemError(400, "cursor is not one this API issued")
+    return raw[len(_CURSOR_TAG):]

@@ -1,0 +1,91 @@
+"""The catalogue taken from the seeds, its validation, and `init` as events."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+
+from contracts.catalogue import CATALOGUE_DIR, CatalogueError, default_catalogue, load_catalogue
+from projections.catalogue_view import duties_in_force
+from services.platform import Platform
+
+REQUIRED_UNITS = ["education", "public-security", "market-supervision", "urban-management", "fire-rescue",
+                  "meteorology"]
+
+
+def test_catalogue_holds_the_seed_units_duties_campaigns_and_targets() -> None:
+    c = default_catalogue()
+    codes = [u.code for u in c.units.units]
+    for code in REQUIRED_UNITS:
+        assert code in codes
+    assert c.lead.code == "education"
+    # Seed 003 section 三 names 20 member units besides the lead bureau.
+    assert len(codes) == 21
+    assert "fire-rescue.inspection" in [d.code for d in c.unit("fire-rescue").duties]
+    seed_003 = next((Path(__file__).parents[2] / "shared" / "seeds").glob("003_*")).read_text()
+    for unit in c.units.units:
+        assert unit.name in seed_003, unit.name
+    assert [x.code for x in c.campaigns.campaigns] == [
+        "fire-safety", "food-safety", "school-bus", "drowning-prevention", "anti-bullying", "surroundings"]
+    for campaign in c.campaigns.campaigns:
+        assert len(campaign.aspects) == 5
+        assert [(p.starts, p.ends) for p in campaign.phases][1:] == [("04-01", "10-31"), ("11-01", "12-31")]
+    targets = {t.code: t for t in c.targets.targets}
+    assert targets["green-school-share"].value == pytest.approx(0.70)
+    assert targets["water-saving-schools"].value == 4
+    assert targets["garbage-sorting-demo-schools"].value == 2
+    assert targets["environmental-education-coverage"].value == 1.0
+
+
+def _broken_copy(tmp_path: Path, old: str, new: str) -> Path:
+    target = tmp_path / "catalogue"
+    shutil.copytree(CATALOGUE_DIR, target)
+    units = target / "units.yaml"
+    text = units.read_text(encoding="utf-8")
+    assert old in text
+    units.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return target
+
+
+def test_a_malformed_field_is_named_with_its_file(tmp_path: Path) -> None:
+    broken = _broken_copy(tmp_path, "        applies_to: all", "        applies_to: everywhere")
+    with pytest.raises(CatalogueError) as e:
+        load_catalogue(broken)
+    message = str(e.value)
+    assert "units.yaml" in message and "applies_to" in message and "units[0].duties[0]" in message
+    assert "\n" not in message
+
+
+def test_invalid_yaml_is_reported_with_a_line(tmp_path: Path) -> None:
+    broken = _broken_copy(tmp_path, "\nversion: 1", "\nversion: [1")
+    with pytest.raises(CatalogueError, match=r"units.yaml: line \d+"):
+        load_catalogue(broken)
+
+
+def test_init_twice_changes_nothing_and_a_revision_is_an_event(platform: Platform) -> None:
+    # The fixture registered the catalogue; doing it again records nothing.
+    head = platform.app.recorder.max_notification_id()
+    result = platform.app.register_catalogue(default_catalogue(), now=datetime(2025, 1, 1, tzinfo=UTC))
+    assert (result.registered, result.revised, result.unchanged) == (0, 0, 21)
+    assert platform.app.recorder.max_notification_id() == head
+
+    # Drop one fire-rescue duty, effective 2025-03-01.
+    catalogue = default_catalogue()
+    fire = catalogue.unit("fire-rescue")
+    trimmed = fire.model_copy(update={"duties": fire.duties[:1]})
+    units = tuple(trimmed if u.code == "fire-rescue" else u for u in catalogue.units.units)
+    revised = catalogue.model_copy(update={"units": catalogue.units.model_copy(update={"units": units})})
+    result = platform.app.register_catalogue(revised, now=datetime(2025, 3, 2, tzinfo=UTC),
+                                             effective_on=date(2025, 3, 1), reason="职责调整")
+    assert result.revised == 1
+    platform.runner.catch_up()
+    with platform.read_engine.connect() as conn:
+        before = duties_in_force(conn, "fire-rescue", date(2025, 2, 28))
+        after = duties_in_force(conn, "fire-rescue", date(2025, 3, 1))
+        # As known before the revision was recorded, March still had the old list.
+        known_earlier = duties_in_force(conn, "fire-rescue", date(2025, 3, 1), known_by="2025-03-01T00:00:00.000000Z")
+    assert len(before) == len(fire.duties) and len(after) == 1
+    assert len(known_earlier) == len(fire.duties)
