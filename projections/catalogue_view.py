@@ -140,7 +140,9 @@ def applicable_school_counts(conn: sa.Connection, known_by: str | None = None) -
     return {"all": int(total), "canteen": int(canteen), "boarding": int(boarding), "school_bus": int(bus)}
 
 
-def list_schools(conn: sa.Connection, *, after: str | None, limit: int, town: str | None = None) -> list[dict[str, Any]]:
+def list_schools(
+    conn: sa.Connection, *, after: str | None, limit: int, town: str | None = None,
+) -> list[dict[str, Any]]:
     q = sa.select(schools).order_by(schools.c.school_id).limit(limit)
     if after:
         q = q.where(schools.c.school_id > after)

@@ -139,7 +139,7 @@ class ProjectionRunner:
             for name in self.projections:
                 try:
                     busy |= self.step(name).applied > 0
-                except Exception:  # noqa: BLE001 - keep following; the error is logged
+                except Exception:  # keep following; the error is logged and the batch retried
                     log.exception("projection %s failed a batch; retrying", name)
                     stop.wait(1.0)
             if not busy:

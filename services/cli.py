@@ -33,15 +33,15 @@ def _platform(**kw: Any) -> Any:
     return Platform(**kw)
 
 
-def _bar(total: int, desc: str) -> tqdm:  # type: ignore[type-arg]
+def _bar(total: int, desc: str) -> tqdm:
     return tqdm(total=total, desc=desc, unit="ev", file=sys.stderr, dynamic_ncols=True,
                 disable=None)  # None: no bar when stderr is not a terminal
 
 
 @cli.command()
 def init(
-    effective_on: Annotated[str | None, typer.Option(help="date a changed duty list takes effect (default today)")] = None,
-    reason: Annotated[str, typer.Option(help="why the duties changed, recorded with the revision")] = "catalogue revised",
+    effective_on: Annotated[str | None, typer.Option(help="date a changed duty list takes effect")] = None,
+    reason: Annotated[str, typer.Option(help="why the duties changed (recorded)")] = "catalogue revised",
 ) -> None:
     """Register the catalogue (units, duties) into the event log. Running it twice changes nothing."""
     catalogue = load_catalogue()

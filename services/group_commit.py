@@ -73,7 +73,7 @@ class GroupCommitter:
         if len(batch) > 1:
             try:
                 recordings = self._save(*[e for events, _ in batch for e in events])
-            except Exception:  # noqa: BLE001 - isolate the culprit below
+            except Exception:  # isolate the culprit below
                 log.debug("group commit of %d failed; retrying one by one", len(batch))
             else:
                 by_event = {id(r.domain_event): r for r in recordings}
@@ -83,5 +83,5 @@ class GroupCommitter:
         for events, fut in batch:
             try:
                 fut.set_result(self._save(*events))
-            except Exception as e:  # noqa: BLE001 - handed to the waiting request
+            except Exception as e:  # handed to the waiting request
                 fut.set_exception(e)

@@ -42,7 +42,7 @@ class OrjsonTranscoder(Transcoder):
 class DurableSQLiteConnectionPool(SQLiteConnectionPool):
     def _create_connection(self) -> SQLiteConnection:
         conn = super()._create_connection()
-        raw: sqlite3.Connection = conn._sqlite_conn  # noqa: SLF001 - the only way to set pragmas
+        raw: sqlite3.Connection = conn._sqlite_conn  # the only handle on which to set pragmas
         raw.execute("PRAGMA synchronous=FULL")
         raw.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
         return conn

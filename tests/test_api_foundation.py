@@ -82,7 +82,8 @@ def test_idempotency_key_replays_and_conflicts(county: Api) -> None:
     changed = county.client.post("/api/v1/duty-logs", json=duty(summary="另一次"), headers=h)
     assert changed.status_code == 409
     # Another unit using the same key is a different record.
-    other = county.client.post("/api/v1/duty-logs", headers={**county.as_("public-security"), "Idempotency-Key": "visit-42"},
+    other_h = {**county.as_("public-security"), "Idempotency-Key": "visit-42"}
+    other = county.client.post("/api/v1/duty-logs", headers=other_h,
                                json=duty(duty_code="public-security.campus-protection"))
     assert other.status_code == 201 and other.json()["id"] != first.json()["id"]
     county.settle()

@@ -70,7 +70,8 @@ def problem(status: int, detail: str | None, *, slug: str | None = None, instanc
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     out = []
     for err in exc.errors():
-        out.append({"loc": [str(p) for p in err.get("loc", ())], "msg": err.get("msg", ""), "type": err.get("type", "")})
+        out.append({"loc": [str(p) for p in err.get("loc", ())], "msg": err.get("msg", ""),
+                    "type": err.get("type", "")})
     return out
 
 
