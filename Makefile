@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export LIANXI_DATABASE_URL ?= sqlite:///./var/lianxi.db
 
-.PHONY: run test lint bench setup init demo clean
+.PHONY: run test lint bench setup init demo clean schemas
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -30,11 +30,15 @@ run: setup
 	$(BIN)/lianxi serve --host $(HOST) --port $(PORT)
 
 lint: setup
-	$(BIN)/ruff check events projections services contracts tests bench
+	$(BIN)/ruff check .
 	$(BIN)/mypy
 
 test: setup lint
 	$(BIN)/pytest -n 2 --dist loadfile
+
+# Regenerate the event JSON Schemas and contracts/asyncapi.yaml from the code.
+schemas: setup
+	$(BIN)/lianxi schemas --write
 
 bench: setup
 	$(BIN)/python -m bench.run
