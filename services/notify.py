@@ -1,0 +1,378 @@
+"""Outbound notification delivery: signed webhooks and (optionally) email, from the delivery
+records the notifications projection plans (projections/notifications.py).
+
+Exactly once per (notification, channel):
+- the projection plans a delivery record with INSERT ... ON CONFLICT DO NOTHING in a table no
+  rebuild drops, so replaying the log never plans a second one;
+- a sender claims a record with a conditional UPDATE (status and attempt count must still be
+  what it read), so two delivery workers never send the same record;
+- a record is marked delivered in the same statement that ends the claim.
+A crash after the receiver got the request but before the record was marked leaves a claim
+that expires and is retried: receivers deduplicate on ``X-Lianxi-Delivery`` (the
+notification id), which never changes between attempts.
+
+Webhook requests are signed: ``X-Lianxi-Signature: sha256=HMAC(secret, f"{timestamp}." + body)``
+with ``X-Lianxi-Timestamp`` in Unix seconds; ``verify_signature`` is what a receiver runs.
+Failures are retried with exponential back-off and every attempt is recorded
+(``notify_delivery_attempts``) and visible through the inbox API.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import logging
+import secrets
+import smtplib
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from typing import Any
+from urllib.parse import urlparse
+
+import orjson
+import sqlalchemy as sa
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from events.errors import InvariantViolated, NotFound, NotPermitted
+from projections.base import utc_text
+from projections.notifications import attempts, channels, deliveries, notifications, reads, recipients_of
+
+log = logging.getLogger(__name__)
+
+CHANNELS = ("webhook", "email")
+USER_AGENT = "lianxi-notify/1"
+
+
+class NotifySettings(BaseSettings):
+    """LIANXI_* environment. Email is off unless LIANXI_SMTP_HOST is set."""
+
+    model_config = SettingsConfigDict(env_prefix="LIANXI_", extra="ignore")
+
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_from: str = "lianxi@localhost"
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_timeout_s: float = 10.0
+    webhook_timeout_s: float = 10.0
+    # Plain http:// webhooks are accepted only for loopback hosts unless this is set.
+    webhook_allow_http: bool = False
+    delivery_max_attempts: int = 6
+    delivery_backoff_s: float = 30.0
+    delivery_backoff_max_s: float = 3600.0
+    # A notification older than this when its turn comes is not sent (e.g. after an outage).
+    delivery_max_age_h: float = 72.0
+    delivery_batch: int = 100
+
+    @property
+    def email_enabled(self) -> bool:
+        return bool(self.smtp_host)
+
+
+# -- signing ---------------------------------------------------------------------------------------
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def verify_signature(secret: str, timestamp: str, body: bytes, signature: str, *, now: float,
+                     tolerance_s: float = 300.0) -> bool:
+    """What a receiver checks: the signature matches, and the timestamp is recent (replays of
+    an old request are refused)."""
+    try:
+        age = abs(now - float(timestamp))
+    except ValueError:
+        return False
+    return age <= tolerance_s and hmac.compare_digest(sign(secret, timestamp, body), signature)
+
+
+# -- senders ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SendResult:
+    ok: bool
+    status_code: int | None = None
+    error: str | None = None
+
+
+HttpPost = Callable[[str, bytes, dict[str, str], float], SendResult]
+MailSend = Callable[[NotifySettings, str, str, str], SendResult]
+
+
+def http_post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> SendResult:
+    req = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            code = int(resp.status)
+    except urllib.error.HTTPError as e:
+        return SendResult(False, e.code, f"HTTP {e.code}")
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", e)
+        return SendResult(False, None, f"{type(e).__name__}: {reason}"[:500])
+    if 200 <= code < 300:
+        return SendResult(True, code)
+    return SendResult(False, code, f"HTTP {code}")
+
+
+def smtp_send(settings: NotifySettings, to: str, subject: str, text: str) -> SendResult:
+    if not settings.smtp_host:
+        return SendResult(False, None, "email is not configured (LIANXI_SMTP_HOST)")
+    msg = EmailMessage()
+    msg["From"] = settings.smtp_from
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg.set_content(text)
+    try:
+        with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout_s) as smtp:
+            if settings.smtp_starttls:
+                smtp.starttls()
+            if settings.smtp_user:
+                smtp.login(settings.smtp_user, settings.smtp_password or "")
+            smtp.send_message(msg)
+    except (smtplib.SMTPException, OSError) as e:
+        return SendResult(False, None, f"{type(e).__name__}: {e}"[:500])
+    return SendResult(True)
+
+
+# -- channels --------------------------------------------------------------------------------------
+
+
+def _check_webhook_url(url: str, settings: NotifySettings) -> str:
+    parsed = urlparse(url.strip())
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise InvariantViolated("a webhook URL is http(s)://host/path")
+    if parsed.username or parsed.password:
+        raise InvariantViolated("a webhook URL must not carry credentials; the signature authenticates us")
+    if parsed.scheme == "http" and not settings.webhook_allow_http:
+        host = parsed.hostname
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = host == "localhost"
+        if not loopback:
+            raise InvariantViolated("a webhook URL must use https (plain http only for loopback hosts)")
+    return url.strip()
+
+
+def set_channel(engine: sa.Engine, agency: str, channel: str, target: str, *, now: datetime,
+                settings: NotifySettings | None = None) -> dict[str, Any]:
+    """Configures a unit's webhook (returns a new signing secret, shown once) or email address.
+    Reconfiguring keeps the channel's start time, so nothing already planned is dropped and
+    nothing older is replayed."""
+    cfg = settings or NotifySettings()
+    if channel == "webhook":
+        target = _check_webhook_url(target, cfg)
+        secret: str | None = "whsec_" + secrets.token_urlsafe(32)
+    elif channel == "email":
+        if not cfg.email_enabled:
+            raise InvariantViolated("email delivery is not configured on this server (LIANXI_SMTP_HOST)")
+        if "@" not in target or any(c.isspace() for c in target) or len(target) > 254:
+            raise InvariantViolated(f"{target!r} is not an email address")
+        secret = None
+    else:
+        raise NotFound(f"unknown channel {channel!r}; one of {', '.join(CHANNELS)}")
+    stamp = utc_text(now)
+    with engine.begin() as conn:
+        exists = conn.execute(sa.select(channels.c.created_at).where(
+            channels.c.agency == agency, channels.c.channel == channel)).first()
+        if exists:
+            conn.execute(channels.update().where(channels.c.agency == agency, channels.c.channel == channel)
+                         .values(target=target, secret=secret, updated_at=stamp))
+        else:
+            conn.execute(channels.insert().values(agency=agency, channel=channel, target=target, secret=secret,
+                                                  created_at=stamp, updated_at=stamp))
+    return {"channel": channel, "target": target, "secret": secret}
+
+
+def delete_channel(engine: sa.Engine, agency: str, channel: str) -> None:
+    """Stops a channel; its undelivered records are cancelled (never sent later)."""
+    with engine.begin() as conn:
+        done = conn.execute(channels.delete().where(channels.c.agency == agency, channels.c.channel == channel))
+        if not done.rowcount:
+            raise NotFound(f"no {channel} channel is configured for {agency!r}")
+        conn.execute(deliveries.update().where(
+            deliveries.c.agency == agency, deliveries.c.channel == channel,
+            deliveries.c.status.in_(("pending", "retry"))).values(status="cancelled",
+                                                                   last_error="channel removed"))
+
+
+def list_channels(engine: sa.Engine, agency: str) -> list[dict[str, Any]]:
+    """Channels with their delivery counts by status and the latest failed attempts."""
+    with engine.connect() as conn:
+        rows = [dict(r) for r in conn.execute(
+            sa.select(channels.c.channel, channels.c.target, channels.c.created_at, channels.c.updated_at)
+            .where(channels.c.agency == agency).order_by(channels.c.channel)).mappings()]
+        for r in rows:
+            counts = conn.execute(
+                sa.select(deliveries.c.status, sa.func.count()).where(
+                    deliveries.c.agency == agency, deliveries.c.channel == r["channel"])
+                .group_by(deliveries.c.status)).all()
+            r["deliveries"] = {s: int(n) for s, n in counts}
+            r["recent_failures"] = [dict(f) for f in conn.execute(
+                sa.select(attempts.c.notification_id, attempts.c.attempt, attempts.c.attempted_at,
+                          attempts.c.status_code, attempts.c.error)
+                .where(attempts.c.agency == agency, attempts.c.channel == r["channel"], attempts.c.ok.is_(False))
+                .order_by(attempts.c.id.desc()).limit(10)).mappings()]
+    return rows
+
+
+def list_deliveries(engine: sa.Engine, agency: str, *, status: str | None = None, limit: int = 100,
+                    before: str | None = None) -> list[dict[str, Any]]:
+    q = (sa.select(deliveries.c.notification_id, deliveries.c.channel, deliveries.c.status,
+                   deliveries.c.attempts, deliveries.c.next_attempt_at, deliveries.c.last_error,
+                   deliveries.c.delivered_at, deliveries.c.created_at)
+         .where(deliveries.c.agency == agency)
+         .order_by(deliveries.c.created_at.desc(), deliveries.c.notification_id).limit(limit))
+    if status:
+        q = q.where(deliveries.c.status == status)
+    if before:
+        q = q.where(deliveries.c.created_at < before)
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(q).mappings()]
+
+
+# -- read marks --------------------------------------------------------------------------------------
+
+
+def mark_read(engine: sa.Engine, agency: str, ids: Sequence[str] | None, *, now: datetime) -> int:
+    """Marks the unit's notifications read (``ids`` None: all of them). Naming another unit's
+    notification is refused; naming an unknown one is a 404."""
+    stamp = utc_text(now)
+    with engine.begin() as conn:
+        if ids is None:
+            joined = notifications.outerjoin(reads, reads.c.notification_id == notifications.c.notification_id)
+            q = (sa.select(notifications.c.notification_id).select_from(joined)
+                 .where(notifications.c.recipient == agency, reads.c.read_at.is_(None)))
+            todo = [r[0] for r in conn.execute(q)]
+        else:
+            wanted = list(dict.fromkeys(ids))
+            owners = recipients_of(conn, wanted)
+            unknown = [i for i in wanted if i not in owners]
+            if unknown:
+                raise NotFound(f"unknown notification(s): {', '.join(unknown[:5])}")
+            foreign = [i for i in wanted if owners[i] != agency]
+            if foreign:
+                raise NotPermitted(f"notification(s) {', '.join(foreign[:5])} belong to another unit")
+            already = {r[0] for r in conn.execute(sa.select(reads.c.notification_id).where(
+                reads.c.notification_id.in_(wanted)))}
+            todo = [i for i in wanted if i not in already]
+        rows = [{"notification_id": i, "agency": agency, "read_at": stamp} for i in todo]
+        for start in range(0, len(rows), 500):
+            conn.execute(reads.insert(), rows[start:start + 500])
+    return len(rows)
+
+
+# -- the deliverer -----------------------------------------------------------------------------------
+
+
+@dataclass
+class DeliveryReport:
+    delivered: int = 0
+    failed: int = 0  # attempts that failed this run (will be retried unless given up)
+    gave_up: int = 0
+    expired: int = 0
+    cancelled: int = 0
+    sent_ids: list[tuple[str, str]] = field(default_factory=list)
+
+
+class Deliverer:
+    """Sends due delivery records. ``run_once`` is what the scheduler calls; it is safe to run
+    from several processes at once."""
+
+    def __init__(self, engine: sa.Engine, settings: NotifySettings | None = None, *,
+                 post: HttpPost = http_post, mail: MailSend = smtp_send) -> None:
+        self.engine = engine
+        self.settings = settings or NotifySettings()
+        self.post = post
+        self.mail = mail
+
+    def backoff(self, attempt: int) -> timedelta:
+        """Delay before attempt ``attempt + 1``: base * 2^(attempt-1), capped."""
+        s = self.settings
+        return timedelta(seconds=min(s.delivery_backoff_max_s, s.delivery_backoff_s * 2 ** max(0, attempt - 1)))
+
+    def run_once(self, now: datetime) -> DeliveryReport:
+        report = DeliveryReport()
+        stamp = utc_text(now)
+        oldest = utc_text(now - timedelta(hours=self.settings.delivery_max_age_h))
+        with self.engine.connect() as conn:
+            due = conn.execute(
+                sa.select(deliveries.c.notification_id, deliveries.c.channel, deliveries.c.agency,
+                          deliveries.c.status, deliveries.c.attempts, deliveries.c.created_at,
+                          deliveries.c.payload)
+                .where(sa.or_(
+                    sa.and_(deliveries.c.status.in_(("pending", "retry")), deliveries.c.next_attempt_at <= stamp),
+                    sa.and_(deliveries.c.status == "sending", deliveries.c.lease_until < stamp)))
+                .order_by(deliveries.c.next_attempt_at).limit(self.settings.delivery_batch)).mappings().all()
+        for d in due:
+            self._one(dict(d), now, stamp, oldest, report)
+        return report
+
+    def _claim(self, d: dict[str, Any], values: dict[str, Any]) -> bool:
+        with self.engine.begin() as conn:
+            done = conn.execute(deliveries.update().where(
+                deliveries.c.notification_id == d["notification_id"], deliveries.c.channel == d["channel"],
+                deliveries.c.status == d["status"], deliveries.c.attempts == d["attempts"]).values(**values))
+            return bool(done.rowcount == 1)
+
+    def _one(self, d: dict[str, Any], now: datetime, stamp: str, oldest: str, report: DeliveryReport) -> None:
+        if d["created_at"] < oldest:
+            if self._claim(d, {"status": "expired", "last_error": "too old to send"}):
+                report.expired += 1
+            return
+        with self.engine.connect() as conn:
+            ch = conn.execute(sa.select(channels.c.target, channels.c.secret).where(
+                channels.c.agency == d["agency"], channels.c.channel == d["channel"])).first()
+        if ch is None:
+            if self._claim(d, {"status": "cancelled", "last_error": "channel removed"}):
+                report.cancelled += 1
+            return
+        attempt = d["attempts"] + 1
+        lease = utc_text(now + timedelta(seconds=2 * max(self.settings.webhook_timeout_s,
+                                                         self.settings.smtp_timeout_s) + 30))
+        if not self._claim(d, {"status": "sending", "attempts": attempt, "lease_until": lease}):
+            return  # another worker has it
+        result = self._send(d, ch.target, ch.secret, now)
+        claimed = {**d, "status": "sending", "attempts": attempt}
+        with self.engine.begin() as conn:
+            conn.execute(attempts.insert().values(
+                notification_id=d["notification_id"], channel=d["channel"], agency=d["agency"], attempt=attempt,
+                attempted_at=stamp, ok=result.ok, status_code=result.status_code, error=result.error))
+        if result.ok:
+            self._claim(claimed, {"status": "delivered", "delivered_at": stamp, "lease_until": None,
+                                  "last_error": None})
+            report.delivered += 1
+            report.sent_ids.append((d["notification_id"], d["channel"]))
+            return
+        report.failed += 1
+        if attempt >= self.settings.delivery_max_attempts:
+            self._claim(claimed, {"status": "failed", "lease_until": None, "last_error": result.error})
+            report.gave_up += 1
+            log.warning("delivery %s/%s failed for good after %d attempts: %s", d["notification_id"],
+                        d["channel"], attempt, result.error)
+        else:
+            self._claim(claimed, {"status": "retry", "lease_until": None, "last_error": result.error,
+                                  "next_attempt_at": utc_text(now + self.backoff(attempt))})
+
+    def _send(self, d: dict[str, Any], target: str, secret: str | None, now: datetime) -> SendResult:
+        payload = orjson.loads(d["payload"])
+        if d["channel"] == "webhook":
+            body = orjson.dumps(payload)
+            ts = str(int(now.timestamp()))
+            headers = {
+                "Content-Type": "application/json", "User-Agent": USER_AGENT,
+                "X-Lianxi-Delivery": d["notification_id"], "X-Lianxi-Event": payload["kind"],
+                "X-Lianxi-Timestamp": ts, "X-Lianxi-Signature": sign(secret or "", ts, body),
+            }
+            return self.post(target, body, headers, self.settings.webhook_timeout_s)
+        text = f"{payload['title']}\n\n{payload['body']}\n\n通知编号:{payload['id']}\n时间:{payload['created_at']}\n"
+        return self.mail(self.settings, target, f"[联席] {payload['title']}", text)
