@@ -1,0 +1,284 @@
+"""Warning response (预警响应): every warning, every recipient (school or unit) with when it
+acknowledged, the latency, and whether the warning was escalated.
+
+The response rules (who may issue, hours before escalation and before an acknowledgement
+counts as slow, per level) are data in contracts/catalogue/warning_escalation.yaml.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from eventsourcing.utils import get_topic
+from pydantic import Field, model_validator
+
+from contracts.catalogue import CATALOGUE_DIR, Slug, _Strict, load_file
+from events.warnings import WARNING_LEVELS, EarlyWarning, WarningAcknowledgement
+from projections.base import LoggedEvent, Projection, insert_ignore, metadata, utc_text
+
+WARNING_RULES_FILE = CATALOGUE_DIR / "warning_escalation.yaml"
+
+LEVEL_NAMES = {"blue": "蓝色", "yellow": "黄色", "orange": "橙色", "red": "红色"}
+TYPE_NAMES = {"rainstorm": "暴雨", "gale": "大风", "lightning": "雷电", "heat": "高温", "cold": "寒潮",
+              "heavy-pollution": "重污染天气", "other": "其他"}
+
+
+class LevelRule(_Strict):
+    name: str = Field(min_length=1)
+    escalate_after_hours: float = Field(gt=0, le=24 * 30)
+    slow_after_hours: float = Field(gt=0, le=24 * 30)
+
+
+class WarningRules(_Strict):
+    version: int = Field(ge=1)
+    issuing_duties: tuple[str, ...] = Field(min_length=1)
+    default_units: tuple[Slug, ...] = ()
+    levels: dict[str, LevelRule]
+
+    @model_validator(mode="after")
+    def _every_level(self) -> WarningRules:
+        if sorted(self.levels) != sorted(WARNING_LEVELS):
+            raise ValueError(f"levels must be exactly {', '.join(WARNING_LEVELS)}")
+        return self
+
+    def escalate_after(self, level: str) -> timedelta:
+        return timedelta(hours=self.levels[level].escalate_after_hours)
+
+    def slow_after(self, level: str) -> timedelta:
+        return timedelta(hours=self.levels[level].slow_after_hours)
+
+
+def load_warning_rules(path: Path = WARNING_RULES_FILE) -> WarningRules:
+    rules: WarningRules = load_file(path, WarningRules)
+    return rules
+
+
+@cache
+def default_warning_rules() -> WarningRules:
+    return load_warning_rules()
+
+
+warnings_table = sa.Table(
+    "rm_warnings",
+    metadata,
+    sa.Column("warning_id", sa.String(36), primary_key=True),
+    sa.Column("position", sa.BigInteger, nullable=False),
+    sa.Column("issued_by", sa.String(64), nullable=False),
+    sa.Column("warning_type", sa.String(20), nullable=False),
+    sa.Column("level", sa.String(10), nullable=False),
+    sa.Column("title", sa.String(200), nullable=False),
+    sa.Column("towns", sa.Text, nullable=False),  # JSON list
+    sa.Column("measures", sa.Text, nullable=False),  # JSON list
+    sa.Column("valid_from", sa.String(32), nullable=False),
+    sa.Column("valid_until", sa.String(32), nullable=False),
+    sa.Column("issued_at", sa.String(32), nullable=False),  # utc_text
+    sa.Column("occurred_on", sa.String(10), nullable=False),
+    sa.Column("recipients", sa.Integer, nullable=False),
+    sa.Column("acknowledged", sa.Integer, nullable=False),
+    sa.Column("escalation_event_id", sa.String(36), nullable=True),
+    sa.Column("escalated_at", sa.String(32), nullable=True),
+    sa.Index("ix_rm_warnings_day", "occurred_on"),
+)
+
+recipients_table = sa.Table(
+    "rm_warning_recipients",
+    metadata,
+    sa.Column("warning_id", sa.String(36), primary_key=True),
+    sa.Column("kind", sa.String(10), primary_key=True),  # school | unit
+    sa.Column("recipient", sa.String(64), primary_key=True),
+    sa.Column("level", sa.String(10), nullable=False),
+    sa.Column("issued_at", sa.String(32), nullable=False),
+    sa.Column("occurred_on", sa.String(10), nullable=False),
+    sa.Column("acked_at", sa.String(32), nullable=True),
+    sa.Column("latency_minutes", sa.Float, nullable=True),
+    sa.Column("ack_event_id", sa.String(36), nullable=True),
+    sa.Column("measures_taken", sa.Text, nullable=True),
+    sa.Index("ix_rm_warning_recipients_who", "kind", "recipient"),
+    sa.Index("ix_rm_warning_recipients_day", "occurred_on"),
+)
+
+
+def _utc(iso: str) -> str:
+    return utc_text(datetime.fromisoformat(iso))
+
+
+def _minutes(start_utc: str, end_utc: str) -> float:
+    fmt = "%Y-%m-%dT%H:%M:%S.%fZ"
+    delta = datetime.strptime(end_utc, fmt) - datetime.strptime(start_utc, fmt)
+    return round(delta.total_seconds() / 60, 1)
+
+
+class WarningResponseView(Projection):
+    name = "warning_response"
+    version = 1
+    topics = tuple(get_topic(c) for c in (
+        EarlyWarning.WarningIssued, EarlyWarning.WarningEscalated, WarningAcknowledgement.WarningAcknowledged,
+    ))
+    tables = (warnings_table, recipients_table)
+
+    def apply(self, conn: sa.Connection, events: Sequence[LoggedEvent]) -> None:
+        for e in events:
+            d = e.data
+            if e.type == "WarningIssued":
+                issued = _utc(d["issued_at"])
+                who = [("school", s) for s in d["school_ids"]] + [("unit", u) for u in d["units"]]
+                insert_ignore(conn, warnings_table, [{
+                    "warning_id": d["event_id"], "position": e.position, "issued_by": d["agency"],
+                    "warning_type": d["warning_type"], "level": d["level"], "title": d["title"],
+                    "towns": orjson.dumps(d["towns"]).decode(), "measures": orjson.dumps(d["measures"]).decode(),
+                    "valid_from": d["valid_from"], "valid_until": d["valid_until"], "issued_at": issued,
+                    "occurred_on": d["occurred_on"], "recipients": len(who), "acknowledged": 0,
+                }])
+                insert_ignore(conn, recipients_table, [
+                    {"warning_id": d["event_id"], "kind": k, "recipient": r, "level": d["level"],
+                     "issued_at": issued, "occurred_on": d["occurred_on"]}
+                    for k, r in who
+                ])
+            elif e.type == "WarningAcknowledged":
+                r = recipients_table.c
+                key = ((r.warning_id == d["warning_id"]) & (r.kind == d["recipient_kind"])
+                       & (r.recipient == d["recipient"]))
+                sent = conn.execute(sa.select(r.issued_at).where(key & r.acked_at.is_(None))).scalar()
+                if sent is None:
+                    continue  # unknown recipient or already applied
+                acked = _utc(d["acknowledged_at"])
+                conn.execute(recipients_table.update().where(key).values(
+                    acked_at=acked, latency_minutes=_minutes(str(sent), acked), ack_event_id=d["event_id"],
+                    measures_taken=orjson.dumps(d["measures_taken"]).decode(),
+                ))
+                w = warnings_table.c
+                conn.execute(warnings_table.update().where(w.warning_id == d["warning_id"])
+                             .values(acknowledged=w.acknowledged + 1))
+            elif e.type == "WarningEscalated":
+                conn.execute(warnings_table.update().where(warnings_table.c.warning_id == str(e.originator_id))
+                             .values(escalation_event_id=d["event_id"], escalated_at=e.recorded_at))
+
+
+# -- queries -------------------------------------------------------------------------------
+
+
+def _is_slow(level: str, latency_minutes: float | None, rules: WarningRules) -> bool:
+    return latency_minutes is not None and latency_minutes > rules.levels[level].slow_after_hours * 60
+
+
+def response_by_recipient(
+    conn: sa.Connection, kind: str, start: str, end: str, rules: WarningRules | None = None,
+) -> list[dict[str, Any]]:
+    """Per school (kind='school') or unit (kind='unit'), warnings issued between ``start``
+    and ``end`` (ISO days, inclusive): received, acknowledged, rate, median and worst
+    latency in minutes, slow acknowledgements."""
+    rules = rules or default_warning_rules()
+    r = recipients_table.c
+    q = (sa.select(r.recipient, r.level, r.latency_minutes)
+         .where(r.kind == kind, r.occurred_on >= start, r.occurred_on <= end)
+         .order_by(r.recipient))
+    acc: dict[str, dict[str, Any]] = {}
+    for who, level, latency in conn.execute(q):
+        row = acc.setdefault(who, {"recipient": who, "received": 0, "acknowledged": 0, "slow": 0, "_lat": []})
+        row["received"] += 1
+        if latency is not None:
+            row["acknowledged"] += 1
+            row["_lat"].append(float(latency))
+            row["slow"] += int(_is_slow(level, latency, rules))
+    out = []
+    for row in acc.values():
+        lat = row.pop("_lat")
+        row["rate"] = round(row["acknowledged"] / row["received"], 4) if row["received"] else None
+        row["median_latency_minutes"] = round(statistics.median(lat), 1) if lat else None
+        row["max_latency_minutes"] = max(lat) if lat else None
+        out.append(row)
+    return out
+
+
+def warnings_between(
+    conn: sa.Connection, start: str, end: str, rules: WarningRules | None = None,
+) -> list[dict[str, Any]]:
+    """Warnings issued between two ISO days with their response figures and event ids."""
+    rules = rules or default_warning_rules()
+    w = warnings_table.c
+    rows = [dict(m) for m in conn.execute(
+        sa.select(warnings_table).where(w.occurred_on >= start, w.occurred_on <= end)
+        .order_by(w.issued_at, w.warning_id)).mappings()]
+    if not rows:
+        return []
+    r = recipients_table.c
+    detail: dict[str, dict[str, Any]] = {x["warning_id"]: {"unacked": [], "slow": [], "lat": [], "acks": []}
+                                         for x in rows}
+    q = (sa.select(r.warning_id, r.kind, r.recipient, r.level, r.latency_minutes, r.ack_event_id)
+         .where(r.occurred_on >= start, r.occurred_on <= end))
+    for wid, kind, who, level, latency, ack_id in conn.execute(q):
+        dd = detail.get(wid)
+        if dd is None:
+            continue
+        if latency is None:
+            dd["unacked"].append({"kind": kind, "recipient": who})
+        else:
+            dd["lat"].append(float(latency))
+            if _is_slow(level, latency, rules):
+                dd["slow"].append({"kind": kind, "recipient": who, "latency_minutes": latency,
+                                   "event_id": ack_id})
+    out = []
+    for x in rows:
+        dd = detail[x["warning_id"]]
+        out.append({
+            "warning_id": x["warning_id"], "issued_by": x["issued_by"], "warning_type": x["warning_type"],
+            "type_name": TYPE_NAMES.get(x["warning_type"], x["warning_type"]), "level": x["level"],
+            "level_name": LEVEL_NAMES.get(x["level"], x["level"]), "title": x["title"],
+            "towns": orjson.loads(x["towns"]), "measures": orjson.loads(x["measures"]),
+            "issued_at": x["issued_at"], "occurred_on": x["occurred_on"], "recipients": x["recipients"],
+            "acknowledged": x["acknowledged"],
+            "rate": round(x["acknowledged"] / x["recipients"], 4) if x["recipients"] else None,
+            "median_latency_minutes": round(statistics.median(dd["lat"]), 1) if dd["lat"] else None,
+            "unacknowledged": sorted(dd["unacked"], key=lambda u: (u["kind"], u["recipient"])),
+            "slow": sorted(dd["slow"], key=lambda u: (u["kind"], u["recipient"])),
+            "escalated": x["escalation_event_id"] is not None,
+            "event_ids": [x["warning_id"]] + ([x["escalation_event_id"]] if x["escalation_event_id"] else []),
+        })
+    return out
+
+
+def due_for_escalation(
+    conn: sa.Connection, now: datetime, rules: WarningRules | None = None,
+) -> list[dict[str, Any]]:
+    """Warnings not yet escalated whose escalation time has passed while some recipient has
+    still not acknowledged, with those recipients."""
+    rules = rules or default_warning_rules()
+    w = warnings_table.c
+    now_text = utc_text(now)
+    candidates = conn.execute(
+        sa.select(w.warning_id, w.level, w.issued_at)
+        .where(w.escalation_event_id.is_(None), w.acknowledged < w.recipients, w.issued_at <= now_text)
+    ).all()
+    out = []
+    r = recipients_table.c
+    for wid, level, issued in candidates:
+        issued_dt = datetime.strptime(issued, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        if issued_dt + rules.escalate_after(level) > now:
+            continue
+        pending = conn.execute(sa.select(r.kind, r.recipient).where(r.warning_id == wid, r.acked_at.is_(None))
+                               .order_by(r.kind, r.recipient)).all()
+        out.append({
+            "warning_id": wid, "level": level,
+            "schools": [p for k, p in pending if k == "school"],
+            "units": [p for k, p in pending if k == "unit"],
+        })
+    return out
+
+
+def recipient_status(conn: sa.Connection, warning_id: str) -> list[dict[str, Any]]:
+    r = recipients_table.c
+    rows = conn.execute(sa.select(recipients_table).where(r.warning_id == warning_id)
+                        .order_by(r.kind, r.recipient)).mappings()
+    return [dict(x) for x in rows]
+
+
+def get_warning(conn: sa.Connection, warning_id: str) -> dict[str, Any] | None:
+    row = conn.execute(sa.select(warnings_table).where(warnings_table.c.warning_id == warning_id)).mappings().first()
+    return None if row is None else dict(row)

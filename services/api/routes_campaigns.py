@@ -1,0 +1,123 @@
+"""Special rectification campaigns (专项整治): launch from a template, school self-checks,
+joint inspections, and progress (campaign x phase x school x aspect).
+
+Who may write: the lead bureau launches; self-checks come from schools through the lead
+bureau's credentials (liaison or lead of 教育局); any unit records a joint inspection it took
+part in. Problems and findings become hazards on the rectification board.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Response
+
+from contracts.api_meetings import CampaignIn, JointInspectionIn, SelfCheckIn, Written
+from events.base import local_date
+from projections.campaign_progress import campaign_status, campaigns_overview, list_reminders, progress_matrix
+from projections.catalogue_view import schools as schools_table
+from services.api.deps import PlatformDep, PrincipalDep, require_lead, require_writer
+from services.api.problems import ProblemError
+from services.meetings_service import Written as WrittenResult
+
+router = APIRouter(prefix="/api/v1", tags=["campaigns"])
+
+WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "no or unknown token"},
+    403: {"description": "read-only credential, or a unit that may not do this"},
+    404: {"description": "unknown campaign"},
+    409: {"description": "already recorded"},
+    422: {"description": "invalid body or a broken rule"},
+}
+
+
+def written(w: WrittenResult) -> Written:
+    return Written(id=w.id, event_id=w.event_id, type=w.type, position=w.position, status=w.status,
+                   related=list(w.related))
+
+
+def _campaign_id(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise ProblemError(404, f"unknown campaign {text!r}") from None
+
+
+@router.post("/campaigns", status_code=201, response_model=Written, responses=WRITE_ERRORS)
+def launch(body: CampaignIn, platform: PlatformDep, principal: PrincipalDep, response: Response) -> Written:
+    """The lead bureau launches a year's campaign from a catalogue template (phases, aspects, schools)."""
+    require_writer(principal)
+    require_lead(principal)
+    school_ids = body.school_ids
+    if school_ids is None:
+        platform.runner.catch_up("catalogue")
+        with platform.read_engine.connect() as conn:
+            school_ids = list(conn.execute(
+                schools_table.select().with_only_columns(schools_table.c.school_id)
+                .order_by(schools_table.c.school_id)).scalars())
+    w = platform.app.launch_campaign(principal, year=body.year, template=body.template, school_ids=school_ids,
+                                     now=platform.clock())
+    response.headers["Location"] = f"/api/v1/campaigns/{w.id}"
+    return written(w)
+
+
+@router.post("/campaigns/{campaign_id}/self-checks", status_code=201, response_model=Written,
+             responses=WRITE_ERRORS)
+def self_check(campaign_id: str, body: SelfCheckIn, platform: PlatformDep, principal: PrincipalDep) -> Written:
+    """A school's self-check (自查), per aspect pass or problems; relayed by the lead bureau's credentials.
+    Each problem becomes a hazard (`related`)."""
+    require_writer(principal)
+    return written(platform.app.submit_self_check(
+        principal, _campaign_id(campaign_id), school_id=body.school_id, occurred_on=body.occurred_on,
+        results=[r.model_dump() for r in body.results], now=platform.clock(),
+    ))
+
+
+@router.post("/campaigns/{campaign_id}/joint-inspections", status_code=201, response_model=Written,
+             responses=WRITE_ERRORS)
+def joint_inspection(
+    campaign_id: str, body: JointInspectionIn, platform: PlatformDep, principal: PrincipalDep,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
+) -> Written:
+    """A joint inspection (联合督查) by the caller's unit and the units listed. Each finding becomes a
+    hazard assigned to its responsible unit (`related`)."""
+    require_writer(principal)
+    return written(platform.app.conduct_joint_inspection(
+        principal, _campaign_id(campaign_id), units=list(body.units), school_ids=list(body.school_ids),
+        occurred_on=body.occurred_on, summary=body.summary, findings=[f.model_dump() for f in body.findings],
+        idempotency_key=idempotency_key, now=platform.clock(),
+    ))
+
+
+@router.get("/campaigns", response_model=list[dict[str, Any]])
+def index(
+    platform: PlatformDep, principal: PrincipalDep,
+    year: Annotated[int | None, Query(ge=2000, le=2100, description="default: this year")] = None,
+) -> list[dict[str, Any]]:
+    """Every campaign of a year with its phase status (schools on time, late, missed)."""
+    today = local_date(platform.clock())
+    with platform.read_engine.connect() as conn:
+        return campaigns_overview(conn, today, year or today.year)
+
+
+@router.get("/campaigns/{campaign_id}", response_model=dict[str, Any], responses={404: {"description": "unknown"}})
+def detail(campaign_id: str, platform: PlatformDep, principal: PrincipalDep) -> dict[str, Any]:
+    """One campaign: phases with deadlines, schools behind schedule, problems per aspect, reminders sent."""
+    today = local_date(platform.clock())
+    with platform.read_engine.connect() as conn:
+        status = campaign_status(conn, str(_campaign_id(campaign_id)), today)
+        if status is None:
+            raise ProblemError(404, f"unknown campaign {campaign_id!r}")
+        status["reminders"] = list_reminders(conn, status["campaign_id"])
+    return status
+
+
+@router.get("/campaigns/{campaign_id}/matrix", response_model=list[dict[str, Any]],
+            responses={404: {"description": "unknown"}})
+def matrix(campaign_id: str, platform: PlatformDep, principal: PrincipalDep) -> list[dict[str, Any]]:
+    """campaign x phase x school x aspect: pass or problems, with the event that recorded it."""
+    with platform.read_engine.connect() as conn:
+        if campaign_status(conn, str(_campaign_id(campaign_id)), local_date(platform.clock())) is None:
+            raise ProblemError(404, f"unknown campaign {campaign_id!r}")
+        return progress_matrix(conn, campaign_id)
