@@ -1,0 +1,329 @@
+"""The rectification board (整改台账): one row per hazard/rectification with its current state,
+the units responsible for it, and the full history of each item.
+
+The row policy is one pure fold (``fold``) over an item's events. The projection applies it to
+each batch; the as-of statistics in a unit's ledger apply the same fold to the history table
+cut at a moment, so the live board and the as-of view cannot disagree about the rules.
+
+"Overdue" and "days overdue" depend on today, so they are computed when read (from the
+deadline), never stored; the escalation level is what the scheduler has recorded.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Sequence
+from datetime import date
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from eventsourcing.utils import get_topic
+
+from events.rectifications import RUNNING, Rectification
+from projections.base import LoggedEvent, Projection, insert_ignore, metadata
+
+items = sa.Table(
+    "rm_rectifications",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("reported_position", sa.BigInteger, nullable=False),
+    sa.Column("school_id", sa.String(40), nullable=False),
+    sa.Column("category", sa.String(40), nullable=False),
+    sa.Column("severity", sa.String(20), nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("found_on", sa.String(10), nullable=False),
+    sa.Column("reported_by_kind", sa.String(20), nullable=False),
+    sa.Column("reporter", sa.String(64), nullable=False),
+    sa.Column("reported_units", sa.Text, nullable=False),  # JSON list
+    sa.Column("reported_at", sa.String(32), nullable=False),
+    sa.Column("lead_unit", sa.String(64), nullable=True),
+    sa.Column("cooperating_units", sa.Text, nullable=False),  # JSON list
+    sa.Column("assigned_on", sa.String(10), nullable=True),
+    sa.Column("original_deadline", sa.String(10), nullable=True),
+    sa.Column("deadline", sa.String(10), nullable=True),
+    sa.Column("measures", sa.Text, nullable=False),  # JSON list
+    sa.Column("funds_amount_cny", sa.String(20), nullable=True),
+    sa.Column("funds_source", sa.String(200), nullable=True),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("progress_percent", sa.Integer, nullable=True),
+    sa.Column("last_progress_on", sa.String(10), nullable=True),
+    sa.Column("completed_on", sa.String(10), nullable=True),
+    sa.Column("closed_on", sa.String(10), nullable=True),
+    sa.Column("on_time", sa.Boolean, nullable=True),
+    sa.Column("days_to_close", sa.Integer, nullable=True),
+    sa.Column("extensions", sa.Integer, nullable=False),
+    sa.Column("rejections", sa.Integer, nullable=False),
+    sa.Column("overdue_deadline", sa.String(10), nullable=True),  # deadline the Overdue step was for
+    sa.Column("escalation_level", sa.Integer, nullable=False),  # for the deadline in force
+    sa.Column("escalation_name", sa.String(40), nullable=True),
+    sa.Column("max_escalation_level", sa.Integer, nullable=False),  # ever, across deadlines
+    sa.Column("updated_at", sa.String(32), nullable=False),
+    sa.Column("last_position", sa.BigInteger, nullable=False),
+    sa.Index("ix_rm_rectifications_reported_position", "reported_position", unique=True),
+    sa.Index("ix_rm_rectifications_status_deadline", "status", "deadline"),
+    sa.Index("ix_rm_rectifications_lead_unit", "lead_unit", "status"),
+    sa.Index("ix_rm_rectifications_school", "school_id"),
+)
+
+# Which units are responsible for which item (lead or cooperating), for the unit filter.
+responsible = sa.Table(
+    "rm_rectification_units",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("unit", sa.String(64), primary_key=True),
+    sa.Column("role", sa.String(12), nullable=False),  # lead | cooperating
+    sa.Index("ix_rm_rectification_units_unit", "unit", "role"),
+)
+
+history = sa.Table(
+    "rm_rectification_history",
+    metadata,
+    sa.Column("position", sa.BigInteger, primary_key=True),
+    sa.Column("id", sa.String(36), nullable=False),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("agency", sa.String(64), nullable=False),
+    sa.Column("occurred_on", sa.String(10), nullable=False),
+    sa.Column("recorded_at", sa.String(32), nullable=False),
+    sa.Column("data", sa.Text, nullable=False),  # the event's JSON payload
+    sa.Index("ix_rm_rectification_history_id", "id", "position"),
+)
+
+EVENT_TYPES = (
+    Rectification.HazardReported, Rectification.RectificationAssigned,
+    Rectification.RectificationProgressReported, Rectification.RectificationCompleted,
+    Rectification.RectificationVerified, Rectification.RectificationRejected, Rectification.DeadlineExtended,
+    Rectification.RectificationOverdue, Rectification.RectificationEscalated,
+)
+_JSON_COLUMNS = ("reported_units", "cooperating_units", "measures")
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _days(start: str, end: str) -> int:
+    return (date.fromisoformat(end) - date.fromisoformat(start)).days
+
+
+def fold(row: dict[str, Any] | None, item_id: str, type_: str, data: dict[str, Any], recorded_at: str,
+         position: int) -> dict[str, Any] | None:
+    """Pure policy: an item's board row after one more of its events. ``None`` until the item's
+    HazardReported has been seen."""
+    d = data
+    if type_ == "HazardReported":
+        row = {
+            "id": item_id, "reported_position": position, "school_id": d["school_id"],
+            "category": d["category"], "severity": d["severity"], "description": d["description"],
+            "found_on": d["found_on"], "reported_by_kind": d["reported_by"]["kind"], "reporter": d["agency"],
+            "reported_units": _dumps(d["reported_by"]["units"]), "reported_at": recorded_at,
+            "lead_unit": None, "cooperating_units": "[]", "assigned_on": None, "original_deadline": None,
+            "deadline": None, "measures": "[]", "funds_amount_cny": None, "funds_source": None,
+            "status": "reported", "progress_percent": None, "last_progress_on": None, "completed_on": None,
+            "closed_on": None, "on_time": None, "days_to_close": None, "extensions": 0, "rejections": 0,
+            "overdue_deadline": None, "escalation_level": 0, "escalation_name": None,
+            "max_escalation_level": 0,
+        }
+    elif row is None:
+        return None
+    else:
+        row = dict(row)
+    if type_ == "RectificationAssigned":
+        row.update(
+            lead_unit=d["lead_unit"], cooperating_units=_dumps(d["cooperating_units"]),
+            assigned_on=d["occurred_on"], original_deadline=d["deadline"], deadline=d["deadline"],
+            measures=_dumps(d["measures"]), funds_amount_cny=d["funds"]["amount_cny"],
+            funds_source=d["funds"]["source"], status="assigned",
+        )
+    elif type_ == "RectificationProgressReported":
+        row.update(status="in_progress", last_progress_on=d["occurred_on"])
+        if d.get("percent") is not None:
+            row["progress_percent"] = d["percent"]
+    elif type_ == "RectificationCompleted":
+        row.update(status="completed", completed_on=d["occurred_on"], progress_percent=100)
+    elif type_ == "RectificationVerified":
+        row.update(status="closed", closed_on=d["occurred_on"], on_time=bool(d["on_time"]),
+                   days_to_close=_days(row["assigned_on"] or row["found_on"], d["occurred_on"]))
+    elif type_ == "RectificationRejected":
+        row.update(status="reopened", deadline=d["new_deadline"], completed_on=None, closed_on=None,
+                   on_time=None, days_to_close=None, rejections=row["rejections"] + 1,
+                   escalation_level=0, escalation_name=None)
+    elif type_ == "DeadlineExtended":
+        row.update(deadline=d["new_deadline"], extensions=d["extension"], escalation_level=0,
+                   escalation_name=None)
+    elif type_ == "RectificationOverdue":
+        if d["deadline"] == row["deadline"]:
+            row["overdue_deadline"] = d["deadline"]
+    elif type_ == "RectificationEscalated":
+        if d["deadline"] == row["deadline"] and d["level"] > row["escalation_level"]:
+            row.update(escalation_level=d["level"], escalation_name=d["name"])
+        row["max_escalation_level"] = max(row["max_escalation_level"], d["level"])
+    row["updated_at"] = recorded_at
+    row["last_position"] = position
+    return row
+
+
+class RectificationBoard(Projection):
+    name = "rectification_board"
+    version = 1
+    topics = tuple(get_topic(c) for c in EVENT_TYPES)
+    tables = (items, responsible, history)
+
+    def apply(self, conn: sa.Connection, events: Sequence[LoggedEvent]) -> None:
+        ids = list(dict.fromkeys(str(e.originator_id) for e in events))
+        state: dict[str, dict[str, Any] | None] = dict.fromkeys(ids)
+        for chunk in _chunks(ids, 500):
+            for r in conn.execute(sa.select(items).where(items.c.id.in_(chunk))).mappings():
+                state[r["id"]] = dict(r)
+        hist: list[dict[str, Any]] = []
+        units: list[dict[str, Any]] = []
+        for e in events:
+            item_id = str(e.originator_id)
+            state[item_id] = fold(state[item_id], item_id, e.type, e.data, e.recorded_at, e.position)
+            hist.append({"position": e.position, "id": item_id, "type": e.type, "agency": e.data["agency"],
+                         "occurred_on": e.data["occurred_on"], "recorded_at": e.recorded_at,
+                         "data": _dumps(e.data)})
+            if e.type == "RectificationAssigned":
+                units.append({"id": item_id, "unit": e.data["lead_unit"], "role": "lead"})
+                units.extend({"id": item_id, "unit": u, "role": "cooperating"}
+                             for u in e.data["cooperating_units"])
+        rows = [r for r in state.values() if r is not None]
+        for chunk in _chunks([r["id"] for r in rows], 500):
+            conn.execute(items.delete().where(items.c.id.in_(chunk)))
+        if rows:
+            conn.execute(items.insert(), rows)
+        insert_ignore(conn, history, hist)
+        insert_ignore(conn, responsible, units)
+
+
+def _chunks(values: list[str], size: int) -> Iterable[list[str]]:
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
+
+
+# -- queries -------------------------------------------------------------------------------
+
+
+def is_overdue(row: dict[str, Any], today: date) -> bool:
+    return row["status"] in RUNNING and row["deadline"] is not None and row["deadline"] < today.isoformat()
+
+
+def item_view(row: dict[str, Any], today: date) -> dict[str, Any]:
+    """A board row as readers see it: JSON columns decoded, overdue computed for ``today``."""
+    out = dict(row)
+    for col in _JSON_COLUMNS:
+        out[col] = orjson.loads(row[col])
+    overdue = is_overdue(row, today)
+    out["overdue"] = overdue
+    out["days_overdue"] = _days(row["deadline"], today.isoformat()) if overdue else 0
+    return out
+
+
+def list_items(
+    conn: sa.Connection, *, today: date, limit: int, before: int | None = None, unit: str | None = None,
+    school: str | None = None, status: str | None = None, overdue: bool | None = None,
+    severity: str | None = None, category: str | None = None,
+) -> list[dict[str, Any]]:
+    """Newest report first; ``before`` is the reported_position the previous page ended at.
+    ``status`` may be a status or "open" (anything not closed)."""
+    q = sa.select(items).order_by(items.c.reported_position.desc()).limit(limit)
+    if before is not None:
+        q = q.where(items.c.reported_position < before)
+    if unit:
+        q = q.where(items.c.id.in_(sa.select(responsible.c.id).where(responsible.c.unit == unit)))
+    if school:
+        q = q.where(items.c.school_id == school)
+    if status == "open":
+        q = q.where(items.c.status != "closed")
+    elif status:
+        q = q.where(items.c.status == status)
+    if severity:
+        q = q.where(items.c.severity == severity)
+    if category:
+        q = q.where(items.c.category == category)
+    overdue_clause = sa.and_(items.c.status.in_(RUNNING), items.c.deadline < today.isoformat())
+    if overdue is True:
+        q = q.where(overdue_clause)
+    elif overdue is False:
+        q = q.where(sa.not_(overdue_clause))
+    return [item_view(dict(r), today) for r in conn.execute(q).mappings()]
+
+
+def get_item(conn: sa.Connection, item_id: str, today: date) -> dict[str, Any] | None:
+    row = conn.execute(sa.select(items).where(items.c.id == item_id)).mappings().first()
+    if row is None:
+        return None
+    out = item_view(dict(row), today)
+    out["units"] = [dict(r) for r in conn.execute(
+        sa.select(responsible.c.unit, responsible.c.role).where(responsible.c.id == item_id)
+        .order_by(responsible.c.role.desc(), responsible.c.unit)).mappings()]
+    out["history"] = [
+        {**{k: r[k] for k in ("position", "type", "agency", "occurred_on", "recorded_at")},
+         "data": orjson.loads(r["data"])}
+        for r in conn.execute(sa.select(history).where(history.c.id == item_id)
+                              .order_by(history.c.position)).mappings()
+    ]
+    return out
+
+
+def overdue_candidates(
+    conn: sa.Connection, today: date, level_due: Any, *, limit: int | None = None,
+) -> list[str]:
+    """Items whose deadline has passed and which, by the board, still lack their overdue step
+    or an escalation level now due. ``level_due(days_overdue) -> int`` comes from the rules.
+    The board may lag the log; the aggregate makes the final decision either way."""
+    q = (sa.select(items.c.id, items.c.deadline, items.c.overdue_deadline, items.c.escalation_level)
+         .where(items.c.status.in_(RUNNING), items.c.deadline < today.isoformat())
+         .order_by(items.c.deadline, items.c.id))
+    out = []
+    for item_id, deadline, flagged, level in conn.execute(q):
+        days = _days(deadline, today.isoformat())
+        if flagged != deadline or level < level_due(days):
+            out.append(str(item_id))
+            if limit is not None and len(out) >= limit:
+                break
+    return out
+
+
+def _rows_as_of(conn: sa.Connection, ids: list[str], known_by: str) -> list[dict[str, Any]]:
+    state: dict[str, dict[str, Any] | None] = {}
+    for chunk in _chunks(ids, 500):
+        q = (sa.select(history).where(history.c.id.in_(chunk), history.c.recorded_at <= known_by)
+             .order_by(history.c.position))
+        for r in conn.execute(q).mappings():
+            state[r["id"]] = fold(state.get(r["id"]), r["id"], r["type"], orjson.loads(r["data"]),
+                                  r["recorded_at"], r["position"])
+    return [r for r in state.values() if r is not None]
+
+
+def unit_stats(
+    conn: sa.Connection, unit: str, *, today: date, period_start: date, period_end: date,
+    known_by: str | None = None,
+) -> dict[str, Any]:
+    """A unit's part of the board, for its ledger. Counts of open, overdue and escalated items
+    are as of ``today``; closure figures cover items closed (销号) within the period. Only items
+    the unit leads count against it; ``cooperating_open`` shows where it helps. With
+    ``known_by`` (utc_text) the figures are those the log held at that moment."""
+    ids = [str(i) for i in conn.execute(sa.select(responsible.c.id).where(responsible.c.unit == unit)).scalars()]
+    if known_by is None:
+        rows: list[dict[str, Any]] = []
+        for chunk in _chunks(ids, 500):
+            rows.extend(dict(r) for r in conn.execute(sa.select(items).where(items.c.id.in_(chunk))).mappings())
+    else:
+        rows = _rows_as_of(conn, ids, known_by)
+    led = [r for r in rows if r["lead_unit"] == unit]
+    helped = [r for r in rows if r["status"] != "closed" and unit in orjson.loads(r["cooperating_units"])]
+    first, last = period_start.isoformat(), min(period_end, today).isoformat()
+    closed = [r for r in led if r["status"] == "closed" and first <= r["closed_on"] <= last]
+    on_time = sum(1 for r in closed if r["on_time"])
+    return {
+        "open": sum(1 for r in led if r["status"] != "closed"),
+        "overdue": sum(1 for r in led if is_overdue(r, today)),
+        "escalated": sum(1 for r in led if r["status"] in RUNNING and r["escalation_level"] >= 1),
+        "closed": len(closed),
+        "closed_on_time": on_time,
+        "on_time_rate": round(on_time / len(closed), 4) if closed else None,
+        "median_days_to_close": (float(statistics.median(r["days_to_close"] for r in closed))
+                                 if closed else None),
+        "cooperating_open": len(helped),
+    }

@@ -1,0 +1,199 @@
+"""Hazards and rectifications (隐患排查整治): report, assign, progress, completion (整改回告),
+verification (销号), rejection (回头看), extension; the board and each item's history.
+
+Who may write: any unit reports a hazard in its own name; the lead bureau assigns, verifies,
+rejects and extends; the item's responsible units report progress and completion. The rules
+live in the domain (events/rectifications.py); its NotPermitted becomes 403 here. Everyone
+with a token reads the board.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Query, Response
+
+from contracts.api import Page
+from contracts.api_rectifications import (
+    AssignmentIn,
+    CompletionIn,
+    ExtensionIn,
+    FundsOut,
+    HazardIn,
+    ProgressIn,
+    RectificationDetailOut,
+    RectificationOut,
+    RectificationWritten,
+    RejectionIn,
+    ReportedByOut,
+    VerificationIn,
+)
+from events.base import local_date
+from projections.rectification_board import get_item, list_items
+from services.api.deps import CursorQ, LimitQ, PlatformDep, PrincipalDep, decode_cursor, encode_cursor, require_writer
+from services.api.problems import ProblemError
+from services.rectification_service import RectificationWrite
+
+router = APIRouter(prefix="/api/v1", tags=["rectifications"])
+
+_WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "no or unknown token"},
+    403: {"description": "read-only credential, or a unit acting on an item it is not responsible for"},
+    404: {"description": "unknown rectification"},
+    409: {"description": "the item kept changing concurrently"},
+    422: {"description": "invalid body or a broken rule (state, deadline, missing evidence or reason)"},
+}
+
+
+def _item_id(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise ProblemError(404, f"unknown rectification {text!r}") from None
+
+
+def _written(w: RectificationWrite) -> RectificationWritten:
+    return RectificationWritten(id=w.id, event_id=w.event_id, type=w.type, position=w.position,
+                                status=w.status,  # type: ignore[arg-type]
+                                replayed=w.replayed)
+
+
+def _fields(row: dict[str, Any]) -> dict[str, Any]:
+    keys = ("id", "status", "school_id", "category", "severity", "description", "found_on", "reporter",
+            "reported_at", "lead_unit", "cooperating_units", "assigned_on", "original_deadline", "deadline",
+            "measures", "progress_percent", "last_progress_on", "completed_on", "closed_on", "on_time",
+            "days_to_close", "extensions", "rejections", "overdue", "days_overdue", "escalation_level",
+            "escalation_name", "max_escalation_level", "updated_at")
+    out = {k: row[k] for k in keys}
+    out["reported_by"] = ReportedByOut(kind=row["reported_by_kind"], units=row["reported_units"])
+    out["funds"] = (FundsOut(amount_cny=row["funds_amount_cny"], source=row["funds_source"])
+                    if row["funds_amount_cny"] is not None else None)
+    return out
+
+
+@router.post("/hazards", status_code=201, response_model=RectificationWritten, responses={
+    **_WRITE_ERRORS,
+    403: {"description": "read-only credential, or reporting in another unit's name"},
+    409: {"description": "Idempotency-Key reused with a different body"},
+})
+def report_hazard(
+    body: HazardIn, platform: PlatformDep, principal: PrincipalDep, response: Response,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
+) -> RectificationWritten:
+    """Reports a hidden hazard; it becomes one tracked rectification (status `reported`)."""
+    require_writer(principal)
+    written = platform.app.report_hazard(
+        principal, kind=body.reported_by.kind, units=list(body.reported_by.units), school_id=body.school_id,
+        category=body.category, severity=body.severity, description=body.description, found_on=body.found_on,
+        idempotency_key=idempotency_key, body=body.model_dump(mode="json"), now=platform.clock(),
+    )
+    response.headers["Location"] = f"/api/v1/rectifications/{written.id}"
+    return _written(written)
+
+
+@router.post("/rectifications/{item_id}/assignment", response_model=RectificationWritten,
+             responses=_WRITE_ERRORS)
+def assign(item_id: str, body: AssignmentIn, platform: PlatformDep, principal: PrincipalDep) -> RectificationWritten:
+    """The lead bureau assigns the rectification: lead unit, cooperating units, deadline, measures, funds."""
+    require_writer(principal)
+    return _written(platform.app.assign_rectification(
+        principal, _item_id(item_id), lead_unit=body.lead_unit, cooperating_units=list(body.cooperating_units),
+        deadline=body.deadline, measures=list(body.measures),
+        funds={"amount_cny": format(body.funds.amount_cny, "f"), "source": body.funds.source},
+        now=platform.clock(),
+    ))
+
+
+@router.post("/rectifications/{item_id}/progress", response_model=RectificationWritten, responses=_WRITE_ERRORS)
+def progress(item_id: str, body: ProgressIn, platform: PlatformDep, principal: PrincipalDep) -> RectificationWritten:
+    """A responsible unit reports progress."""
+    require_writer(principal)
+    return _written(platform.app.report_rectification_progress(
+        principal, _item_id(item_id), note=body.note, percent=body.percent, evidence=list(body.evidence),
+        now=platform.clock(),
+    ))
+
+
+@router.post("/rectifications/{item_id}/completion", response_model=RectificationWritten,
+             responses=_WRITE_ERRORS)
+def completion(
+    item_id: str, body: CompletionIn, platform: PlatformDep, principal: PrincipalDep,
+) -> RectificationWritten:
+    """A responsible unit reports completion with evidence (整改回告)."""
+    require_writer(principal)
+    return _written(platform.app.complete_rectification(
+        principal, _item_id(item_id), summary=body.summary, evidence=list(body.evidence), now=platform.clock(),
+    ))
+
+
+@router.post("/rectifications/{item_id}/verification", response_model=RectificationWritten,
+             responses=_WRITE_ERRORS)
+def verification(
+    item_id: str, body: VerificationIn, platform: PlatformDep, principal: PrincipalDep,
+) -> RectificationWritten:
+    """The lead bureau verifies a reported completion and closes the item (销号)."""
+    require_writer(principal)
+    return _written(platform.app.verify_rectification(
+        principal, _item_id(item_id), note=body.note, now=platform.clock(),
+    ))
+
+
+@router.post("/rectifications/{item_id}/rejection", response_model=RectificationWritten,
+             responses=_WRITE_ERRORS)
+def rejection(item_id: str, body: RejectionIn, platform: PlatformDep, principal: PrincipalDep) -> RectificationWritten:
+    """The lead bureau rejects a completion, or reopens a closed item, with a reason and a new deadline (回头看)."""
+    require_writer(principal)
+    return _written(platform.app.reject_rectification(
+        principal, _item_id(item_id), reason=body.reason, new_deadline=body.new_deadline, now=platform.clock(),
+    ))
+
+
+@router.post("/rectifications/{item_id}/extension", response_model=RectificationWritten,
+             responses=_WRITE_ERRORS)
+def extension(item_id: str, body: ExtensionIn, platform: PlatformDep, principal: PrincipalDep) -> RectificationWritten:
+    """The lead bureau extends the deadline, on a responsible unit's request, with a reason
+    (at most `max_extensions` times, contracts/catalogue/escalation.yaml)."""
+    require_writer(principal)
+    return _written(platform.app.extend_rectification_deadline(
+        principal, _item_id(item_id), reason=body.reason, new_deadline=body.new_deadline, now=platform.clock(),
+    ))
+
+
+@router.get("/rectifications", response_model=Page[RectificationOut])
+def board(
+    platform: PlatformDep, principal: PrincipalDep, limit: LimitQ = 100, cursor: CursorQ = None,
+    unit: Annotated[str | None, Query(max_length=60, description="a responsible unit (lead or cooperating)")] = None,
+    school: Annotated[str | None, Query(max_length=40)] = None,
+    status: Annotated[Literal["open", "reported", "assigned", "in_progress", "completed", "closed", "reopened"]
+                      | None, Query(description="a status, or open (anything not closed)")] = None,
+    overdue: Annotated[bool | None, Query(description="past the deadline with the work not yet reported done")] = None,
+    severity: Annotated[str | None, Query(max_length=20)] = None,
+    category: Annotated[str | None, Query(max_length=40)] = None,
+) -> Page[RectificationOut]:
+    """The rectification board, newest report first."""
+    decoded = decode_cursor(cursor)
+    if decoded is not None and not decoded.isdigit():
+        raise ProblemError(400, "cursor is not one this API issued")
+    today = local_date(platform.clock())
+    with platform.read_engine.connect() as conn:
+        rows = list_items(conn, today=today, limit=limit + 1, before=int(decoded) if decoded else None, unit=unit,
+                          school=school, status=status, overdue=overdue, severity=severity, category=category)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page[RectificationOut](
+        items=[RectificationOut(**_fields(r)) for r in rows],
+        next_cursor=encode_cursor(str(rows[-1]["reported_position"])) if more else None,
+    )
+
+
+@router.get("/rectifications/{item_id}", response_model=RectificationDetailOut,
+            responses={404: {"description": "unknown rectification"}})
+def detail(item_id: str, platform: PlatformDep, principal: PrincipalDep) -> RectificationDetailOut:
+    """One item with its responsible units and full history."""
+    today = local_date(platform.clock())
+    with platform.read_engine.connect() as conn:
+        row = get_item(conn, str(_item_id(item_id)), today)
+    if row is None:
+        raise ProblemError(404, f"unknown rectification {item_id!r}")
+    return RectificationDetailOut(**_fields(row), units=row["units"], history=row["history"])

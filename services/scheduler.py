@@ -1,0 +1,211 @@
+"""Scheduled jobs: APScheduler 3.x BackgroundScheduler, job store in the platform's own database.
+
+The hourly overdue-and-escalation sweep finds candidates on the rectification board (open
+items past their deadline that still lack a step now due), then lets each aggregate decide
+(``Rectification.sweep``). Exactly-once does not rest on the scheduler: step events derive
+their ids from (item, deadline, level), the aggregate remembers the steps it took, and a save
+that loses the optimistic-concurrency race to another instance is redone from a fresh load,
+which finds nothing left to do. So a restart, a re-run, a coalesced misfire or two instances
+sharing the job store never emit a step twice.
+
+Jobs are looked up by name in ``JOBS`` (other contexts may ``register_job``). The job store
+holds only the textual reference ``services.scheduler:run_job`` and the job name; each
+scheduler's executor threads are bound to their own ``LianxiScheduler`` (and so to its
+platform and clock), so nothing unpicklable is stored.
+
+``now`` always comes from an injectable clock: ``lianxi jobs run-once --now ...`` runs every
+job once as of any instant, and tests walk a simulated month day by day.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+
+from contracts.escalation import EscalationRules, load_escalation_rules
+from events.base import COUNTY_TZ, local_date
+from projections.rectification_board import overdue_candidates
+
+if TYPE_CHECKING:
+    from services.platform import Platform
+
+log = logging.getLogger(__name__)
+
+JOB_TABLE = "apscheduler_jobs"
+RUN_JOB_REF = f"{__name__}:run_job"
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    description: str
+    run: Callable[[LianxiScheduler, datetime], dict[str, Any]]
+    trigger: Callable[[], BaseTrigger]
+
+
+JOBS: dict[str, JobSpec] = {}
+
+
+def register_job(spec: JobSpec) -> None:
+    JOBS[spec.name] = spec
+
+
+def _overdue_sweep(scheduler: LianxiScheduler, now: datetime) -> dict[str, Any]:
+    return scheduler.overdue_sweep(now)
+
+
+register_job(JobSpec(
+    name="overdue-sweep",
+    description="rectifications: mark overdue and escalate (督办 → 通报 → 纳入考核)",
+    run=_overdue_sweep,
+    # Hourly, on the hour, county time: escalation is counted in days, so an hour's delay at
+    # most is plenty, and every instance firing at the same minute is harmless (see above).
+    trigger=lambda: CronTrigger(minute=0, timezone=COUNTY_TZ),
+))
+
+
+def _register_meeting_jobs() -> None:
+    """Warnings, campaigns, meetings and tasks (services/meetings_service.py)."""
+    from services.meetings_service import MEETING_JOBS
+
+    for name, description, run, trigger in MEETING_JOBS:
+        register_job(JobSpec(name=name, description=description, run=run, trigger=trigger))
+
+
+_register_meeting_jobs()
+
+
+def _register_logistics_jobs() -> None:
+    """Missing compliance records and notification delivery (services/logistics_service.py)."""
+    from services.logistics_service import LOGISTICS_JOBS
+
+    for name, description, run, trigger in LOGISTICS_JOBS:
+        register_job(JobSpec(name=name, description=description, run=run, trigger=trigger))
+
+
+_register_logistics_jobs()
+
+_bound = threading.local()
+
+
+def _bind(scheduler: LianxiScheduler) -> None:
+    _bound.scheduler = scheduler
+
+
+def run_job(name: str) -> dict[str, Any]:
+    """What the job store refers to. Runs in an executor thread of the scheduler that fired it."""
+    scheduler: LianxiScheduler | None = getattr(_bound, "scheduler", None)
+    if scheduler is None:
+        raise RuntimeError("run_job called outside a LianxiScheduler executor thread")
+    return scheduler.run_job(name)
+
+
+class LianxiScheduler:
+    def __init__(
+        self, platform: Platform, *, clock: Callable[[], datetime] | None = None,
+        rules: EscalationRules | None = None, on_decided: Callable[[int], None] | None = None,
+    ) -> None:
+        self.platform = platform
+        self.clock = clock or platform.clock
+        # Read once per scheduler: editing escalation.yaml takes effect at the next start.
+        self.rules = rules or load_escalation_rules()
+        self.on_decided = on_decided  # test hook, see LianxiApp.sweep_overdue
+        self.aps: BackgroundScheduler | None = None
+        self.runs: list[tuple[str, datetime, dict[str, Any]]] = []  # recent runs, newest last
+        self._runs_lock = threading.Lock()
+
+    # -- running jobs ----------------------------------------------------------------------
+
+    def run_job(self, name: str, now: datetime | None = None) -> dict[str, Any]:
+        spec = JOBS.get(name)
+        if spec is None:
+            raise KeyError(f"unknown job {name!r}; known: {', '.join(JOBS)}")
+        moment = now or self.clock()
+        if moment.tzinfo is None:
+            raise ValueError("the job clock must be timezone-aware")
+        started = time.perf_counter()
+        result = spec.run(self, moment)
+        result["seconds"] = round(time.perf_counter() - started, 3)
+        log.info("job %s as of %s: %s", name, moment.isoformat(), result)
+        with self._runs_lock:
+            self.runs = [*self.runs[-99:], (name, moment, result)]
+        return result
+
+    def run_once(self, now: datetime) -> dict[str, dict[str, Any]]:
+        """Every job once, as of ``now`` (all jobs are periodic, so each is due at any instant)."""
+        return {name: self.run_job(name, now) for name in JOBS}
+
+    def overdue_sweep(self, now: datetime) -> dict[str, Any]:
+        platform = self.platform
+        # Candidates come from the board, so bring it up to the log first.
+        platform.runner.catch_up("rectification_board")
+        with platform.read_engine.connect() as conn:
+            ids = overdue_candidates(conn, local_date(now), self.rules.level_due)
+        result = platform.app.sweep_overdue(
+            [uuid.UUID(i) for i in ids], now=now, rules=self.rules, on_decided=self.on_decided,
+        )
+        return {"as_of": now.isoformat(), **result.as_dict()}
+
+    # -- the background scheduler ----------------------------------------------------------
+
+    def start(self) -> None:
+        if self.aps is not None:
+            return
+        engine = self.platform.write_engine
+        store = SQLAlchemyJobStore(engine=engine, tablename=JOB_TABLE)
+        try:  # two instances starting at once may race to create the table
+            store.jobs_t.create(engine, checkfirst=True)
+        except sa.exc.DBAPIError:
+            log.info("job table %s created by another instance meanwhile", JOB_TABLE)
+        self.aps = BackgroundScheduler(
+            jobstores={"default": store},
+            executors={"default": ThreadPoolExecutor(1, pool_kwargs={"initializer": _bind, "initargs": (self,)})},
+            job_defaults={
+                # coalesce: runs missed while no instance was up (or while a sweep ran long)
+                # collapse into one. The sweep works from the clock at run time and catches up
+                # every step due in one pass, so repeating it for each missed hour adds nothing.
+                "coalesce": True,
+                # misfire_grace_time=None: a late run still runs, however late. Lateness never
+                # makes the sweep wrong (it decides from `now`, not from the scheduled time),
+                # while skipping a misfired run would leave escalations due during a restart
+                # waiting up to another hour.
+                "misfire_grace_time": None,
+                # One sweep at a time per instance; other instances are handled by the domain.
+                "max_instances": 1,
+            },
+            timezone=COUNTY_TZ,
+        )
+        self.aps.start(paused=True)
+        for spec in JOBS.values():
+            self._ensure_job(spec)
+        self.aps.resume()
+        log.info("scheduler started with jobs: %s", ", ".join(JOBS))
+
+    def _ensure_job(self, spec: JobSpec) -> None:
+        assert self.aps is not None
+        trigger = spec.trigger()
+        existing = self.aps.get_job(spec.name)
+        if existing is not None and existing.func_ref == RUN_JOB_REF and str(existing.trigger) == str(trigger):
+            # Keep the stored job and its next run time: a run missed while every instance
+            # was down is then seen as a misfire and run once (coalesced) right away.
+            return
+        self.aps.add_job(RUN_JOB_REF, trigger=trigger, args=[spec.name], id=spec.name, name=spec.description,
+                         replace_existing=True)
+
+    def shutdown(self, wait: bool = True) -> None:
+        if self.aps is not None:
+            self.aps.shutdown(wait=wait)
+            self.aps = None
