@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export LIANXI_DATABASE_URL ?= sqlite:///./var/lianxi.db
 
-.PHONY: run test lint bench setup init demo clean schemas
+.PHONY: run test lint bench soak setup system-packages init demo clean schemas
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -16,7 +16,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP)
+# Debian packages the brief needs: CJK fonts for PDF and DOCX charts, pdftotext for the tests.
+# Installed only when missing and only where apt-get runs as root; elsewhere a note, not a failure.
+SYSTEM_PKGS := fonts-noto-cjk poppler-utils
+
+setup: $(STAMP) system-packages
+
+system-packages:
+	@if command -v pdftotext >/dev/null 2>&1 && fc-list 2>/dev/null | grep -qi 'Noto Sans CJK'; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PKGS) >/dev/null) \
+		|| echo "note: could not install $(SYSTEM_PKGS); PDF briefs need a CJK font"; \
+	else echo "note: install $(SYSTEM_PKGS) (Debian) for PDF briefs and their tests"; fi
 
 init: setup
 	$(BIN)/lianxi init
@@ -42,6 +53,12 @@ schemas: setup
 
 bench: setup
 	$(BIN)/python -m bench.run
+
+# Long versions of the fault tests: ~50 clients for ~2 min against `lianxi serve` (loopback,
+# temp SQLite; prints errors, p95, RSS over time), then 300 kill -9 cycles per backend.
+soak: setup
+	$(BIN)/python -m bench.soak --clients 50 --duration 120
+	LIANXI_KILL_CYCLES=300 $(BIN)/pytest tests/test_crash_kill.py -q -s
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

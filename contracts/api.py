@@ -106,6 +106,20 @@ class LedgerDutyOut(BaseModel):
     by_semester: dict[str, int]
 
 
+class RectificationStatsOut(BaseModel):
+    """A unit's part of the rectification board. open/overdue/escalated: items the unit leads,
+    as of the ledger's date; closure figures: items closed (销号) within the period."""
+
+    open: int
+    overdue: int
+    escalated: int
+    closed: int
+    closed_on_time: int
+    on_time_rate: float | None
+    median_days_to_close: float | None
+    cooperating_open: int
+
+
 class LedgerOut(BaseModel):
     agency: str
     as_of: str
@@ -115,6 +129,7 @@ class LedgerOut(BaseModel):
     source: Literal["live", "as_of"]
     duties: list[LedgerDutyOut]
     blind_spots: list[str]
+    rectifications: RectificationStatsOut | None = None
 
 
 class Problem(BaseModel):
@@ -126,3 +141,22 @@ class Problem(BaseModel):
     detail: str | None = None
     instance: str | None = None
     errors: list[dict[str, Any]] | None = None
+
+
+class AuditEntryOut(BaseModel):
+    """One row of the append-only audit trail (等保 2.0: who, when, what, outcome)."""
+
+    id: int
+    at: str
+    actor: str
+    token_id: str | None
+    role: str | None
+    unit: str | None
+    action: str
+    target: str
+    target_unit: str | None
+    status: int
+    outcome: Literal["ok", "refused", "rejected", "error"]
+    resource_id: str | None
+    detail: str | None
+    client: str | None

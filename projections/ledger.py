@@ -72,11 +72,12 @@ month_schools = sa.Table(
 )
 
 
-def ledger_rows(events: Sequence[LoggedEvent]) -> dict[str, list[dict[str, Any]]]:
-    """Pure policy: the rows a batch of DutyPerformed events adds. Monthly totals are
-    pre-aggregated so a batch becomes one upsert per (unit, duty, month)."""
-    out_entries: list[dict[str, Any]] = []
-    out_entry_schools: list[dict[str, Any]] = []
+def ledger_tuples(events: Sequence[LoggedEvent]) -> dict[str, list[tuple[Any, ...]]]:
+    """Pure policy: the rows a batch of DutyPerformed events adds, as tuples in each
+    table's column order. Monthly totals are pre-aggregated so a batch becomes one upsert
+    per (unit, duty, month)."""
+    out_entries: list[tuple[Any, ...]] = []
+    out_entry_schools: list[tuple[Any, ...]] = []
     totals: dict[tuple[str, str, str], list[Any]] = {}
     covered: set[tuple[str, str, str, str]] = set()
     for e in events:
@@ -84,33 +85,32 @@ def ledger_rows(events: Sequence[LoggedEvent]) -> dict[str, list[dict[str, Any]]
         agency, duty, day = d["agency"], d["duty_code"], d["occurred_on"]
         month = day[:7]
         findings = int(d["findings"]["count"])
-        out_entries.append({
-            "position": e.position, "event_id": d["event_id"], "agency": agency, "duty_code": duty,
-            "occurred_on": day, "recorded_at": e.recorded_at, "school_count": len(d["school_ids"]),
-            "findings_count": findings,
-        })
-        for school in d["school_ids"]:
-            out_entry_schools.append({
-                "position": e.position, "school_id": school, "agency": agency, "duty_code": duty,
-                "occurred_on": day, "recorded_at": e.recorded_at,
-            })
+        schools = d["school_ids"]
+        position, recorded_at = e.position, e.recorded_at
+        out_entries.append((position, d["event_id"], agency, duty, day, recorded_at, len(schools), findings))
+        for school in schools:
+            out_entry_schools.append((position, school, agency, duty, day, recorded_at))
             covered.add((agency, duty, month, school))
-        t = totals.setdefault((agency, duty, month), [0, 0, day])
-        t[0] += 1
-        t[1] += findings
-        t[2] = max(t[2], day)
+        t = totals.get((agency, duty, month))
+        if t is None:
+            totals[(agency, duty, month)] = [1, findings, day]
+        else:
+            t[0] += 1
+            t[1] += findings
+            if day > t[2]:
+                t[2] = day
     return {
         "entries": out_entries,
         "entry_schools": out_entry_schools,
-        "monthly": [
-            {"agency": a, "duty_code": du, "month": m, "performed_count": c, "findings_count": f,
-             "last_performed_on": last}
-            for (a, du, m), (c, f, last) in totals.items()
-        ],
-        "month_schools": [
-            {"agency": a, "duty_code": du, "month": m, "school_id": s} for (a, du, m, s) in covered
-        ],
+        "monthly": [(a, du, m, c, f, last) for (a, du, m), (c, f, last) in totals.items()],
+        "month_schools": list(covered),
     }
+
+
+def ledger_rows(events: Sequence[LoggedEvent]) -> dict[str, list[dict[str, Any]]]:
+    """``ledger_tuples`` as column-name dicts."""
+    return {key: [dict(zip(_COLUMNS[key], row, strict=True)) for row in rows]
+            for key, rows in ledger_tuples(events).items()}
 
 
 class LedgerView(Projection):
@@ -120,12 +120,60 @@ class LedgerView(Projection):
     tables = (entries, entry_schools, monthly, month_schools)
 
     def apply(self, conn: sa.Connection, events: Sequence[LoggedEvent]) -> None:
-        rows = ledger_rows(events)
-        insert_ignore(conn, entries, rows["entries"])
-        insert_ignore(conn, entry_schools, rows["entry_schools"])
-        upsert_add(conn, monthly, rows["monthly"], keys=["agency", "duty_code", "month"],
-                   add=["performed_count", "findings_count"], greatest=["last_performed_on"])
-        insert_ignore(conn, month_schools, rows["month_schools"])
+        sql = _statements(conn.dialect)
+        if sql is None:  # a dialect without a hand-written path: the generic helpers
+            rows = ledger_rows(events)
+            insert_ignore(conn, entries, rows["entries"])
+            insert_ignore(conn, entry_schools, rows["entry_schools"])
+            upsert_add(conn, monthly, rows["monthly"], keys=["agency", "duty_code", "month"],
+                       add=["performed_count", "findings_count"], greatest=["last_performed_on"])
+            insert_ignore(conn, month_schools, rows["month_schools"])
+            return
+        # The same statements the helpers build, written once and fed plain tuples: in a
+        # rebuild SQLAlchemy's per-row parameter processing cost more than SQLite's insert.
+        for key, tuples in ledger_tuples(events).items():
+            if tuples:
+                conn.exec_driver_sql(sql[key], tuples)
+
+
+_TABLES = (("entries", entries), ("entry_schools", entry_schools), ("monthly", monthly),
+           ("month_schools", month_schools))
+_COLUMNS = {key: tuple(c.name for c in table.c) for key, table in _TABLES}
+# ledger_tuples builds rows in this order; a change to a table must change both.
+assert _COLUMNS == {
+    "entries": ("position", "event_id", "agency", "duty_code", "occurred_on", "recorded_at", "school_count",
+                "findings_count"),
+    "entry_schools": ("position", "school_id", "agency", "duty_code", "occurred_on", "recorded_at"),
+    "monthly": ("agency", "duty_code", "month", "performed_count", "findings_count", "last_performed_on"),
+    "month_schools": ("agency", "duty_code", "month", "school_id"),
+}, _COLUMNS
+_compiled: dict[str, dict[str, str] | None] = {}
+
+
+def _statements(dialect: sa.Dialect) -> dict[str, str] | None:
+    """INSERT ... ON CONFLICT DO NOTHING for the per-record tables and the summing upsert
+    for the monthly totals, in the driver's parameter style."""
+    if dialect.name in _compiled:
+        return _compiled[dialect.name]
+    out: dict[str, str] | None = None
+    if dialect.name in ("sqlite", "postgresql") and dialect.paramstyle in ("qmark", "format", "pyformat"):
+        mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        larger = "max" if dialect.name == "sqlite" else "greatest"
+        out = {}
+        for key, table in _TABLES:
+            cols = [c.name for c in table.c]
+            head = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join([mark] * len(cols))})"
+            out[key] = head + " ON CONFLICT DO NOTHING"
+        m = monthly.name
+        out["monthly"] = (
+            out["monthly"].removesuffix(" ON CONFLICT DO NOTHING")
+            + " ON CONFLICT (agency, duty_code, month) DO UPDATE SET"
+            f" performed_count = {m}.performed_count + excluded.performed_count,"
+            f" findings_count = {m}.findings_count + excluded.findings_count,"
+            f" last_performed_on = {larger}({m}.last_performed_on, excluded.last_performed_on)"
+        )
+    _compiled[dialect.name] = out
+    return out
 
 
 # -- queries -------------------------------------------------------------------------------

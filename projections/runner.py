@@ -12,11 +12,13 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
+import orjson
 import sqlalchemy as sa
 
-from projections.base import LoggedEvent, Projection, metadata
+from projections.base import LoggedEvent, Projection, metadata, type_of_topic, utc_text
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,38 @@ class LogReader(Protocol):
     ) -> Sequence[Any]: ...
 
     def max_notification_id(self) -> int | None: ...
+
+
+_types: dict[str, str] = {}
+
+
+def _recorded_at(timestamp: str) -> str:
+    """utc_text of a stored ISO timestamp. The stored form of a UTC time is already that
+    text but for its tail, so the common case is a slice (a third of a rebuild's decoding
+    went to fromisoformat + strftime); anything else takes the general path."""
+    if timestamp.endswith("+00:00"):
+        if len(timestamp) == 25:  # no microseconds
+            return timestamp[:19] + ".000000Z"
+        if len(timestamp) == 32 and timestamp[19] == ".":
+            return timestamp[:26] + "Z"
+    return utc_text(datetime.fromisoformat(timestamp))
+
+
+def decode(n: Any) -> LoggedEvent:
+    """``LoggedEvent.from_notification``, faster (same fields, same values; a test holds
+    them equal)."""
+    state: dict[str, Any] = orjson.loads(n.state)
+    recorded = _recorded_at(state.pop("timestamp"))
+    state.pop("originator_topic", None)
+    state.pop("class_version", None)
+    topic: str = n.topic
+    kind = _types.get(topic)
+    if kind is None:
+        kind = _types[topic] = type_of_topic(topic)
+    return LoggedEvent(
+        position=int(n.id), originator_id=n.originator_id, originator_version=int(n.originator_version),
+        topic=topic, type=kind, recorded_at=recorded, data=state,
+    )
 
 
 @dataclass
@@ -111,7 +145,7 @@ class ProjectionRunner:
             notifications = self.reader.select_notifications(
                 start=position, limit=self.batch_size, stop=head, topics=p.topics, inclusive_of_start=False,
             )
-            events = [LoggedEvent.from_notification(n) for n in notifications]
+            events = [decode(n) for n in notifications]
             if events:
                 p.apply(conn, events)
             # A short batch means nothing of ours lies between the last event and head.
@@ -134,13 +168,37 @@ class ProjectionRunner:
         return total
 
     def run_forever(self, stop: threading.Event, idle_sleep: float = 0.2) -> None:
+        """Follow the log. A round steps only the projections behind the head: one the
+        runner has seen at or past the head has nothing to do and costs no transaction
+        (positions only go back when another process resets a read model; forgetting what
+        was seen every 50 rounds notices that). Rounds run back to back only while a projection has a
+        backlog (a full batch); otherwise the next round waits ``idle_sleep``, so under a
+        steady stream of API writes each projection commits a few times a second with many
+        events, instead of once per event, holding SQLite's write lock (and an fsync)
+        against the writers every time."""
+        seen: dict[str, int] = {}
+        rounds = 0
         while not stop.is_set():
-            busy = False
+            backlog = False
+            rounds += 1
+            if rounds % 50 == 0:
+                seen.clear()  # every ~10 s idle: notice a read model reset by another process
+            try:
+                head = self.reader.max_notification_id() or 0
+            except Exception:  # keep following; the error is logged and the read retried
+                log.exception("reading the head of the log failed; retrying")
+                stop.wait(1.0)
+                continue
             for name in self.projections:
+                if seen.get(name, -1) >= head:
+                    continue
                 try:
-                    busy |= self.step(name).applied > 0
+                    result = self.step(name)
                 except Exception:  # keep following; the error is logged and the batch retried
                     log.exception("projection %s failed a batch; retrying", name)
                     stop.wait(1.0)
-            if not busy:
+                    continue
+                seen[name] = result.position
+                backlog |= result.applied >= self.batch_size
+            if not backlog:
                 stop.wait(idle_sleep)

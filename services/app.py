@@ -24,6 +24,9 @@ from events.errors import Conflict, InvariantViolated, NotFound, NotPermitted
 from events.schools import School, school_aggregate_id
 from services.auth_model import Principal
 from services.group_commit import GroupCommitter
+from services.logistics_service import LogisticsMixin
+from services.meetings_service import MeetingsUseCases
+from services.rectification_service import RectificationUseCases
 from services.store import Database, OrjsonTranscoder
 
 # The catalogue's first duty lists take effect from this date, so demo and review years
@@ -49,7 +52,9 @@ class InitResult:
     unchanged: int
 
 
-class LianxiApp(Application[uuid.UUID]):
+class LianxiApp(RectificationUseCases, MeetingsUseCases, LogisticsMixin, Application[uuid.UUID]):
+    """Hazard and rectification use cases live in services/rectification_service.py."""
+
     # Pinned: PostgreSQL table names derive from it.
     name = "lianxi"
 
@@ -214,6 +219,48 @@ class LianxiApp(Application[uuid.UUID]):
         if existing.request_digest != digest:
             raise Conflict("this Idempotency-Key was already used with a different request body")
         return Appended(id=str(record_id), position=self.position_of(record_id, 1), replayed=True)
+
+    # -- review appeals (events/reviews.py; services/review.py checks the deduction exists) --
+
+    def file_review_appeal(
+        self, principal: Principal, *, year: int, clause: str, item: str, points: float, rules: str, reason: str,
+        now: datetime,
+    ) -> Appended:
+        """A unit appeals one of its own deductions; the unit is the token's."""
+        from events.reviews import ReviewAppeal
+
+        if not principal.can_write:
+            raise NotPermitted("this credential may not write")
+        appeal = ReviewAppeal.file(unit=principal.agency, year=year, clause=clause, item=item, points=points,
+                                   rules=rules, reason=reason, logged_by=principal.actor, now=now)
+        try:
+            recordings = self.commit(appeal)
+        except IntegrityError:
+            raise Conflict("this deduction was already appealed") from None
+        return Appended(id=str(appeal.id), position=recordings[0].notification.id)
+
+    def decide_review_appeal(
+        self, principal: Principal, appeal_id: uuid.UUID, *, year: int, upheld: bool, reason: str, now: datetime,
+    ) -> Appended:
+        """The lead bureau upholds or rejects an appeal of ``year``'s review, with a reason."""
+        from events.reviews import ReviewAppeal
+
+        if principal.role != "lead":
+            raise NotPermitted("only the lead bureau decides review appeals")
+        try:
+            appeal: ReviewAppeal = self.repository.get(appeal_id)
+        except AggregateNotFoundError:
+            raise NotFound(f"unknown appeal {appeal_id}") from None
+        if not isinstance(appeal, ReviewAppeal) or appeal.year != year:
+            raise NotFound(f"unknown appeal {appeal_id} of the {year} review")
+        lead = self.agency(principal.agency)
+        appeal.decide(lead=lead.code, is_lead=lead.lead, upheld=upheld, reason=reason, logged_by=principal.actor,
+                      now=now)
+        try:
+            recordings = self.commit(appeal)
+        except IntegrityError:
+            raise Conflict("this appeal was already decided") from None
+        return Appended(id=str(appeal.id), position=recordings[-1].notification.id)
 
 
 def parse_iso_date(value: str, field: str) -> date:

@@ -90,6 +90,95 @@ def project() -> None:
         platform.close()
 
 
+def _worker_settings() -> Any:
+    """Settings of a Kafka worker: LIANXI_KAFKA_BOOTSTRAP is required; log at LIANXI_LOG_LEVEL."""
+    from services.settings import get_settings
+
+    settings = get_settings()
+    if not settings.kafka_bootstrap:
+        raise CliError("LIANXI_KAFKA_BOOTSTRAP is not set (host:port of the Kafka brokers)")
+    logging.getLogger("services").setLevel(settings.log_level.upper())
+    return settings
+
+
+def _until_signalled() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+@cli.command()
+def relay() -> None:
+    """Publish the event log to Kafka as CloudEvents (at least once, in order per unit)."""
+    from services.app import LianxiApp
+    from services.relay import Relay, kafka_producer_factory
+    from services.store import Database
+
+    s = _worker_settings()
+    database = Database.from_url(s.database_url)
+    app = LianxiApp(database)
+    engine = database.sqlalchemy_engine(writer=True)
+    factory = kafka_producer_factory(
+        s.kafka_bootstrap, client_id=f"{s.kafka_client_id}-relay",
+        ensure_topics=[(s.kafka_events_topic, s.kafka_partitions, s.kafka_replication)],
+    )
+    worker = Relay(app.recorder, engine, factory, topic=s.kafka_events_topic, batch_size=s.relay_batch_size)
+    stop = _until_signalled()
+    try:
+        worker.setup()
+        typer.echo(f"relaying to {s.kafka_events_topic} from position {worker.position()}; Ctrl-C to stop", err=True)
+        worker.run_forever(stop)
+    finally:
+        worker.close()
+        app.close()
+        engine.dispose()
+
+
+@cli.command()
+def ingest() -> None:
+    """Consume agency feeds from Kafka: valid messages become events, the rest dead letters."""
+    from services.app import LianxiApp
+    from services.ingest import Ingestor, KafkaIngest
+    from services.platform import utcnow
+    from services.store import Database
+
+    s = _worker_settings()
+    app = LianxiApp(Database.from_url(s.database_url))
+    topics = [(t, s.kafka_partitions, s.kafka_replication) for t in (s.kafka_inbound_topic, s.kafka_dlq_topic)]
+    worker = KafkaIngest(
+        Ingestor(app, utcnow), bootstrap=s.kafka_bootstrap, topic=s.kafka_inbound_topic,
+        dlq_topic=s.kafka_dlq_topic, group_id=s.kafka_ingest_group, client_id=f"{s.kafka_client_id}-ingest",
+        session_timeout_ms=s.kafka_session_timeout_ms, ensure_topics=topics,
+    )
+    stop = _until_signalled()
+    typer.echo(f"ingesting {s.kafka_inbound_topic} (dead letters to {s.kafka_dlq_topic}); Ctrl-C to stop", err=True)
+    try:
+        worker.run_forever(stop)
+    finally:
+        worker.close()
+        app.close()
+
+
+@cli.command()
+def schemas(
+    write: Annotated[bool, typer.Option("--write", help="rewrite contracts/schemas/ from the code")] = False,
+) -> None:
+    """Check (or with --write, regenerate) the event JSON Schemas and contracts/asyncapi.yaml."""
+    from contracts import schemas as event_schemas
+    from services.ingest import INBOUND_COMMANDS
+
+    inbound = sorted(INBOUND_COMMANDS)
+    if write:
+        drift = event_schemas.write(inbound)
+        typer.echo(f"schemas: {'up to date' if drift.clean else 'rewrote ' + drift.describe()}")
+        return
+    drift = event_schemas.check(inbound)
+    if not drift.clean:
+        raise CliError(f"event schemas drifted from the code ({drift.describe()}); run `make schemas`")
+    typer.echo("schemas: up to date")
+
+
 @cli.command()
 def demo(
     schools: Annotated[int, typer.Option(min=1, max=100_000, help="number of schools")] = 120,
@@ -182,6 +271,218 @@ def projections_rebuild(
             with _bar(total=head, desc=n) as bar:
                 applied = platform.runner.catch_up(n, progress=bar.update)
             typer.echo(f"{n}: rebuilt from {applied} events")
+    finally:
+        platform.close()
+
+
+
+# -- scheduled jobs (services/scheduler.py) ------------------------------------------------
+
+jobs_cli = typer.Typer(no_args_is_help=True, help="Scheduled jobs (overdue and escalation sweep).")
+cli.add_typer(jobs_cli, name="jobs")
+
+
+def _parse_now(text: str) -> Any:
+    from datetime import datetime
+
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise CliError(f"--now {text!r} is not an ISO 8601 date-time, e.g. 2023-06-01T09:00:00+08:00") from None
+    if moment.tzinfo is None:
+        raise CliError(f"--now {text!r} needs a UTC offset, e.g. 2023-06-01T09:00:00+08:00")
+    return moment
+
+
+def _job_line(name: str, r: dict[str, Any]) -> str:
+    levels = ", ".join(f"L{k}: {v}" for k, v in r.get("escalations", {}).items()) or "none"
+    return (f"{name} as of {r.get('as_of')}: {r.get('candidates', 0)} candidate(s), {r.get('overdue', 0)} "
+            f"overdue, escalations {levels}, {r.get('conflicts', 0)} conflict(s), {r.get('seconds', 0)} s")
+
+
+@jobs_cli.command("run-once")
+def jobs_run_once(
+    now: Annotated[str | None, typer.Option(help="the instant to run as, ISO 8601 with offset (default: now)")] = None,
+) -> None:
+    """Run every scheduled job once, as of --now. Safe to repeat: no step is ever taken twice."""
+    from services.scheduler import LianxiScheduler
+
+    moment = _parse_now(now) if now else None
+    platform = _platform(group_commit=False)
+    try:
+        scheduler = LianxiScheduler(platform)
+        for name, result in scheduler.run_once(moment or platform.clock()).items():
+            if "escalations" in result and "candidates" in result:
+                typer.echo(_job_line(name, result))
+            else:
+                typer.echo(f"{name}: " + ", ".join(f"{k}={v}" for k, v in result.items()))
+    finally:
+        platform.close()
+
+
+@cli.command("scheduler")
+def scheduler_command() -> None:
+    """Run the scheduled jobs (hourly overdue and escalation sweep) until interrupted."""
+    from services.scheduler import JOBS, LianxiScheduler
+
+    platform = _platform(group_commit=False)
+    scheduler = LianxiScheduler(platform)
+    stop = _until_signalled()
+    try:
+        scheduler.start()
+        typer.echo(f"scheduler running {', '.join(JOBS)}; Ctrl-C to stop", err=True)
+        stop.wait()
+    finally:
+        scheduler.shutdown()
+        platform.close()
+
+
+@cli.command()
+def brief(
+    meeting: Annotated[str, typer.Option(help="meeting id, or YEAR-NUMBER (e.g. 2024-4), or 'latest'")],
+    format: Annotated[str, typer.Option("--format", help="html | docx | pdf")] = "html",
+    output: Annotated[str, typer.Option("-o", "--output", help="file to write")] = "",
+) -> None:
+    """Render the joint-meeting brief (联席会议简报) of one meeting as HTML, DOCX or PDF."""
+    import time
+    import uuid
+    from pathlib import Path
+
+    from events.base import local_date
+    from events.meetings import meeting_id
+    from projections.meetings import list_meetings
+    from services.brief import FORMATS, build_brief, render
+
+    if format not in FORMATS:
+        raise CliError(f"--format {format!r} is not one of {', '.join(FORMATS)}")
+    if not output:
+        raise CliError("-o FILE is required")
+    platform = _platform(group_commit=False)
+    try:
+        platform.runner.catch_up()
+        if meeting == "latest":
+            with platform.read_engine.connect() as conn:
+                held = list_meetings(conn)
+            if not held:
+                raise CliError("no meeting has been scheduled yet")
+            mid = held[-1]["meeting_id"]
+        elif "-" in meeting and meeting.replace("-", "").isdigit() and meeting.count("-") == 1:
+            year, number = meeting.split("-")
+            mid = str(meeting_id(int(year), int(number)))
+        else:
+            try:
+                mid = str(uuid.UUID(meeting))
+            except ValueError:
+                raise CliError(f"--meeting {meeting!r} is not a meeting id, YEAR-NUMBER or 'latest'") from None
+        started = time.perf_counter()
+        data = build_brief(platform, mid, local_date(platform.clock()))
+        if data is None:
+            raise CliError(f"unknown meeting {meeting!r}")
+        body = render(data, format)
+        Path(output).write_bytes(body)
+        typer.echo(f"brief {data['meeting']['year']}-{data['number']} ({format}, {len(body)} bytes) written to "
+                   f"{output} in {time.perf_counter() - started:.2f} s")
+    finally:
+        platform.close()
+
+
+# -- tamper evidence and the annual review (services/hashchain.py, checkpoint.py, review.py) --
+
+
+@cli.command()
+def checkpoint(
+    output: Annotated[str | None, typer.Option("-o", "--output", help="write the checkpoint here (default stdout)")]
+    = None,
+) -> None:
+    """Verify the whole log, then sign its head (Ed25519). Keep the file off the platform."""
+    from pathlib import Path
+
+    from services.checkpoint import CheckpointError, checkpoint_now
+
+    platform = _platform(group_commit=False)
+    try:
+        head = platform.app.recorder.max_notification_id() or 0
+        with _bar(total=head, desc="verify") as bar:
+            cp, result = checkpoint_now(platform, now=platform.clock(), progress=bar.update)
+        if output:
+            Path(output).write_bytes(cp.to_json())
+            typer.echo(f"checkpoint at position {cp.position} ({result.events} events), head {cp.head_hash}, "
+                       f"written to {output}", err=True)
+        else:
+            sys.stdout.write(cp.to_json().decode())
+    except CheckpointError as e:
+        raise CliError(str(e)) from None
+    finally:
+        platform.close()
+
+
+@cli.command()
+def verify(
+    checkpoint_file: Annotated[str | None, typer.Option("--checkpoint", help="a checkpoint the log must still match")]
+    = None,
+) -> None:
+    """Recompute the hash chain over the whole log. Exit 0 when intact (and matching the
+    checkpoint); otherwise exit 1 naming the first position that breaks."""
+    from pathlib import Path
+
+    from services.checkpoint import Checkpoint, CheckpointError, trusted_key, verify_against
+
+    platform = _platform(group_commit=False)
+    try:
+        cp = Checkpoint.read(Path(checkpoint_file)) if checkpoint_file else None
+        head = platform.app.recorder.max_notification_id() or 0
+        with _bar(total=head, desc="verify") as bar:
+            result = verify_against(platform, cp, trusted_public_key=trusted_key(), progress=bar.update)
+        if not result.ok:
+            raise CliError(result.describe())
+        matched = f"; matches the checkpoint at position {cp.position}" if cp else ""
+        typer.echo(result.describe() + matched)
+    except CheckpointError as e:
+        raise CliError(str(e)) from None
+    finally:
+        platform.close()
+
+
+@cli.command()
+def review(
+    year: Annotated[int, typer.Option(help="the year to review")],
+    rules: Annotated[str | None, typer.Option(help="rules file (default contracts/rules/review-2025.v1.yaml)")] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="count what was recorded by then (default now)")] = None,
+    compare_rules: Annotated[str | None, typer.Option("--compare-rules", help="draft rules: side-by-side table")]
+    = None,
+    fmt: Annotated[str, typer.Option("--format", help="json | html | docx")] = "json",
+    output: Annotated[str | None, typer.Option("-o", "--output", help="write here (default stdout; docx needs -o)")]
+    = None,
+) -> None:
+    """Replay the year from the verified log and score every unit (年度考核)."""
+    from pathlib import Path
+
+    from contracts.rules import RulesError, default_rules
+    from services.checkpoint import CheckpointError
+    from services.review import ReviewError, compute_review, load_rules_arg, parse_as_of
+    from services.review_render import FORMATS, render
+
+    if fmt not in FORMATS:
+        raise CliError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
+    if fmt == "docx" and not output:
+        raise CliError("--format docx needs -o FILE")
+    platform = _platform(group_commit=False)
+    try:
+        rule_set = load_rules_arg(rules) if rules else default_rules()
+        draft = load_rules_arg(compare_rules) if compare_rules else None
+        moment = parse_as_of(as_of) if as_of else platform.clock()
+        head = platform.app.recorder.max_notification_id() or 0
+        with _bar(total=head, desc="review") as bar:
+            document = compute_review(platform, year=year, rules=rule_set, as_of=moment, compare=draft,
+                                      progress=bar.update)
+        data = render(document, fmt)
+        if output:
+            Path(output).write_bytes(data)
+            typer.echo(f"review {year} ({rule_set.name}, as of {document['as_of']}) written to {output}", err=True)
+        else:
+            sys.stdout.write(data.decode("utf-8"))
+    except (RulesError, ReviewError, CheckpointError) as e:
+        raise CliError(str(e)) from None
     finally:
         platform.close()
 

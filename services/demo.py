@@ -17,9 +17,10 @@ from typing import Any
 from contracts.catalogue import Catalogue, DutyItem
 from events.agencies import Agency
 from events.base import COUNTY_TZ, derive_id, local_date
-from events.duty_log import DutyRecord
+from events.duty_log import MAX_SCHOOLS_PER_RECORD, DutyRecord
 from events.schools import School
 from services.app import LianxiApp
+from services.bulk import BulkAppender
 
 TOWNS = ["满都拉图镇", "巴彦淖尔镇", "查干敖包镇", "赛罕高毕苏木", "达日罕乌拉苏木", "巴彦乌拉苏木",
          "洪格尔苏木", "白日乌拉苏木", "红格尔苏木", "额仁淖尔苏木"]
@@ -30,7 +31,7 @@ SUMMARIES = {
     "weekly": "例行巡查", "monthly": "月度检查", "quarterly": "季度检查", "semester": "学期检查",
     "yearly": "年度工作", "rainy-season": "汛期专项检查", "on-demand": "按需处置",
 }
-BATCH = 1000
+BATCH = 5000  # events per transaction on the bulk path
 
 
 @dataclass(frozen=True)
@@ -124,10 +125,15 @@ def plan_year(
             plans.append((unit.code, duty, _rounds(duty.cadence, year, rng), diligence))
     waiting: list[PlannedRecord] = []  # backdated records, by recording time
     seq = 0
+    applicable: dict[str, list[SchoolSpec]] = {}  # by applies_to: once, not per duty and month
     for month in range(1, 13):
         month_records: list[PlannedRecord] = []
         for code, duty, rounds, diligence in plans:
-            targets = _applicable(duty, schools)
+            if not any(start.month == month for start, _ in rounds):
+                continue
+            targets = applicable.get(duty.applies_to)
+            if targets is None:
+                targets = applicable[duty.applies_to] = _applicable(duty, schools)
             for start, end in rounds:
                 if start.month != month:
                     continue
@@ -137,7 +143,8 @@ def plan_year(
                     groups = [()]
                 elif duty.cadence in ("yearly", "on-demand") and len(targets) > 20:
                     # County-wide actions: one record covering a sample of schools.
-                    k = max(1, int(len(targets) * diligence * 0.3))
+                    # A record covers at most MAX_SCHOOLS_PER_RECORD (a province-size demo hit it).
+                    k = min(MAX_SCHOOLS_PER_RECORD, max(1, int(len(targets) * diligence * 0.3)))
                     groups = [tuple(s.school_id for s in rng.sample(targets, k))]
                 else:
                     groups = [(s.school_id,) for s in targets if rng.random() < diligence]
@@ -180,45 +187,55 @@ def run_demo(
     app.register_catalogue(catalogue, now=year_start.astimezone(UTC))
     lead = catalogue.lead.code
     specs = make_schools(schools, rng)
-    written = 0
-    batch: list[Any] = []
-    for i, s in enumerate(specs):
-        batch.append(School.register(
+    # Schools and duty records stream through the bulk path (services/bulk.py): big
+    # transactions, one batch in memory.
+    bulk = BulkAppender(app, batch_size=BATCH)
+    schools_result = bulk.append((
+        School.register(
             by_agency=lead, by_lead=True, school_id=s.school_id, name=s.name, town=s.town, kind=s.kind,
             boarding=s.boarding, canteen=s.canteen, school_bus=s.school_bus,
             now=(year_start + timedelta(seconds=i)).astimezone(UTC),
-        ))
-        if len(batch) >= BATCH:
-            app.save(*batch)
-            written += len(batch)
-            if progress:
-                progress(len(batch))
-            batch = []
+        )
+        for i, s in enumerate(specs)
+    ), progress=progress)
     agencies: dict[str, Agency] = {u.code: app.agency(u.code) for u in catalogue.units.units}
     known = {s.school_id for s in specs}
     today = min(local_date(now), date(year, 12, 31))
-    for month_records in plan_year(catalogue, specs, year, seed, today):
-        for rec in month_records:
-            if rec.recorded_at > now:
-                continue
-            record_id = derive_id("demo", str(seed), str(year), str(rec.seq))
-            batch.append(DutyRecord.perform(
-                record_id=record_id, agency=agencies[rec.agency], duty_code=rec.duty,
-                school_ids=rec.school_ids, occurred_on=rec.occurred_on,
-                summary=f"{SUMMARIES[rec.cadence]}({rec.duty.split('.', 1)[1]})",
-                findings={"count": rec.findings, "text": "发现问题已当场反馈" if rec.findings else ""},
-                evidence=[f"sha256:{record_id.hex}"], logged_by="demo:generator",
-                request_digest="", school_exists=known.__contains__, now=rec.recorded_at,
-            ))
-            if len(batch) >= BATCH:
-                app.save(*batch)
-                written += len(batch)
-                if progress:
-                    progress(len(batch))
-                batch = []
-    if batch:
-        app.save(*batch)
-        written += len(batch)
-        if progress:
-            progress(len(batch))
-    return {"schools": len(specs), "events": written}
+
+    def duty_records() -> Iterator[DutyRecord]:
+        for month_records in plan_year(catalogue, specs, year, seed, today):
+            for rec in month_records:
+                if rec.recorded_at > now:
+                    continue
+                record_id = derive_id("demo", str(seed), str(year), str(rec.seq))
+                yield DutyRecord.perform(
+                    record_id=record_id, agency=agencies[rec.agency], duty_code=rec.duty,
+                    school_ids=rec.school_ids, occurred_on=rec.occurred_on,
+                    summary=f"{SUMMARIES[rec.cadence]}({rec.duty.split('.', 1)[1]})",
+                    findings={"count": rec.findings, "text": "发现问题已当场反馈" if rec.findings else ""},
+                    evidence=[f"sha256:{record_id.hex}"], logged_by="demo:generator",
+                    request_digest="", school_exists=known.__contains__, now=rec.recorded_at,
+                )
+
+    records_result = bulk.append(duty_records(), progress=progress)
+    written = schools_result.appended + records_result.appended
+    # Hazards and rectifications of the same year (services/demo_hazards.py).
+    from services.demo_hazards import run_demo_hazards
+
+    hazards = run_demo_hazards(app, catalogue, school_ids=[s.school_id for s in specs], year=year, seed=seed,
+                               now=now, progress=progress)
+    written += hazards["events"]
+    # Targets, recognitions, compliance records and petitions (services/demo_logistics.py).
+    from services.demo_logistics import run_demo_logistics
+
+    logistics = run_demo_logistics(app, catalogue, schools=specs, year=year, seed=seed, now=now, progress=progress)
+    written += logistics["events"]
+    # Campaigns, warnings and quarterly joint meetings with their tasks (services/demo_meetings.py).
+    from services.demo_meetings import run_demo_meetings
+
+    meetings = run_demo_meetings(app, catalogue, school_ids=[s.school_id for s in specs],
+                                 school_towns={s.school_id: s.town for s in specs}, year=year, seed=seed, now=now,
+                                 progress=progress)
+    written += meetings["events"]
+    return {"schools": len(specs), "events": written, "hazards": hazards["hazards"], "logistics": logistics,
+            "meetings": meetings}

@@ -9,9 +9,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from projections.campaign_progress import CampaignProgressView
 from projections.catalogue_view import CatalogueView
 from projections.ledger import LedgerView
+from projections.meetings import MeetingsView
+from projections.rectification_board import RectificationBoard
 from projections.runner import ProjectionRunner
+from projections.warning_response import WarningResponseView
 from services.app import LianxiApp
 from services.auth import TokenStore
 from services.settings import Settings, get_settings
@@ -21,7 +25,23 @@ log = logging.getLogger(__name__)
 
 
 def all_projections() -> list[Any]:
-    return [CatalogueView(), LedgerView()]
+    return [CatalogueView(), LedgerView(), RectificationBoard(), CampaignProgressView(), WarningResponseView(),
+            MeetingsView(), *_logistics_projections(), _hash_chain()]
+
+
+def _hash_chain() -> Any:
+    from services.hashchain import HashChainProjection
+
+    return HashChainProjection()  # tamper evidence over every event (services/hashchain.py)
+
+
+def _logistics_projections() -> list[Any]:
+    from projections.compliance import ComplianceView
+    from projections.notifications import NotificationsView
+    from projections.petitions import PetitionsView
+    from projections.targets import TargetsView
+
+    return [TargetsView(), ComplianceView(), PetitionsView(), NotificationsView()]
 
 
 def utcnow() -> datetime:
@@ -42,6 +62,14 @@ class Platform:
         self.tokens = TokenStore(self.write_engine)
         self.runner.setup()
         self.tokens.setup()
+        from services import hashchain
+
+        hashchain.setup(self.write_engine)  # log_chain: never dropped by a rebuild
+        chain: Any = self.runner.projections[hashchain.CHAIN_NAME]
+        chain.bind(self.runner)
+        from projections.notifications import setup_notify_tables
+
+        setup_notify_tables(self.write_engine)  # delivery records and read marks: never dropped by a rebuild
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.clock = utcnow

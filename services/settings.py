@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     kafka_ingest_group: str = "lianxi-ingest"
     kafka_session_timeout_ms: int = 10_000
     relay_batch_size: int = 500
+    # Resource limits (OWASP API4); 0 turns one off. See services/api/limits.py.
+    max_body_bytes: int = 1_048_576  # larger request bodies get 413
+    max_page_size: int = 500  # `limit` above this gets 422 (read once, at import of the API)
+    rate_limit_per_minute: int = 1200  # per credential (per client address without one), per process
+    rate_limit_burst: int = 0  # bucket size; 0 means the per-minute figure
+    request_timeout_s: float = 30.0  # no response started by then: 503 (the work may still finish)
     log_level: str = "INFO"
 
 

@@ -9,16 +9,29 @@ log then miss events.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlparse
 
 import orjson
 import sqlalchemy as sa
-from eventsourcing.persistence import Transcoder
-from eventsourcing.sqlite import SQLiteConnection, SQLiteConnectionPool, SQLiteDatastore, SQLiteFactory
+from eventsourcing.persistence import StoredEvent, Transcoder
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
+from eventsourcing.sqlite import (
+    SQLiteApplicationRecorder,
+    SQLiteConnection,
+    SQLiteConnectionPool,
+    SQLiteCursor,
+    SQLiteDatastore,
+    SQLiteFactory,
+)
 
 SQLITE_BUSY_TIMEOUT_S = 30
 
@@ -39,6 +52,95 @@ class OrjsonTranscoder(Transcoder):
         return state
 
 
+class SQLiteWriteGate:
+    """One per database file and process: this process's writers (group commit, bulk
+    append, projections, audit, tokens) queue here for SQLite's single write lock.
+
+    Without it they meet inside SQLite, whose busy handler polls with sleeps of 1, 2, 5,
+    10 ... 100 ms, so a writer can sleep well past the moment the lock came free; a Python
+    lock hands over at once. Other processes (the CLI, more workers) still meet the busy
+    handler. A writer that cannot get the gate within the busy timeout goes ahead anyway and
+    SQLite arbitrates, so a missed release can slow writers but never block them for good.
+    """
+
+    _gates: ClassVar[dict[str, SQLiteWriteGate]] = {}
+    _gates_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    @classmethod
+    def for_path(cls, path: str | Path) -> SQLiteWriteGate:
+        key = os.path.realpath(path)
+        with cls._gates_lock:
+            gate = cls._gates.get(key)
+            if gate is None:
+                gate = cls._gates[key] = cls()
+            return gate
+
+    def acquire(self) -> bool:
+        return self._lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_S)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        got = self.acquire()
+        try:
+            yield
+        finally:
+            if got:
+                self.release()
+
+
+class GatedSQLiteConnection(sqlite3.Connection):
+    """A pysqlite connection for SQLAlchemy writer engines: BEGIN IMMEDIATE takes the
+    process's write gate (see ``Database.sqlalchemy_engine``); the commit or rollback that
+    ends the transaction gives it back."""
+
+    lx_gate: SQLiteWriteGate | None = None
+    lx_holds_gate: bool = False
+
+    def lx_release(self) -> None:
+        if self.lx_holds_gate and self.lx_gate is not None:
+            self.lx_holds_gate = False
+            self.lx_gate.release()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.lx_release()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.lx_release()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.lx_release()
+
+
+class GatedSQLiteDatastore(SQLiteDatastore):
+    """eventsourcing's SQLite datastore whose write transactions pass the write gate."""
+
+    gate: SQLiteWriteGate
+
+    @contextmanager
+    def get_connection(self, *, commit: bool) -> Iterator[SQLiteConnection]:
+        if not commit:
+            with super().get_connection(commit=False) as conn:
+                yield conn
+            return
+        with self.gate.held(), super().get_connection(commit=True) as conn:
+            yield conn
+
+
 class DurableSQLiteConnectionPool(SQLiteConnectionPool):
     def _create_connection(self) -> SQLiteConnection:
         conn = super()._create_connection()
@@ -48,21 +150,87 @@ class DurableSQLiteConnectionPool(SQLiteConnectionPool):
         return conn
 
 
+class BatchSQLiteApplicationRecorder(SQLiteApplicationRecorder):
+    """Inserts a transaction's events with one ``executemany`` instead of one ``execute``
+    per row (eventsourcing does that to read each ``lastrowid``). Group-commit batches and
+    bulk appends are several times faster; notification ids still come back.
+
+    The ids are worked out, then checked: the transaction holds SQLite's write lock from
+    its first insert, and SQLite gives a new row ``max(rowid) + 1``, so the batch's rows are
+    ``max - n + 1 .. max``. The first and last rows are looked up to confirm; if either
+    differs (only possible once rowids reach 2**63 - 1), every row is looked up.
+    """
+
+    def __init__(self, datastore: SQLiteDatastore, events_table_name: str = "stored_events") -> None:
+        super().__init__(datastore, events_table_name)
+        self._select_rowid = (
+            f"SELECT rowid FROM {self.events_table_name} WHERE originator_id=? AND originator_version=?"
+        )
+
+    def _insert_events(
+        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any,
+    ) -> Sequence[int] | None:
+        if len(stored_events) <= 1:
+            return super()._insert_events(c, stored_events, **kwargs)
+        params = [
+            (s.originator_id.hex if isinstance(s.originator_id, uuid.UUID) else s.originator_id,
+             s.originator_version, s.topic, s.state)
+            for s in stored_events
+        ]
+        c.executemany(self.insert_events_statement, params)
+        c.execute(self.select_max_notification_id_statement)
+        last = int(c.fetchone()[0])
+        first = last - len(params) + 1
+        if self._rowid(c, params[0]) == first and self._rowid(c, params[-1]) == last:
+            return list(range(first, last + 1))
+        return [self._rowid(c, p) for p in params]
+
+    def _rowid(self, c: SQLiteCursor, param: tuple[Any, ...]) -> int:
+        c.execute(self._select_rowid, param[:2])
+        return int(c.fetchone()[0])
+
+
 class DurableSQLiteFactory(SQLiteFactory):
-    """SQLiteFactory whose connections use synchronous=FULL (eventsourcing leaves it unset)."""
+    """SQLiteFactory whose connections use synchronous=FULL (eventsourcing leaves it unset)
+    and whose application recorder inserts batches with executemany."""
+
+    application_recorder_class = BatchSQLiteApplicationRecorder
 
     def __init__(self, env: Any):
         super().__init__(env)
         old = self.datastore
-        self.datastore = SQLiteDatastore(
+        self.datastore = GatedSQLiteDatastore(
             db_name=old.pool.db_name,
             lock_timeout=SQLITE_BUSY_TIMEOUT_S,
             single_row_tracking=old.single_row_tracking,
             originator_id_type=old.originator_id_type,
         )
+        self.datastore.gate = SQLiteWriteGate.for_path(old.pool.db_name)
         self.datastore.pool = DurableSQLiteConnectionPool(
             db_name=old.pool.db_name, lock_timeout=SQLITE_BUSY_TIMEOUT_S, pool_size=5, max_overflow=10,
         )
+
+
+class SerialisedPostgresApplicationRecorder(PostgresApplicationRecorder):
+    """eventsourcing re-runs its DDL (including CREATE OR REPLACE FUNCTION) at every start;
+    processes starting together (several `lianxi serve`, workers) then fail with "tuple
+    concurrently updated". A session advisory lock serialises that step."""
+
+    DDL_LOCK_KEY = 0x6C69616E7869  # "lianxi"
+
+    def create_table(self) -> None:
+        with self.datastore.get_connection() as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (self.DDL_LOCK_KEY,))
+            conn.commit()
+            try:
+                super().create_table()
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (self.DDL_LOCK_KEY,))
+                conn.commit()
+
+
+class SerialisedPostgresFactory(PostgresFactory):
+    application_recorder_class = SerialisedPostgresApplicationRecorder
 
 
 @dataclass(frozen=True)
@@ -110,7 +278,7 @@ class Database:
             }
         assert self.pg is not None
         env = {
-            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "PERSISTENCE_MODULE": "services.store:SerialisedPostgresFactory",
             **self.pg,
             "POSTGRES_POOL_SIZE": "5",
             "POSTGRES_MAX_OVERFLOW": "10",
@@ -126,9 +294,11 @@ class Database:
         if self.kind == "sqlite":
             assert self.sqlite_path is not None
             self.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-            engine = sa.create_engine(
-                f"sqlite:///{self.sqlite_path}", connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, **kw,
-            )
+            gate = SQLiteWriteGate.for_path(self.sqlite_path)
+            sqlite_args: dict[str, Any] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
+            if writer:
+                sqlite_args["factory"] = GatedSQLiteConnection
+            engine = sa.create_engine(f"sqlite:///{self.sqlite_path}", connect_args=sqlite_args, **kw)
 
             @sa.event.listens_for(engine, "connect")
             def _pragmas(dbapi_conn: Any, _rec: Any) -> None:
@@ -139,10 +309,26 @@ class Database:
                 cur.execute("PRAGMA synchronous=FULL")
                 cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
                 cur.close()
+                if isinstance(dbapi_conn, GatedSQLiteConnection):
+                    dbapi_conn.lx_gate = gate
 
             @sa.event.listens_for(engine, "begin")
             def _begin(conn: sa.Connection) -> None:
-                conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
+                if not writer:
+                    conn.exec_driver_sql("BEGIN")
+                    return
+                dbapi_conn = conn.connection.dbapi_connection
+                gated = isinstance(dbapi_conn, GatedSQLiteConnection) and not dbapi_conn.lx_holds_gate
+                if gated:
+                    assert isinstance(dbapi_conn, GatedSQLiteConnection)
+                    dbapi_conn.lx_holds_gate = gate.acquire()
+                try:
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                except BaseException:
+                    if gated:
+                        assert isinstance(dbapi_conn, GatedSQLiteConnection)
+                        dbapi_conn.lx_release()
+                    raise
 
             return engine
         assert self.pg is not None

@@ -10,12 +10,15 @@ from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from services.api.problems import ProblemError
+from services.audit import note_principal, note_target_unit, note_unknown_token
 from services.auth_model import Principal
 from services.platform import Platform
+from services.settings import get_settings
 
 _bearer = HTTPBearer(auto_error=False, description="Token from `lianxi token issue`")
 
-MAX_PAGE = 500
+# Page-size cap (OWASP API4), from LIANXI_MAX_PAGE_SIZE; read once, it shapes the OpenAPI document.
+MAX_PAGE = get_settings().max_page_size
 
 
 def get_platform(request: Request) -> Platform:
@@ -34,7 +37,9 @@ def get_principal(
         raise ProblemError(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
     principal = platform.tokens.authenticate(credentials.credentials)
     if principal is None:
+        note_unknown_token(credentials.credentials)
         raise ProblemError(401, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
+    note_principal(principal)
     return principal
 
 
@@ -43,6 +48,7 @@ PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 def require_reader_of(principal: Principal, agency: str) -> None:
     """Liaisons read only their own unit; lead and auditor read everything."""
+    note_target_unit(agency)  # reads of another unit's data are audited
     if not principal.can_read_all and principal.agency != agency:
         raise ProblemError(403, f"a {principal.role} of {principal.agency!r} may not read {agency!r}")
 
@@ -58,6 +64,7 @@ def require_lead(principal: Principal) -> None:
 
 
 def require_all_reader(principal: Principal) -> None:
+    note_target_unit("*")  # every unit's data: audited
     if not principal.can_read_all:
         raise ProblemError(403, "only the lead unit and auditors may read this")
 

@@ -7,8 +7,25 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.api import problems, routes_catalogue, routes_duty_log, routes_events, routes_health
+from services import audit
+from services.api import (
+    limits,
+    problems,
+    routes_audit,
+    routes_campaigns,
+    routes_catalogue,
+    routes_duty_log,
+    routes_events,
+    routes_health,
+    routes_inbox,
+    routes_logistics,
+    routes_meetings,
+    routes_rectifications,
+    routes_reviews,
+    routes_warnings,
+)
 from services.platform import Platform
+from services.web import routes as web_pages
 
 
 def create_app(platform: Platform, *, background: bool = False) -> FastAPI:
@@ -16,9 +33,17 @@ def create_app(platform: Platform, *, background: bool = False) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        scheduler = None
         if background:
             platform.start_background()
+            # The embedded default also runs the scheduled jobs in-process.
+            from services.scheduler import LianxiScheduler
+
+            scheduler = LianxiScheduler(platform)
+            scheduler.start()
         yield
+        if scheduler is not None:
+            scheduler.shutdown()
 
     app = FastAPI(
         title="Lianxi 联席 API",
@@ -28,6 +53,11 @@ def create_app(platform: Platform, *, background: bool = False) -> FastAPI:
     )
     app.state.platform = platform
     problems.install(app)
-    for module in (routes_health, routes_catalogue, routes_duty_log, routes_events):
+    for module in (routes_health, routes_catalogue, routes_duty_log, routes_events, routes_audit,
+                   routes_rectifications, routes_campaigns, routes_warnings, routes_meetings, routes_logistics,
+                   routes_inbox, routes_reviews):
         app.include_router(module.router)
+    web_pages.install(app)  # the server-rendered pages (/signin, /units/..., /dashboard) and /static
+    limits.install(app, platform.settings)  # body size, rate, timeout; documents their problems
+    audit.install(app, platform)  # outermost: records the limits' refusals too
     return app

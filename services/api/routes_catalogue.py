@@ -7,11 +7,21 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from contracts.api import AgencyOut, Created, DutyOut, LedgerOut, Page, SchoolIn, SchoolOut
+from contracts.api import (
+    AgencyOut,
+    Created,
+    DutyOut,
+    LedgerOut,
+    Page,
+    RectificationStatsOut,
+    SchoolIn,
+    SchoolOut,
+)
 from events.base import local_date
 from projections.catalogue_view import current_duties, get_agency, list_agencies, list_schools
-from projections.ledger import asof_ledger, live_ledger
+from projections.ledger import asof_ledger, end_of_day_utc, live_ledger
 from projections.periods import Period
+from projections.rectification_board import unit_stats
 from services.api.deps import (
     CursorQ,
     LimitQ,
@@ -64,8 +74,13 @@ def agency_ledger(
         if get_agency(conn, code) is None:
             raise ProblemError(404, f"unknown member unit {code!r}")
         if as_of is None:
-            return LedgerOut(**live_ledger(conn, code, chosen, today), source="live")
-        return LedgerOut(**asof_ledger(conn, code, chosen, as_of), source="as_of")
+            stats = unit_stats(conn, code, today=today, period_start=chosen.start, period_end=chosen.end)
+            return LedgerOut(**live_ledger(conn, code, chosen, today), source="live",
+                             rectifications=RectificationStatsOut(**stats))
+        stats = unit_stats(conn, code, today=as_of, period_start=chosen.start, period_end=chosen.end,
+                           known_by=end_of_day_utc(as_of))
+        return LedgerOut(**asof_ledger(conn, code, chosen, as_of), source="as_of",
+                         rectifications=RectificationStatsOut(**stats))
 
 
 def _school_out(row: dict[str, object]) -> SchoolOut:

@@ -1,0 +1,397 @@
+"""1 — Durable API write path: POST /api/v1/duty-logs under uvicorn at 1, 16 and 64
+concurrent connections, against a bare FastAPI endpoint that validates the same body.
+
+The load generator runs in a second process: a bounded keep-alive HTTP/1.1 client on raw
+asyncio streams (httpx would cap out below the server on these 2 cores). It runs for a fixed
+window after a warm-up, never more than ``MAX_REQUESTS``, and stops by itself.
+
+``python -m bench.bench_api_write client ...`` is the load generator;
+``bench.bench_api_write:bare_app`` is the baseline server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import (
+    Bench,
+    Ctx,
+    Figure,
+    Report,
+    free_port,
+    median,
+    percentile,
+    python,
+    sqlite_url,
+    subprocess_env,
+)
+from contracts.api import Created, DutyLogIn  # module level: FastAPI resolves the annotations here
+
+MAX_REQUESTS = 200_000
+AGENCY = "education"
+BODY = {
+    "duty_code": "education.drinking-water",
+    "school_ids": ["S00001"],
+    "occurred_on": "2025-03-14",
+    "summary": "月度检查(饮用水)",
+    "findings": {"count": 1, "text": "消毒记录不全,已当场反馈"},
+    "evidence": ["sha256:9f2c1e0b7d"],
+}
+
+
+# -- the baseline server -------------------------------------------------------------------
+
+
+def _make_bare_app() -> Any:
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.post("/api/v1/duty-logs", status_code=201, response_model=Created)
+    def log_duty(body: DutyLogIn) -> Created:
+        # Validates the same body (pydantic) and answers; no auth, no store.
+        return Created(id="00000000-0000-0000-0000-000000000000", position=0)
+
+    @app.get("/readyz")
+    def readyz() -> dict[str, Any]:
+        return {"status": "ready", "projection_lag": {}}
+
+    return app
+
+
+def bare_app() -> Any:  # uvicorn --factory target
+    return _make_bare_app()
+
+
+def lianxi_app() -> Any:
+    """``lianxi serve``'s app, for ``uvicorn --workers N --factory`` (projections off:
+    a separate ``lianxi project`` follows the log)."""
+    from services.api.main import create_app
+    from services.platform import Platform
+
+    return create_app(Platform(), background=False)
+
+
+# -- the load generator --------------------------------------------------------------------
+
+
+def _request_bytes(host: str, port: int, token: str | None) -> bytes:
+    body = json.dumps(BODY, ensure_ascii=False).encode()
+    head = (f"POST /api/v1/duty-logs HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n")
+    if token:
+        head += f"Authorization: Bearer {token}\r\n"
+    return head.encode() + b"\r\n" + body
+
+
+async def _one_connection(
+    host: str, port: int, req: bytes, start_at: float, end_at: float, budget: list[int],
+    lat: list[float], statuses: dict[int, int], done: list[int],
+) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        while budget[0] > 0:
+            t0 = time.perf_counter()
+            if t0 >= end_at:
+                break
+            budget[0] -= 1
+            writer.write(req)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            if length:
+                await reader.readexactly(length)
+            t1 = time.perf_counter()
+            done[1] += 1
+            if t0 >= start_at and t1 <= end_at:
+                lat.append(t1 - t0)
+                statuses[status] = statuses.get(status, 0) + 1
+                done[0] += 1
+    finally:
+        writer.close()
+
+
+async def _load(host: str, port: int, token: str | None, conns: int, warmup: float, duration: float) -> dict[str, Any]:
+    req = _request_bytes(host, port, token)
+    now = time.perf_counter()
+    start_at, end_at = now + warmup, now + warmup + duration
+    lat: list[float] = []
+    statuses: dict[int, int] = {}
+    done = [0, 0]  # in the window, answered at all
+    budget = [MAX_REQUESTS]
+    await asyncio.wait_for(
+        asyncio.gather(*[_one_connection(host, port, req, start_at, end_at, budget, lat, statuses, done)
+                         for _ in range(conns)]),
+        timeout=warmup + duration + 30,
+    )
+    lat.sort()
+    return {
+        "rps": done[0] / duration, "p50_ms": percentile(lat, 0.50) * 1000, "p99_ms": percentile(lat, 0.99) * 1000,
+        "count": done[0], "answered": done[1], "statuses": {str(k): v for k, v in statuses.items()},
+    }
+
+
+def run_client(port: int, token: str | None, conns: int, warmup: float, duration: float) -> dict[str, Any]:
+    """Runs the load generator in a second process; returns its figures."""
+    cmd = [python(), "-m", "bench.bench_api_write", "client", "--port", str(port), "--conns", str(conns),
+           "--warmup", str(warmup), "--duration", str(duration)]
+    if token:
+        cmd += ["--token", token]
+    out = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True,
+                         timeout=warmup + duration + 60, check=True)
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+# -- servers -------------------------------------------------------------------------------
+
+
+class Server:
+    def __init__(self, cmd: list[str], env: dict[str, str], port: int, log: Path) -> None:
+        self.port = port
+        self._log = log.open("w")
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited ({self.proc.returncode}); see {log}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"server did not come up; see {log}")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the server and its child processes (uvicorn workers) so far."""
+        pids = [self.proc.pid]
+        try:
+            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+            pids += [int(c) for c in children]
+        except OSError:
+            pass
+        total = 0.0
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+
+    def settle(self, timeout: float = 120) -> None:
+        """Waits until projections have caught up, so one run's catch-up work does not
+        land in the next run's window."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=5) as r:
+                    lag = json.loads(r.read()).get("projection_lag", {})
+            except OSError:
+                lag = {"?": 1}
+            if all(v == 0 for v in lag.values()):
+                return
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+def _with_cpu(server: Server, token: str | None, conns: int, warmup: float, duration: float) -> dict[str, Any]:
+    """Runs the client and adds the server's CPU per request: a figure the machine's noise
+    moves much less than throughput."""
+    before = server.cpu_seconds()
+    result = run_client(server.port, token, conns, warmup, duration)
+    used = server.cpu_seconds() - before
+    # The window is warm-up + duration; count every request the server answered in it.
+    result["cpu_ms"] = used * 1000 / max(1, result["answered"])
+    return result
+
+
+def prepare_store(url: str) -> str:
+    """Catalogue, a few schools and a liaison token; returns the token."""
+    from contracts.catalogue import default_catalogue
+    from services.bulk import BulkAppender
+    from services.demo import make_schools
+    from services.platform import Platform
+    from services.settings import Settings
+
+    platform = Platform(Settings(database_url=url), group_commit=False)
+    try:
+        import random
+
+        from events.schools import School
+
+        epoch = datetime(2025, 1, 1, tzinfo=UTC)
+        platform.app.register_catalogue(default_catalogue(), now=epoch)
+        specs = make_schools(50, random.Random(1))
+        BulkAppender(platform.app).append(
+            School.register(by_agency=AGENCY, by_lead=True, school_id=s.school_id, name=s.name, town=s.town,
+                            kind=s.kind, boarding=s.boarding, canteen=s.canteen, school_bus=s.school_bus, now=epoch)
+            for s in specs
+        )
+        platform.runner.catch_up()
+        _, token = platform.tokens.issue(agency=AGENCY, role="liaison", label="bench",
+                                         known_agencies=platform.known_agencies())
+        return token
+    finally:
+        platform.close()
+
+
+def _start_lianxi(url: str, ctx: Ctx, tag: str, workers: int = 1) -> tuple[Server, list[subprocess.Popen[bytes]]]:
+    port = free_port()
+    env = subprocess_env(LIANXI_DATABASE_URL=url, LIANXI_LOG_LEVEL="warning", LIANXI_RATE_LIMIT_PER_MINUTE="0")
+    extra: list[subprocess.Popen[bytes]] = []
+    if workers == 1:
+        cmd = [python(), "-m", "services.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    else:
+        cmd = [python(), "-m", "uvicorn", "--factory", "bench.bench_api_write:lianxi_app", "--host", "127.0.0.1",
+               "--port", str(port), "--workers", str(workers), "--log-level", "warning"]
+        extra.append(subprocess.Popen([python(), "-m", "services.cli", "project"], env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    return Server(cmd, env, port, ctx.workdir / f"server-{tag}.log"), extra
+
+
+def _start_bare(ctx: Ctx) -> Server:
+    port = free_port()
+    cmd = [python(), "-m", "uvicorn", "--factory", "bench.bench_api_write:bare_app", "--host", "127.0.0.1",
+           "--port", str(port), "--log-level", "warning"]
+    return Server(cmd, subprocess_env(), port, ctx.workdir / "server-bare.log")
+
+
+def run(ctx: Ctx) -> Report:
+    report = Report()
+    levels = [1, 16, 64]
+    warmup = 0.5 if ctx.quick else 1.0
+    duration = 2.0 if ctx.quick else 3.0
+    url = sqlite_url(ctx.workdir, "api-write")
+    token = prepare_store(url)
+    variants: list[tuple[str, int]] = [("1 worker", 1)]
+    if not ctx.quick:
+        variants.append(("2 workers", 2))
+    bare = _start_bare(ctx)
+    try:
+        for tag, workers in variants:
+            ours, extra = _start_lianxi(url, ctx, tag.replace(" ", ""), workers)
+            try:
+                for conns in levels if workers == 1 else [16]:
+                    mine: list[dict[str, Any]] = []
+                    base: list[dict[str, Any]] = []
+                    for _ in range(ctx.runs):
+                        # Interleaved, so machine noise hits both alike.
+                        ours.settle()
+                        mine.append(_with_cpu(ours, token, conns, warmup, duration))
+                        ours.settle()
+                        base.append(_with_cpu(bare, None, conns, warmup, duration))
+                    bad = {k: v for r in mine for k, v in r["statuses"].items() if k != "201"}
+                    rps = median([r["rps"] for r in mine])
+                    p50 = median([r["p50_ms"] for r in mine])
+                    p99 = median([r["p99_ms"] for r in mine])
+                    b_rps = median([r["rps"] for r in base])
+                    b_p99 = median([r["p99_ms"] for r in base])
+                    is_target = conns == 16 and workers == 1
+                    fig = report.add(Figure(
+                        case=f"{conns} conn, {tag}", value=rps, unit="req/s", baseline=b_rps,
+                        target=">= 2,000 req/s, p99 <= 25 ms, ratio >= 0.7" if is_target else "",
+                        detail=(f"p50 {p50:.1f} ms, p99 {p99:.1f} ms (bare p99 {b_p99:.1f} ms); server CPU "
+                                f"{median([r['cpu_ms'] for r in mine]):.2f} ms/req (bare "
+                                f"{median([r['cpu_ms'] for r in base]):.2f}); "
+                                f"runs {min(r['rps'] for r in mine):,.0f}..{max(r['rps'] for r in mine):,.0f}"
+                                + (f"; non-201: {bad}" if bad else "")),
+                    ))
+                    if is_target:
+                        fig.met = rps >= 2000 and p99 <= 25 and (fig.ratio or 0) >= 0.7 and not bad
+                    ctx.log(f"  api-write {fig.case}: {rps:,.0f} req/s p50 {p50:.1f} p99 {p99:.1f} ms; "
+                            f"bare {b_rps:,.0f} req/s; ratio {fig.ratio:.2f}")
+            finally:
+                ours.stop()
+                for p in extra:
+                    p.terminate()
+                    p.wait(timeout=20)
+    finally:
+        bare.stop()
+    report.notes.append(
+        f"Each run: {warmup:g} s warm-up then a {duration:g} s window; a keep-alive HTTP/1.1 client on raw asyncio "
+        "in a second process (at most 200k requests). Store: SQLite WAL, synchronous=FULL, group commit on, "
+        "projections following in-process (`lianxi serve` as shipped). Baseline: bare FastAPI `def` endpoint "
+        "validating the same `DutyLogIn` body under the same uvicorn. The rate limit is off for the run "
+        "(LIANXI_RATE_LIMIT_PER_MINUTE=0: one credential sends thousands a second); its middleware still runs."
+    )
+    report.notes.extend(ANALYSIS)
+    return report
+
+
+ANALYSIS = [
+    "- **Bottleneck: CPU per request, in one process (GIL).** The detail column gives the server's user+system "
+    "CPU per request: ours ~1.3-1.9 ms against ~0.2-0.4 ms for the bare endpoint, so one process tops out "
+    "around 600-700 req/s on one core whatever the store does. `py-spy record --gil` at 16 connections "
+    "(SQLite, one worker) splits the GIL time as: thread-pool hand-offs ~20% (three per request: the sync "
+    "`get_principal` dependency, the sync endpoint, the audit middleware's `to_thread` write; each wakes a "
+    "worker and hands the GIL over), group-commit thread ~19% (eventsourcing's `save`: runtime-Protocol "
+    "`isinstance` per event, waking each waiter), uvicorn's h11 parser/writer ~13%, Starlette/FastAPI routing "
+    "plus five middlewares ~11%, projections following in-process ~14% (before this pass they re-committed "
+    "every 0.2 s per projection or continuously under load), audit-trail write ~7%, dependencies ~5%, the "
+    "Agency `repository.get` (a SELECT for cache fast-forward) ~3.5%, pydantic ~2%.",
+    "- **Waits:** a request waits for two fsync'd commits in sequence, the event's group commit and then the "
+    "audit row's commit (services/audit.py commits it before the response leaves). Under load the machine's "
+    "fsync latency (0.3-20 ms here) multiplies through both.",
+    "- **Changed in this pass:** SQLite writers of one process queue on a Python lock (services/store.py "
+    "`SQLiteWriteGate`) instead of meeting in SQLite's busy handler, which sleeps 1, 2, 5, 10 ... ms; batches "
+    "insert with one `executemany` (notification ids still returned); the in-process projection runner steps "
+    "only projections behind the head and paces rounds unless there is a backlog.",
+    "- **What would move it, in order:** (1) an async `get_principal` (a token-cache hit needs no thread) and "
+    "an async duty-log endpoint that awaits the group commit through an asyncio future completed with "
+    "`loop.call_soon_threadsafe` (no thread-pool hop for the write); (2) the audit row appended in the same "
+    "group-commit transaction as the event (one fsync per batch, not two in sequence); (3) `uvicorn[standard]` "
+    "(httptools + uvloop) in pyproject, which cuts the HTTP parse/write share; (4) an in-process cache of "
+    "Agency aggregates keyed by version (invalidated by `AgencyDutiesRevised`) instead of `repository.get` "
+    "per request; (5) `Application.save` without the Protocol `isinstance` in the committer "
+    "(`app.events.put(events)`). More uvicorn workers do not help here: every worker is its own group "
+    "committer contending for SQLite's one write lock across processes, where the busy handler's sleeps "
+    "return (see the 2-worker row).",
+]
+
+BENCH = Bench(name="api-write", title="1. Durable API write path (POST /api/v1/duty-logs)", order=10, run=run)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m bench.bench_api_write")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("client", help="bounded loopback load generator; prints one JSON line")
+    c.add_argument("--host", default="127.0.0.1")
+    c.add_argument("--port", type=int, required=True)
+    c.add_argument("--token")
+    c.add_argument("--conns", type=int, default=16)
+    c.add_argument("--warmup", type=float, default=1.0)
+    c.add_argument("--duration", type=float, default=3.0)
+    args = ap.parse_args(argv)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        sys.exit("the load generator only targets loopback")
+    result = asyncio.run(_load(args.host, args.port, args.token, args.conns, args.warmup,
+                               min(args.duration, 60.0)))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

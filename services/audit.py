@@ -1,0 +1,385 @@
+"""Audit trail (等保 2.0 安全审计): who, when, what, outcome.
+
+Recorded for every write, every refusal (401/403), every read of the raw log or of the audit
+trail, and every read of another unit's data (the read guards in services/api/deps.py mark
+those). Rows go to ``audit_log``, an append-only table beside the event store: it is not a
+read model (no projection writes it, a rebuild never drops it), the platform has no update
+or delete path for it, and database triggers refuse UPDATE, DELETE (and on PostgreSQL
+TRUNCATE) from anyone.
+
+A request's row is committed before its response leaves the server, so a client never sees
+an answer whose audit row could still be lost. Concurrent requests share one transaction
+(see ``AuditTrail.append``), as writes do through group commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import anyio
+import orjson
+import sqlalchemy as sa
+from fastapi.routing import iter_route_contexts
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from projections.base import utc_text
+from services.auth_model import Principal
+
+log = logging.getLogger(__name__)
+
+audit_metadata = sa.MetaData()
+
+audit_log = sa.Table(
+    "audit_log",
+    audit_metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("at", sa.String(32), nullable=False),  # utc_text
+    sa.Column("actor", sa.String(200), nullable=False),  # Principal.actor, or anonymous / token:<hash8>
+    sa.Column("token_id", sa.String(36), nullable=True),
+    sa.Column("role", sa.String(16), nullable=True),
+    sa.Column("unit", sa.String(64), nullable=True),  # the acting principal's unit
+    sa.Column("action", sa.String(200), nullable=False),  # "POST /api/v1/duty-logs" (route template)
+    sa.Column("target", sa.String(1000), nullable=False),  # the concrete path and query
+    sa.Column("target_unit", sa.String(64), nullable=True),  # whose data, when not the actor's; "*" = all
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),  # ok | refused | rejected | error
+    sa.Column("resource_id", sa.String(200), nullable=True),  # id a write answered with
+    sa.Column("detail", sa.String(500), nullable=True),  # the problem detail of a failure
+    sa.Column("client", sa.String(64), nullable=True),
+    sa.Index("ix_audit_log_unit", "unit", "id"),
+    sa.Index("ix_audit_log_target_unit", "target_unit", "id"),
+)
+
+_APPEND_ONLY_MESSAGE = "audit_log is append-only"
+
+_SQLITE_TRIGGERS = [
+    f"""CREATE TRIGGER IF NOT EXISTS audit_log_no_{op.lower()} BEFORE {op} ON audit_log
+        BEGIN SELECT RAISE(ABORT, '{_APPEND_ONLY_MESSAGE}'); END"""
+    for op in ("UPDATE", "DELETE")
+]
+
+_PG_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION '{_APPEND_ONLY_MESSAGE}'; END $$"""
+
+_PG_TRIGGERS = {
+    "audit_log_no_change": "BEFORE UPDATE OR DELETE ON audit_log FOR EACH ROW",
+    "audit_log_no_truncate": "BEFORE TRUNCATE ON audit_log FOR EACH STATEMENT",
+}
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Reads that are always audited: the raw log and the audit trail itself (API and pages).
+SENSITIVE_READ_PREFIXES = ("/api/v1/events", "/api/v1/audit", "/events", "/audit")
+MAX_CAPTURE_BYTES = 64 * 1024
+UNIT_PATH_PARAMS = frozenset({"code", "unit", "agency"})
+
+
+def outcome_of(status: int) -> str:
+    if status < 400:
+        return "ok"
+    if status in (401, 403):
+        return "refused"
+    if status < 500:
+        return "rejected"
+    return "error"
+
+
+@dataclass
+class _Pending:
+    row: dict[str, Any]
+    done: bool = False
+    error: BaseException | None = None
+
+
+class AuditTrail:
+    """The append-only store. ``append`` is thread-safe and batches concurrent callers: the
+    first caller to get the commit lock commits every row queued so far."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self._mutex = threading.Lock()
+        self._commit_lock = threading.Lock()
+        self._pending: list[_Pending] = []
+
+    def setup(self) -> None:
+        audit_metadata.create_all(self.engine, checkfirst=True)
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "sqlite":
+                for ddl in _SQLITE_TRIGGERS:
+                    conn.exec_driver_sql(ddl)
+                return
+            conn.exec_driver_sql(_PG_FUNCTION)
+            schema = conn.exec_driver_sql("SELECT current_schema()").scalar()
+            existing = set(conn.execute(sa.text(
+                "SELECT tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = 'audit_log' AND n.nspname = :s"
+            ), {"s": schema}).scalars())
+            for name, when in _PG_TRIGGERS.items():
+                if name not in existing:
+                    conn.exec_driver_sql(f"CREATE TRIGGER {name} {when} EXECUTE FUNCTION audit_log_append_only()")
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        entry = _Pending(dict(row))
+        with self._mutex:
+            self._pending.append(entry)
+        with self._commit_lock:
+            if not entry.done:
+                with self._mutex:
+                    batch, self._pending = self._pending, []
+                try:
+                    with self.engine.begin() as conn:
+                        conn.execute(audit_log.insert(), [p.row for p in batch])
+                except BaseException as e:
+                    for p in batch:
+                        p.error = e
+                    raise
+                finally:
+                    for p in batch:
+                        p.done = True
+        if entry.error is not None:
+            raise entry.error
+
+    def page(
+        self, *, after: int = 0, limit: int = 100, unit: str | None = None, target_unit: str | None = None,
+        token_id: str | None = None, outcome: str | None = None, since: str | None = None,
+        until: str | None = None,
+    ) -> list[dict[str, Any]]:
+        q = sa.select(audit_log).where(audit_log.c.id > after)
+        if unit is not None:
+            q = q.where(audit_log.c.unit == unit)
+        if target_unit is not None:
+            q = q.where(audit_log.c.target_unit == target_unit)
+        if token_id is not None:
+            q = q.where(audit_log.c.token_id == token_id)
+        if outcome is not None:
+            q = q.where(audit_log.c.outcome == outcome)
+        if since is not None:
+            q = q.where(audit_log.c.at >= since)
+        if until is not None:
+            q = q.where(audit_log.c.at < until)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(q.order_by(audit_log.c.id).limit(limit)).mappings()]
+
+
+_trails: weakref.WeakKeyDictionary[Any, AuditTrail] = weakref.WeakKeyDictionary()
+_trails_lock = threading.Lock()
+
+
+def trail_for(platform: Any) -> AuditTrail:
+    """One trail per platform, set up on first use."""
+    with _trails_lock:
+        trail = _trails.get(platform)
+        if trail is None:
+            trail = AuditTrail(platform.write_engine)
+            trail.setup()
+            _trails[platform] = trail
+        return trail
+
+
+# -- what the request handlers tell the trail ------------------------------------------------
+
+
+@dataclass
+class RequestNote:
+    principal: Principal | None = None
+    presented_token: str | None = None  # hash prefix of a token that did not authenticate
+    target_units: list[str] = field(default_factory=list)
+
+
+_note: ContextVar[RequestNote | None] = ContextVar("lianxi_audit_note", default=None)
+
+
+def note_principal(principal: Principal) -> None:
+    note = _note.get()
+    if note is not None:
+        note.principal = principal
+
+
+def note_unknown_token(token: str) -> None:
+    note = _note.get()
+    if note is not None:
+        note.presented_token = hashlib.sha256(token.encode()).hexdigest()[:8]
+
+
+def note_target_unit(unit: str) -> None:
+    """The request touches ``unit``'s data ("*" for every unit's). Reads of a unit other than
+    the caller's own are audited."""
+    note = _note.get()
+    if note is not None and unit not in note.target_units:
+        note.target_units.append(unit)
+
+
+# -- the middleware ----------------------------------------------------------------------------
+
+
+def _route_template(scope: Scope, routes: Sequence[Any]) -> str:
+    route = scope.get("route")
+    if route is None:  # refused before routing (413, 429): find the route it was meant for
+        route = next((r for r in routes if r.matches(scope)[0] == Match.FULL), None)
+    path = getattr(route, "path", None)
+    return str(path) if path else "(no route)"
+
+
+def _bearer(scope: Scope) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == b"authorization":
+            scheme, _, token = bytes(value).decode("latin-1").partition(" ")
+            return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    return None
+
+
+def _target(scope: Scope) -> str:
+    path: str = scope.get("path", "")
+    query = scope.get("query_string", b"").decode("latin-1")
+    return (path + ("?" + query if query else ""))[:1000]
+
+
+def _parse(body: bytes) -> dict[str, Any]:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+class AuditMiddleware:
+    """Outermost of our middlewares, so it also sees the limits' 413/429/503 answers."""
+
+    def __init__(
+        self, app: ASGIApp, trail: Callable[[], AuditTrail], clock: Callable[[], datetime],
+        authenticate: Callable[[str], Principal | None], routes: Callable[[], Sequence[Any]],
+    ) -> None:
+        self.app = app
+        self.trail = trail
+        self.clock = clock
+        self.authenticate = authenticate
+        self.routes = routes
+
+    def _audited(self, scope: Scope, note: RequestNote, status: int) -> bool:
+        method = scope.get("method", "GET")
+        path: str = scope.get("path", "")
+        if method not in SAFE_METHODS or status in (401, 403) or path.startswith(SENSITIVE_READ_PREFIXES):
+            return True
+        own = note.principal.agency if note.principal is not None else None
+        return any(u != own for u in note.target_units)
+
+    @staticmethod
+    def _note_path_units(scope: Scope, note: RequestNote) -> None:
+        """A unit named in the path (/agencies/{code}, /units/{unit}, ...) is whose data the
+        request touches, whether or not the handler's guard said so."""
+        for name, value in (scope.get("path_params") or {}).items():
+            if name in UNIT_PATH_PARAMS and isinstance(value, str) and value not in note.target_units:
+                note.target_units.append(value[:64])
+
+    def _row(self, scope: Scope, note: RequestNote, status: int, body: bytes) -> dict[str, Any]:
+        """Runs in a worker thread (it may look a token up)."""
+        token = _bearer(scope)
+        if note.principal is None and token is not None and not note.presented_token:
+            # Refused before authentication ran (413, 429, 503): still name who asked.
+            note.principal = self.authenticate(token)
+            if note.principal is None:
+                note.presented_token = hashlib.sha256(token.encode()).hexdigest()[:8]
+        p = note.principal
+        if p is not None:
+            actor = p.actor
+        elif note.presented_token:
+            actor = f"token:{note.presented_token}"
+        else:
+            actor = "anonymous"
+        parsed = _parse(body) if body else {}
+        resource_id = parsed.get("id") if status < 300 and scope.get("method") not in SAFE_METHODS else None
+        detail = parsed.get("detail") if status >= 400 else None
+        own = p.agency if p is not None else None
+        others = [u for u in note.target_units if u != own]
+        client = scope.get("client")
+        return {
+            "at": utc_text(self.clock()), "actor": actor[:200],
+            "token_id": p.token_id if p else None, "role": p.role if p else None, "unit": own,
+            "action": f"{scope.get('method', '?')} {_route_template(scope, self.routes())}"[:200],
+            "target": _target(scope),
+            "target_unit": ("*" if "*" in others else ",".join(others)[:64]) or None,
+            "status": status, "outcome": outcome_of(status),
+            "resource_id": str(resource_id)[:200] if resource_id is not None else None,
+            "detail": str(detail)[:500] if detail is not None else None,
+            "client": str(client[0])[:64] if client else None,
+        }
+
+    async def _write(self, scope: Scope, note: RequestNote, status: int, body: bytes) -> None:
+        def record() -> None:
+            row = self._row(scope, note, status, body)
+            try:
+                self.trail().append(row)
+            except Exception:  # an audit failure is logged loudly; the answer still goes
+                log.exception("audit row not recorded: %s", row)
+
+        await anyio.to_thread.run_sync(record)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        note = RequestNote()
+        token = _note.set(note)
+        held: list[Message] = []
+        captured = bytearray()
+        state: dict[str, Any] = {"audited": None, "status": 0, "flushed": False}
+
+        async def flush() -> None:
+            state["flushed"] = True
+            await self._write(scope, note, state["status"], bytes(captured))
+            for m in held:
+                await send(m)
+            held.clear()
+
+        async def audit_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self._note_path_units(scope, note)
+                state["status"] = int(message["status"])
+                state["audited"] = self._audited(scope, note, state["status"])
+                if not state["audited"]:
+                    await send(message)
+                    return
+                held.append(message)
+                # Only writes and failures carry something worth keeping from the body.
+                if scope.get("method") in SAFE_METHODS and state["status"] < 400:
+                    await flush()
+                return
+            if not state["audited"] or state["flushed"]:
+                await send(message)
+                return
+            held.append(message)
+            if message["type"] == "http.response.body":
+                if len(captured) < MAX_CAPTURE_BYTES:
+                    captured.extend(message.get("body", b"")[: MAX_CAPTURE_BYTES - len(captured)])
+                if not message.get("more_body", False) or len(captured) >= MAX_CAPTURE_BYTES:
+                    await flush()
+
+        try:
+            await self.app(scope, receive, audit_send)
+        except BaseException:
+            if state["audited"] is None:
+                state["status"] = 500
+                await self._write(scope, note, 500, b"")
+            elif state["audited"] and not state["flushed"]:
+                await self._write(scope, note, state["status"], bytes(captured))
+            raise
+        finally:
+            _note.reset(token)
+
+
+def install(app: Any, platform: Any) -> None:
+    """Add the audit middleware (call after the other middlewares, so it is outermost)."""
+    trail_for(platform)  # create the table now, so the trail can be read before anything is audited
+    app.add_middleware(AuditMiddleware, trail=lambda: trail_for(platform), clock=lambda: platform.clock(),
+                       authenticate=platform.tokens.authenticate,
+                       routes=lambda: list(iter_route_contexts(app.routes)))
+

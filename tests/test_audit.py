@@ -1,0 +1,179 @@
+"""The audit trail (等保 2.0): who, when, what, outcome — for writes, refusals, raw-log reads
+and reads of another unit's data; append-only; read by auditors through GET /api/v1/audit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from services.api.deps import PrincipalDep
+from services.audit import audit_log, trail_for
+from tests.conftest import Api, register_schools
+
+DUTY = {"duty_code": "fire-rescue.inspection", "school_ids": ["T001"], "occurred_on": "2025-06-01",
+        "summary": "消防安全检查"}
+
+
+def trail(api: Api, **query: Any) -> list[dict[str, Any]]:
+    """Every row, through the API, following cursors."""
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params = {"limit": 3, **query, **({"cursor": cursor} if cursor else {})}
+        r = api.client.get("/api/v1/audit", params=params, headers=api.as_("education", "auditor"))
+        assert r.status_code == 200, r.text
+        page = r.json()
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return [i for i in items if i["action"] != "GET /api/v1/audit"]
+
+
+def rows(api: Api) -> list[dict[str, Any]]:
+    return trail_for(api.platform).page(limit=10_000)
+
+
+@pytest.fixture
+def county(sqlite_api: Api) -> Api:
+    register_schools(sqlite_api, 2)
+    return sqlite_api
+
+
+def test_a_write_is_recorded_with_who_when_what_and_outcome(county: Api) -> None:
+    r = county.client.post("/api/v1/duty-logs", json=DUTY, headers=county.as_("fire-rescue"))
+    assert r.status_code == 201
+    row = [x for x in trail(county) if x["action"] == "POST /api/v1/duty-logs"][-1]
+    principal = county.platform.tokens.authenticate(county.token("fire-rescue"))
+    assert principal is not None
+    assert row["actor"] == principal.actor and row["token_id"] == principal.token_id
+    assert row["role"] == "liaison" and row["unit"] == "fire-rescue"
+    assert row["at"] == "2025-06-30T04:00:00.000000Z"  # the platform clock
+    assert row["target"] == "/api/v1/duty-logs" and row["status"] == 201 and row["outcome"] == "ok"
+    assert row["resource_id"] == r.json()["id"]
+    # The lead's school registrations (the fixture) are writes too.
+    assert sum(x["action"] == "POST /api/v1/schools" and x["unit"] == "education" for x in trail(county)) == 2
+
+
+def test_refusals_are_recorded(county: Api) -> None:
+    c = county.client
+    assert c.post("/api/v1/duty-logs", json=DUTY).status_code == 401
+    assert c.get("/api/v1/agencies", headers={"Authorization": "Bearer lx_guess"}).status_code == 401
+    assert c.get("/api/v1/agencies/fire-rescue/ledger", headers=county.as_("public-security")).status_code == 403
+    assert c.post("/api/v1/duty-logs", json=DUTY, headers=county.as_("education", "auditor")).status_code == 403
+    got = [(x["actor"].split(":")[0], x["action"], x["status"], x["outcome"]) for x in trail(county, outcome="refused")]
+    assert got == [
+        ("anonymous", "POST /api/v1/duty-logs", 401, "refused"),
+        ("token", "GET /api/v1/agencies", 401, "refused"),
+        ("liaison", "GET /api/v1/agencies/{code}/ledger", 403, "refused"),
+        ("auditor", "POST /api/v1/duty-logs", 403, "refused"),
+    ]
+    forbidden = trail(county, outcome="refused")[2]
+    assert forbidden["unit"] == "public-security" and forbidden["target_unit"] == "fire-rescue"
+    assert "may not read" in forbidden["detail"]
+
+
+def test_reads_of_another_units_data_and_of_the_raw_log_are_recorded_own_reads_are_not(county: Api) -> None:
+    c = county.client
+    before = len(rows(county))
+    assert c.get("/api/v1/agencies/fire-rescue/ledger", headers=county.as_("fire-rescue")).status_code == 200
+    assert c.get("/api/v1/agencies", headers=county.as_("fire-rescue")).status_code == 200
+    assert c.get("/api/v1/schools", headers=county.as_("fire-rescue")).status_code == 200
+    assert len(rows(county)) == before  # own unit and shared catalogue: not audited
+    assert c.get("/api/v1/agencies/fire-rescue/ledger", headers=county.as_("education", "lead")).status_code == 200
+    assert c.get("/api/v1/events", headers=county.as_("education", "auditor")).status_code == 200
+    new = rows(county)[before:]
+    assert [(x["role"], x["action"], x["target_unit"], x["outcome"]) for x in new] == [
+        ("lead", "GET /api/v1/agencies/{code}/ledger", "fire-rescue", "ok"),
+        ("auditor", "GET /api/v1/events", "*", "ok"),
+    ]
+
+
+def test_only_auditors_read_the_trail_and_filters_and_cursors_work(county: Api) -> None:
+    for agency, role in (("fire-rescue", "liaison"), ("education", "lead")):
+        r = county.client.get("/api/v1/audit", headers=county.as_(agency, role))
+        assert r.status_code == 403 and r.headers["content-type"].startswith("application/problem+json")
+    assert county.client.get("/api/v1/audit").status_code == 401
+    everything = trail(county)
+    ids = [x["id"] for x in everything]
+    assert ids == sorted(set(ids))  # no repeats, oldest first, across pages of 3
+    assert {x["unit"] for x in trail(county, unit="education")} == {"education"}
+    assert trail(county, since="2025-07-01") == []
+    assert len(trail(county, since="2025-06-30", until="2025-07-01")) == len(everything)
+    r = county.client.get("/api/v1/audit?cursor=bm90LW91cnM", headers=county.as_("education", "auditor"))
+    assert r.status_code == 400
+    # Reading the trail is itself recorded.
+    assert any(x["action"] == "GET /api/v1/audit" and x["role"] == "auditor" for x in rows(county))
+
+
+def test_the_trail_has_no_write_path_in_the_api(county: Api) -> None:
+    h = county.as_("education", "auditor")
+    for method in ("POST", "PUT", "PATCH", "DELETE"):
+        assert county.client.request(method, "/api/v1/audit", headers=h).status_code == 405
+        assert county.client.request(method, "/api/v1/audit/1", headers=h).status_code in (404, 405)
+
+
+def test_the_table_refuses_update_and_delete(api: Api) -> None:
+    """On both backends: even a direct SQL client cannot alter the trail."""
+    assert api.client.get("/api/v1/agencies").status_code == 401
+    engine = api.platform.write_engine
+    before = rows(api)
+    assert before
+    for stmt in (audit_log.update().values(outcome="ok"), audit_log.delete()):
+        with pytest.raises(sa.exc.DBAPIError, match="append-only"), engine.begin() as conn:
+            conn.execute(stmt)
+    if engine.dialect.name == "postgresql":
+        with pytest.raises(sa.exc.DBAPIError, match="append-only"), engine.begin() as conn:
+            conn.execute(sa.text("TRUNCATE audit_log"))
+    assert rows(api) == before
+
+
+def test_rebuilding_read_models_keeps_the_trail(county: Api) -> None:
+    county.client.post("/api/v1/duty-logs", json=DUTY, headers=county.as_("fire-rescue"))
+    before = rows(county)
+    for name in county.platform.runner.projections:
+        county.platform.runner.reset(name)
+    county.platform.runner.catch_up()
+    assert rows(county) == before
+
+
+def test_limit_refusals_name_the_credential(sqlite_url: str) -> None:
+    from contracts.catalogue import default_catalogue
+    from tests.conftest import FIXED_NOW, make_platform
+
+    p = make_platform(sqlite_url, max_body_bytes=100, rate_limit_per_minute=1)
+    p.app.register_catalogue(default_catalogue(), now=FIXED_NOW.replace(year=2024))
+    p.runner.catch_up()
+    api = Api(p)
+    try:
+        h = api.as_("fire-rescue")
+        assert api.client.post("/api/v1/duty-logs", json=DUTY, headers=h).status_code == 413
+        assert api.client.post("/api/v1/duty-logs", json=DUTY, headers=h).status_code == 429
+        got = [(x["unit"], x["action"], x["status"]) for x in rows(api)]
+        assert got == [("fire-rescue", "POST /api/v1/duty-logs", 413), ("fire-rescue", "POST /api/v1/duty-logs", 429)]
+    finally:
+        p.close()
+
+
+def unguarded(unit: str, principal: PrincipalDep) -> dict[str, str]:
+    return {"unit": unit}
+
+
+def test_a_unit_named_in_the_path_counts_as_whose_data_is_read(county: Api) -> None:
+    """A new route that forgets the read guard is still audited when it names another unit."""
+    from fastapi.testclient import TestClient
+
+    from services.api.main import create_app
+
+    app = create_app(county.platform)
+    app.add_api_route("/api/v1/_units/{unit}/things", unguarded, methods=["GET"])
+    client = TestClient(app)
+    before = len(rows(county))
+    h = county.as_("fire-rescue")
+    assert client.get("/api/v1/_units/fire-rescue/things", headers=h).status_code == 200
+    assert len(rows(county)) == before  # its own unit
+    assert client.get("/api/v1/_units/market-supervision/things", headers=h).status_code == 200
+    [row] = rows(county)[before:]
+    assert (row["unit"], row["target_unit"], row["action"]) == (
+        "fire-rescue", "market-supervision", "GET /api/v1/_units/{unit}/things")

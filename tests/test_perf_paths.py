@@ -1,0 +1,164 @@
+"""The fast paths behind the benchmarks (bench/) give the same answers as the slow ones:
+batched inserts still return each event's log position, the bulk path stores what
+``save`` would, the runner's decoder equals ``LoggedEvent.from_notification``, the ledger's
+hand-written statements equal the generic helpers, and the SQLite write gate queues writers
+instead of failing them."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from eventsourcing.persistence import IntegrityError, Notification
+
+from events.agencies import Agency, agency_id
+from events.duty_log import DutyRecord
+from events.schools import School
+from projections import ledger
+from projections.base import LoggedEvent, insert_ignore, upsert_add
+from projections.runner import decode
+from services.bulk import BulkAppender
+from services.platform import Platform
+from tests.conftest import make_platform
+
+NOW = datetime(2025, 6, 30, 4, 0, tzinfo=UTC)
+
+
+def _records(platform: Platform, n: int, *, start: int = 0) -> list[DutyRecord]:
+    education: Agency = platform.app.repository.get(agency_id("education"))
+    return [
+        DutyRecord.perform(
+            record_id=uuid.uuid5(uuid.NAMESPACE_URL, f"perf-{i}"), agency=education,
+            duty_code="education.drinking-water", school_ids=[], occurred_on=date(2025, 3, 1) + timedelta(days=i % 90),
+            summary="月度检查", findings={"count": i % 3, "text": ""}, evidence=[], logged_by="test",
+            request_digest="", school_exists=lambda _s: True, now=NOW + timedelta(seconds=i),
+        )
+        for i in range(start, start + n)
+    ]
+
+
+def _stored(platform: Platform) -> list[tuple[Any, ...]]:
+    notes = platform.app.recorder.select_notifications(start=1, limit=1_000_000)
+    return [(n.id, n.originator_id, n.originator_version, n.topic, bytes(n.state)) for n in notes]
+
+
+def test_batched_save_returns_each_events_position(platform: Platform) -> None:
+    head = platform.app.recorder.max_notification_id() or 0
+    recordings = platform.app.save(*_records(platform, 7))
+    positions = [r.notification.id for r in recordings]
+    assert positions == list(range(head + 1, head + 8))
+    stored = {(n.originator_id, n.originator_version): n.id
+              for n in platform.app.recorder.select_notifications(start=head + 1, limit=100)}
+    assert [stored[(r.domain_event.originator_id, 1)] for r in recordings] == positions
+
+
+def test_bulk_append_stores_what_save_would(database_url: str, tmp_path: Any) -> None:
+    from contracts.catalogue import default_catalogue
+
+    a = make_platform(database_url)
+    b = make_platform(f"sqlite:///{tmp_path / 'other.db'}")
+    try:
+        for p in (a, b):
+            p.app.register_catalogue(default_catalogue(), now=datetime(2024, 1, 1, tzinfo=UTC))
+        head = a.app.recorder.max_notification_id() or 0
+        result = BulkAppender(a.app, batch_size=4, keep_positions=True).append(_records(a, 10))
+        assert (result.appended, result.skipped, result.batches) == (10, 0, 3)
+        assert result.positions == list(range(head + 1, head + 11))
+        assert (result.first_position, result.last_position) == (head + 1, head + 10)
+        b.app.save(*_records(b, 10))
+        assert [row[1:] for row in _stored(a)] == [row[1:] for row in _stored(b)]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_bulk_append_skips_what_is_already_stored_or_refuses_it(platform: Platform) -> None:
+    platform.app.save(*_records(platform, 3))
+    count = len(_stored(platform))
+    with pytest.raises(IntegrityError):
+        BulkAppender(platform.app, batch_size=100).append(_records(platform, 5))
+    assert len(_stored(platform)) == count  # the failed batch left nothing
+    result = BulkAppender(platform.app, batch_size=100, skip_existing=True).append(_records(platform, 5))
+    assert (result.appended, result.skipped) == (2, 3)
+    assert len(_stored(platform)) == count + 2
+
+
+def test_bulk_append_keeps_committed_batches_when_the_stream_fails(platform: Platform) -> None:
+    count = len(_stored(platform))
+
+    def stream() -> Any:
+        yield from _records(platform, 6)
+        raise RuntimeError("source broke")
+
+    with pytest.raises(RuntimeError, match="source broke"):
+        BulkAppender(platform.app, batch_size=4).append(stream())
+    assert len(_stored(platform)) == count + 4  # the full batch before the failure
+
+
+@pytest.mark.parametrize("timestamp", [
+    datetime(2025, 3, 1, 8, 30, tzinfo=UTC),
+    datetime(2025, 3, 1, 8, 30, 0, 123456, tzinfo=UTC),
+    datetime(2025, 3, 1, 16, 30, 5, 7, tzinfo=timezone(timedelta(hours=8))),
+    datetime(2025, 3, 1, 16, 30, tzinfo=timezone(timedelta(hours=8))),
+])
+def test_runner_decoder_equals_from_notification(sqlite_platform: Platform, timestamp: datetime) -> None:
+    school = School.register(by_agency="education", by_lead=True, school_id="D1", name="一小", town="镇",
+                             kind="primary", boarding=False, canteen=True, school_bus=False, now=timestamp)
+    event = school.collect_events()[0]
+    stored = sqlite_platform.app.mapper.to_stored_event(event)
+    n = Notification(id=42, originator_id=stored.originator_id, originator_version=stored.originator_version,
+                     topic=stored.topic, state=stored.state)
+    assert decode(n) == LoggedEvent.from_notification(n)
+
+
+def _ledger_rows(conn: sa.Connection) -> dict[str, list[tuple[Any, ...]]]:
+    return {t.name: sorted(tuple(r) for r in conn.execute(sa.select(t))) for t in ledger.LedgerView.tables}
+
+
+def test_ledger_statements_equal_the_generic_helpers(platform: Platform) -> None:
+    platform.app.save(*_records(platform, 40))
+    platform.runner.batch_size = 7  # several batches, so the monthly upsert adds up
+    platform.runner.catch_up()
+    with platform.read_engine.connect() as conn:
+        fast = _ledger_rows(conn)
+    assert fast["rm_ledger_entries"]
+    platform.runner.reset("ledger")
+    view = platform.runner.projections["ledger"]
+    notes = platform.app.recorder.select_notifications(start=1, limit=10_000, topics=view.topics)
+    events = [LoggedEvent.from_notification(n) for n in notes]
+    with platform.write_engine.begin() as conn:
+        for i in range(0, len(events), 7):
+            rows = ledger.ledger_rows(events[i:i + 7])
+            insert_ignore(conn, ledger.entries, rows["entries"])
+            insert_ignore(conn, ledger.entry_schools, rows["entry_schools"])
+            upsert_add(conn, ledger.monthly, rows["monthly"], keys=["agency", "duty_code", "month"],
+                       add=["performed_count", "findings_count"], greatest=["last_performed_on"])
+            insert_ignore(conn, ledger.month_schools, rows["month_schools"])
+    with platform.read_engine.connect() as conn:
+        assert _ledger_rows(conn) == fast
+
+
+def test_write_gate_queues_writers_of_one_process(sqlite_platform: Platform) -> None:
+    """A projection-style transaction holds SQLite's write lock; an event save from another
+    thread waits for it (no 'database is locked') and lands right after it commits."""
+    saved: list[float] = []
+    records = _records(sqlite_platform, 1)
+    with sqlite_platform.write_engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS gate_probe (x INTEGER)")
+        t = threading.Thread(target=lambda: (sqlite_platform.app.save(*records), saved.append(time.monotonic())))
+        t.start()
+        time.sleep(0.3)
+        assert not saved  # still waiting for the gate
+        released = time.monotonic()
+    t.join(timeout=10)
+    assert saved and saved[0] >= released
+    # A rolled-back transaction gives the gate back too.
+    with pytest.raises(RuntimeError), sqlite_platform.write_engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO gate_probe VALUES (1)")
+        raise RuntimeError("abandon")
+    sqlite_platform.app.save(*_records(sqlite_platform, 1, start=1))
