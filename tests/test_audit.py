@@ -177,3 +177,23 @@ def test_a_unit_named_in_the_path_counts_as_whose_data_is_read(county: Api) -> N
     [row] = rows(county)[before:]
     assert (row["unit"], row["target_unit"], row["action"]) == (
         "fire-rescue", "market-supervision", "GET /api/v1/_units/{unit}/things")
+
+
+def test_pages_are_audited_like_the_api(county: Api) -> None:
+    """A signed-in page of another unit, and the event-log page, leave a row; one's own unit's page does not."""
+    from services.web.session import SESSION_COOKIE, sessions_for
+
+    def cookie(agency: str, role: str) -> dict[str, str]:
+        principal = county.platform.tokens.authenticate(county.token(agency, role))
+        assert principal is not None
+        session_id, _ = sessions_for(county.platform).start(principal, county.platform.clock())
+        return {"Cookie": f"{SESSION_COOKIE}={session_id}"}
+
+    c = county.client
+    before = len(rows(county))
+    assert c.get("/units/fire-rescue", headers=cookie("fire-rescue", "liaison")).status_code == 200
+    assert len(rows(county)) == before
+    assert c.get("/units/fire-rescue", headers=cookie("education", "lead")).status_code == 200
+    assert c.get("/events", headers=cookie("education", "auditor")).status_code == 200
+    got = [(x["role"], x["action"], x["target_unit"]) for x in rows(county)[before:]]
+    assert got == [("lead", "GET /units/{code}", "fire-rescue"), ("auditor", "GET /events", "*")]

@@ -54,7 +54,9 @@ class CappedLog:
     def select_notifications(self, start: int | None, limit: int, stop: int | None = None,
                              topics: Sequence[str] = (), *, inclusive_of_start: bool = True) -> Sequence[Any]:
         stop = self.cap if stop is None else min(stop, self.cap)
-        return self.reader.select_notifications(start, limit, stop, topics, inclusive_of_start=inclusive_of_start)
+        found: Sequence[Any] = self.reader.select_notifications(start, limit, stop, topics,
+                                                                inclusive_of_start=inclusive_of_start)
+        return found
 
     def max_notification_id(self) -> int | None:
         return min(self.reader.max_notification_id() or 0, self.cap)
@@ -150,8 +152,8 @@ class Checker:
         try:
             from services.checkpoint import verify_against
         except ImportError:
-            verify_against = None
-        if verify_against is not None:
+            pass
+        else:
             result = verify_against(self.platform, None)
             assert result.ok, result.describe()
             return

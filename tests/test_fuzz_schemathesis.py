@@ -27,6 +27,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
+from schemathesis.core.result import Err
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_headers_conformance,
@@ -73,6 +74,16 @@ def county(scratch_dir: Path) -> Iterator[tuple[Platform, dict[str, str]]]:
     platform.close()
 
 
+def operations_of(schema: Any) -> list[Any]:
+    """Every operation; an operation schemathesis cannot read fails the run."""
+    operations = []
+    for result in schema.get_all_operations():
+        if isinstance(result, Err):
+            raise AssertionError(f"schemathesis cannot read an operation: {result.err()}")
+        operations.append(result.ok())
+    return operations
+
+
 def _takes_input(operation: Any) -> bool:
     definition = operation.definition.raw
     return bool(definition.get("parameters") or definition.get("requestBody"))
@@ -107,8 +118,7 @@ def test_every_operation_keeps_its_contract(county: tuple[Platform, dict[str, st
     failures: dict[str, list[str]] = {}
     started = time.perf_counter()
     operations = []
-    for result in schema.get_all_operations():
-        operation = result.ok()
+    for operation in operations_of(schema):
         operations.append(operation)
         fuzz(operation, f"{operation.method.upper()} {operation.path}", tokens, counts, failures)
     elapsed = time.perf_counter() - started
@@ -144,8 +154,7 @@ def test_invalid_input_never_breaks_the_server(county: tuple[Platform, dict[str,
     schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(platform))
     counts: Counter[str] = Counter()
     failures: dict[str, list[str]] = {}
-    for result in schema.get_all_operations():
-        operation = result.ok()
+    for operation in operations_of(schema):
         negative(operation, f"{operation.method.upper()} {operation.path}", tokens, counts, failures)
     assert not failures, "\n\n".join(f"{k}: {len(v)} failing examples\n{v[0]}" for k, v in failures.items())
     print(f"\nschemathesis negative mode: {sum(counts.values())} examples over {len(counts)} operations")
@@ -183,7 +192,7 @@ def test_stateful_links(scratch_dir: Path) -> None:
     target = SwappableApp(create_app(first))
     schema = schemathesis.openapi.from_asgi("/openapi.json", target)
     machine = schema.as_state_machine()
-    if not machine.bundles:  # type: ignore[attr-defined]
+    if not machine.bundles:
         pytest.skip("no links between operations to follow")
     scenarios = iter(range(1_000_000))
     steps: Counter[str] = Counter()
@@ -212,5 +221,5 @@ def test_stateful_links(scratch_dir: Path) -> None:
                                        stateful_step_count=8, suppress_health_check=list(HealthCheck)))
     finally:
         first.close()
-    print(f"\nstateful: {len(machine.bundles)} link targets, {sum(steps.values())} steps "  # type: ignore[attr-defined]
+    print(f"\nstateful: {len(machine.bundles)} link targets, {sum(steps.values())} steps "
           f"over {len(steps)} operations")

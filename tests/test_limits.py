@@ -46,8 +46,8 @@ def head(p: Platform) -> int:
 
 
 def is_problem(r: Any, status: int) -> bool:
-    return (r.status_code == status and r.headers["content-type"].startswith("application/problem+json")
-            and r.json()["status"] == status)
+    return bool(r.status_code == status and r.headers["content-type"].startswith("application/problem+json")
+                and r.json()["status"] == status)
 
 
 # -- body size ---------------------------------------------------------------------------------
