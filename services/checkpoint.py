@@ -22,6 +22,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from services import hashchain
 from services.hashchain import Expect, Head, Verification, verify
 
 KEY_ENV = "LIANXI_CHECKPOINT_KEY"
@@ -167,7 +168,7 @@ def trusted_key() -> str | None:
 def checkpoint_now(platform: Any, *, now: datetime, progress: Any = None) -> tuple[Checkpoint, Verification]:
     """Brings the chain to the head, verifies the whole log, and signs its head. Refuses to
     sign a log that fails verification."""
-    platform.runner.catch_up("log_chain")
+    hashchain.catch_up(platform.write_engine)
     result = verify(platform.read_engine, progress=progress)
     if not result.ok:
         raise CheckpointError(f"refusing to sign: {result.describe()}")
@@ -181,5 +182,5 @@ def verify_against(
     first) when given."""
     if checkpoint is not None:
         checkpoint.check_signature(trusted_public_key)
-    platform.runner.catch_up("log_chain")
+    hashchain.catch_up(platform.write_engine)
     return verify(platform.read_engine, expect=checkpoint.expect if checkpoint else None, progress=progress)

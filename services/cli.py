@@ -208,6 +208,9 @@ def demo(
                               progress=bar.update)
         total = platform.app.recorder.max_notification_id() or 0
         with _bar(total=total * len(platform.runner.projections), desc="projections") as bar:
+            from services import hashchain
+
+            hashchain.catch_up(platform.write_engine, progress=bar.update)  # raw fast path of the log_chain follower
             platform.runner.catch_up(progress=bar.update)
         typer.echo(f"demo {chosen_year}: {counts['schools']} schools, {total} events in the log")
     finally:
@@ -480,7 +483,9 @@ def review(
             Path(output).write_bytes(data)
             typer.echo(f"review {year} ({rule_set.name}, as of {document['as_of']}) written to {output}", err=True)
         else:
-            sys.stdout.write(data.decode("utf-8"))
+            sys.stdout.flush()
+            sys.stdout.buffer.write(data)  # bytes as they are: no decoded copy of a province-sized review
+            sys.stdout.buffer.flush()
     except (RulesError, ReviewError, CheckpointError) as e:
         raise CliError(str(e)) from None
     finally:

@@ -149,23 +149,61 @@ class HashChainProjection(Projection):
         ]
         if [r[0] for r in rows] != [e.position for e in events]:
             raise ChainBroken(first, "the log changed while it was being linked")
-        existing = {
-            int(p): bytes(h) for p, h in conn.execute(
-                sa.select(log_chain.c.position, log_chain.c.hash)
-                .where(log_chain.c.position >= first, log_chain.c.position <= last)
-            )
-        }
-        _, prev = _prev_hash(conn, first)
-        new = []
-        for pos, oid, ver, topic, state in rows:
-            prev = link(prev, pos, oid, ver, topic, state)
-            known = existing.get(pos)
-            if known is None:
-                new.append({"position": pos, "hash": prev})
-            elif known != prev:
-                raise ChainBroken(pos, "the stored event no longer matches the link recorded for it")
-        if new:
-            conn.execute(log_chain.insert(), new)
+        link_rows(conn, rows)
+
+
+def link_rows(conn: sa.Connection, rows: Sequence[RawRow]) -> None:
+    """Links ``rows`` (consecutive stored events, in log order) after the chain's last link
+    before them. A position already linked (after a rebuild) is re-checked, never relinked."""
+    first, last = rows[0][0], rows[-1][0]
+    existing = {
+        int(p): bytes(h) for p, h in conn.execute(
+            sa.select(log_chain.c.position, log_chain.c.hash)
+            .where(log_chain.c.position >= first, log_chain.c.position <= last)
+        )
+    }
+    _, prev = _prev_hash(conn, first)
+    new = []
+    for pos, oid, ver, topic, state in rows:
+        prev = link(prev, pos, oid, ver, topic, state)
+        known = existing.get(pos)
+        if known is None:
+            new.append({"position": pos, "hash": prev})
+        elif known != prev:
+            raise ChainBroken(pos, "the stored event no longer matches the link recorded for it")
+    if new:
+        conn.execute(log_chain.insert(), new)
+
+
+def catch_up(engine: sa.Engine, *, batch: int = 20_000, progress: Callable[[int], None] | None = None) -> int:
+    """Brings the chain to the head of this database's own log, fast: raw rows in large
+    batches, no decoding, each batch committed with the follower's tracking position (the
+    same row the projection runner advances, locked the same way). ``verify`` and the review
+    call this first, so they always check the whole log. Returns events linked."""
+    table, pos = _events_sql(engine.dialect.name)
+    total = 0
+    while True:
+        with engine.begin() as conn:
+            q = sa.select(tracking.c.position).where(tracking.c.name == CHAIN_NAME)
+            if conn.dialect.name == "postgresql":
+                q = q.with_for_update()
+            position = conn.execute(q).scalar()
+            if position is None:
+                raise RuntimeError("the log_chain follower is not set up (Platform sets it up)")
+            rows: list[RawRow] = [
+                (int(r[0]), r[1], int(r[2]), r[3], r[4]) for r in conn.exec_driver_sql(
+                    f"SELECT {pos}, originator_id, originator_version, topic, state FROM {table} "
+                    f"WHERE {pos} > {int(position)} ORDER BY {pos} LIMIT {int(batch)}")
+            ]
+            if not rows:
+                return total
+            link_rows(conn, rows)
+            conn.execute(tracking.update().where(tracking.c.name == CHAIN_NAME).values(position=rows[-1][0]))
+        total += len(rows)
+        if progress is not None:
+            progress(len(rows))
+        if len(rows) < batch:
+            return total
 
 
 # -- verification --------------------------------------------------------------------------

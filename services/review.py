@@ -869,7 +869,7 @@ def compute_facts(
 ) -> tuple[Facts, Checkpoint]:
     if not 2000 <= year <= 2100:
         raise ReviewError(f"year {year} is out of range")
-    platform.runner.catch_up(hashchain.CHAIN_NAME)
+    hashchain.catch_up(platform.write_engine)
     with hashchain.snapshot(platform.read_engine) as conn:
         upto = hashchain.tracked_position(conn)
         try:

@@ -152,6 +152,28 @@ def test_new_events_are_linked_and_a_rebuild_rechecks_instead_of_relinking(platf
     assert err.value.position == target
 
 
+def test_the_fast_catch_up_links_exactly_as_the_follower(platform: Platform) -> None:
+    add_events(platform)  # linked by the projection runner
+    with platform.read_engine.connect() as conn:
+        followed = list(conn.execute(sa.select(hashchain.log_chain).order_by(hashchain.log_chain.c.position)))
+    with platform.write_engine.begin() as conn:
+        conn.execute(hashchain.log_chain.delete())
+        conn.exec_driver_sql("UPDATE projection_tracking SET position = 0 WHERE name = 'log_chain'")
+    assert hashchain.catch_up(platform.write_engine, batch=7) == len(followed)
+    with platform.read_engine.connect() as conn:
+        fast = list(conn.execute(sa.select(hashchain.log_chain).order_by(hashchain.log_chain.c.position)))
+    assert fast == followed
+    assert platform.runner.catch_up(hashchain.CHAIN_NAME) == 0  # the runner sees the same position
+    # Re-linking from zero over an edited event refuses at that event.
+    target = positions(platform)[9]
+    edit_one_byte(platform, target)
+    with platform.write_engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE projection_tracking SET position = 0 WHERE name = 'log_chain'")
+    with pytest.raises(hashchain.ChainBroken) as err:
+        hashchain.catch_up(platform.write_engine, batch=5)
+    assert err.value.position == target
+
+
 # -- tampering, on SQLite and PostgreSQL -------------------------------------------------------
 
 

@@ -400,3 +400,42 @@ def test_html_and_docx_renderings(sqlite_platform: Platform) -> None:
     assert runs and xml.count("w:eastAsia=") >= runs  # every run names its East-Asian font
     compare = render(review(sqlite_platform, compare=default_rules()), "html").decode()
     assert "两套细则相同" in compare
+
+
+# -- the command line -------------------------------------------------------------------------
+
+
+def test_cli_review_json_html_docx_compare_and_one_line_errors(sqlite_platform: Platform, tmp_path: Path,
+                                                               checkpoint_key: None) -> None:
+    import os
+    import subprocess
+    import sys
+
+    build_county(sqlite_platform)
+    env = {**os.environ, "LIANXI_DATABASE_URL": sqlite_platform.settings.database_url}
+
+    def lianxi(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "services.cli", "review", "--year", "2025", *args], env=env,
+                              capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[1])
+
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    for out in (a, b):
+        assert lianxi("--as-of", "2026-01-31", "-o", str(out)).returncode == 0
+    assert a.read_bytes() == b.read_bytes()
+    assert orjson.loads(a.read_bytes())["as_of"] == "2026-01-31T15:59:59.999999+00:00"
+    stdout = lianxi("--as-of", "2026-01-31")
+    assert stdout.returncode == 0 and stdout.stdout.encode() == a.read_bytes()
+    assert lianxi("--as-of", "2026-01-31", "--format", "docx", "-o", str(tmp_path / "r.docx")).returncode == 0
+    assert zipfile.is_zipfile(tmp_path / "r.docx")
+    cmp = lianxi("--as-of", "2026-01-31", "--compare-rules", str(RULES_DIR / "review-2025.v1.yaml"))
+    assert cmp.returncode == 0 and orjson.loads(cmp.stdout)["rule_changes"] == []
+    bad_rules = tmp_path / "bad.yaml"
+    bad_rules.write_text("id: x\nversion: 1\ntitle: t\nbackdated: {grace_days: 1, types: [DutyPerformed]}\n"
+                         "rules:\n  - {clause: '1', text: 文, measure: blind_spots, points: 5, params: {}}\n",
+                         encoding="utf-8")
+    for args in (["--format", "pdf"], ["--rules", str(tmp_path / "none.yaml")], ["--rules", str(bad_rules)],
+                 ["--as-of", "tomorrow"], ["--format", "docx"]):
+        proc = lianxi(*args)
+        lines = [x for x in proc.stderr.splitlines() if x.strip()]
+        assert proc.returncode == 1 and len(lines) == 1 and lines[0].startswith("lianxi: error:"), (args, proc.stderr)
+    assert "rules[0] (clause 1): params.per_item: Field required" in lianxi("--rules", str(bad_rules)).stderr
