@@ -27,7 +27,7 @@ from typing import Any
 from contracts.catalogue import Catalogue
 from contracts.escalation import EscalationRules, default_escalation_rules
 from events.base import COUNTY_TZ, derive_id, local_date
-from events.campaigns import Campaign, JointInspection, SelfCheck
+from events.campaigns import MAX_SCHOOLS_PER_INSPECTION, Campaign, JointInspection, SelfCheck
 from events.meetings import Meeting, Task
 from events.rectifications import RUNNING, Actor, Rectification
 from events.warnings import EarlyWarning, WarningAcknowledgement
@@ -234,16 +234,18 @@ def run_demo_meetings(
         shuffled = schools[:]
         rng.shuffle(shuffled)
         covered = shuffled[: int(len(shuffled) * rng.uniform(0.9, 0.98))]
-        size = max(5, len(covered) // 6)
+        # A real inspection team covers a district, never a whole province.
+        size = min(MAX_SCHOOLS_PER_INSPECTION, max(5, len(covered) // 6))
         team = [u for u in c.inspecting_units if u != sim.lead]
         for i in range(0, len(covered), size):
             day = date(year, 4, 10) + timedelta(days=rng.randint(0, 190))
             by = rng.choice(team) if team else sim.lead
             sim.at(_at(day, rng), "inspect", template=c.template, schools=covered[i:i + size], by=by,
                    units=[sim.lead, *team])
-        for i in range(0, len(shuffled), max(10, len(shuffled) // 3)):
+        step = min(MAX_SCHOOLS_PER_INSPECTION, max(10, len(shuffled) // 3))
+        for i in range(0, len(shuffled), step):
             day = date(year, 12, 1) + timedelta(days=rng.randint(0, 20))
-            sim.at(_at(day, rng), "inspect", template=c.template, schools=shuffled[i:i + max(10, len(shuffled) // 3)],
+            sim.at(_at(day, rng), "inspect", template=c.template, schools=shuffled[i:i + step],
                    by=sim.lead, units=[sim.lead, *team[:1]] if team else [sim.lead, "public-security"])
 
     def self_check(at: datetime, template: str, school: str) -> None:

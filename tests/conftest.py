@@ -8,6 +8,7 @@ instead when LIANXI_REQUIRE_SERVICES=1 (CI).
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -22,6 +23,9 @@ from contracts.catalogue import default_catalogue
 from services.api.main import create_app
 from services.platform import Platform
 from services.settings import Settings
+
+# Tests never write the repository's var/: the review's signing key goes to a temp dir.
+os.environ.setdefault("LIANXI_CHECKPOINT_KEY", str(Path(tempfile.mkdtemp(prefix="lianxi-key-")) / "checkpoint.key"))
 
 PG_BASE = os.environ.get("LIANXI_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_SERVICES = os.environ.get("LIANXI_REQUIRE_SERVICES") == "1"
