@@ -10,12 +10,17 @@ from typing import Any
 import sqlalchemy as sa
 
 from projections.campaign_progress import CampaignProgressView
-from projections.catalogue_view import CatalogueView
+from projections.catalogue_view import CatalogueView, list_agencies
+from projections.compliance import ComplianceView
 from projections.ledger import LedgerView
 from projections.meetings import MeetingsView
+from projections.notifications import NotificationsView, setup_notify_tables
+from projections.petitions import PetitionsView
 from projections.rectification_board import RectificationBoard
 from projections.runner import ProjectionRunner
+from projections.targets import TargetsView
 from projections.warning_response import WarningResponseView
+from services import hashchain
 from services.app import LianxiApp
 from services.auth import TokenStore
 from services.settings import Settings, get_settings
@@ -25,23 +30,11 @@ log = logging.getLogger(__name__)
 
 
 def all_projections() -> list[Any]:
-    return [CatalogueView(), LedgerView(), RectificationBoard(), CampaignProgressView(), WarningResponseView(),
-            MeetingsView(), *_logistics_projections(), _hash_chain()]
-
-
-def _hash_chain() -> Any:
-    from services.hashchain import HashChainProjection
-
-    return HashChainProjection()  # tamper evidence over every event (services/hashchain.py)
-
-
-def _logistics_projections() -> list[Any]:
-    from projections.compliance import ComplianceView
-    from projections.notifications import NotificationsView
-    from projections.petitions import PetitionsView
-    from projections.targets import TargetsView
-
-    return [TargetsView(), ComplianceView(), PetitionsView(), NotificationsView()]
+    return [
+        CatalogueView(), LedgerView(), RectificationBoard(), CampaignProgressView(), WarningResponseView(),
+        MeetingsView(), TargetsView(), ComplianceView(), PetitionsView(), NotificationsView(),
+        hashchain.HashChainProjection(),  # tamper evidence over every event
+    ]
 
 
 def utcnow() -> datetime:
@@ -62,14 +55,11 @@ class Platform:
         self.tokens = TokenStore(self.write_engine)
         self.runner.setup()
         self.tokens.setup()
-        from services import hashchain
-
-        hashchain.setup(self.write_engine)  # log_chain: never dropped by a rebuild
+        # Tables no rebuild may drop: the hash chain, notification deliveries and read marks.
+        hashchain.setup(self.write_engine)
         chain: Any = self.runner.projections[hashchain.CHAIN_NAME]
         chain.bind(self.runner)
-        from projections.notifications import setup_notify_tables
-
-        setup_notify_tables(self.write_engine)  # delivery records and read marks: never dropped by a rebuild
+        setup_notify_tables(self.write_engine)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.clock = utcnow
@@ -89,8 +79,6 @@ class Platform:
         self.read_engine.dispose()
 
     def known_agencies(self) -> dict[str, bool]:
-        from projections.catalogue_view import list_agencies
-
         self.runner.catch_up("catalogue")
         with self.read_engine.connect() as conn:
             return {a["code"]: bool(a["lead"]) for a in list_agencies(conn)}
