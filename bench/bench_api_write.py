@@ -344,8 +344,8 @@ def run(ctx: Ctx) -> Report:
 
 ANALYSIS = [
     "- **Bottleneck: CPU per request, in one process (GIL).** The detail column gives the server's user+system "
-    "CPU per request: ours ~1.3-1.9 ms against ~0.2-0.4 ms for the bare endpoint, so one process tops out "
-    "around 600-700 req/s on one core whatever the store does. `py-spy record --gil` at 16 connections "
+    "CPU per request: ours ~1.7-2.1 ms against ~0.3-0.4 ms for the bare endpoint, so one process tops out "
+    "around 500-600 req/s on one core whatever the store does. `py-spy record --gil` at 16 connections "
     "(SQLite, one worker) splits the GIL time as: thread-pool hand-offs ~20% (three per request: the sync "
     "`get_principal` dependency, the sync endpoint, the audit middleware's `to_thread` write; each wakes a "
     "worker and hands the GIL over), group-commit thread ~19% (eventsourcing's `save`: runtime-Protocol "
