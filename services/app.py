@@ -5,7 +5,6 @@ Services raise domain errors (events.errors) and never HTTP errors; the API maps
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import uuid
 from collections.abc import Sequence
@@ -13,7 +12,6 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-import orjson
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, Recording, Transcoder
 
@@ -27,22 +25,12 @@ from services.group_commit import GroupCommitter
 from services.logistics_service import LogisticsMixin
 from services.meetings_service import MeetingsUseCases
 from services.rectification_service import RectificationUseCases
+from services.results import Appended, request_digest
 from services.store import Database, OrjsonTranscoder
 
 # The catalogue's first duty lists take effect from this date, so demo and review years
 # before the day `lianxi init` ran still see the duties.
 CATALOGUE_EPOCH = date(2000, 1, 1)
-
-
-def request_digest(body: dict[str, Any]) -> str:
-    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-
-@dataclass(frozen=True)
-class Appended:
-    id: str
-    position: int | None
-    replayed: bool = False
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ names, opens a hazard on the rectification board with an id that derives from th
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import uuid
 from collections.abc import Iterable, Sequence
@@ -18,7 +17,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, cast
 
-import orjson
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
@@ -39,6 +37,7 @@ from events.logistics import (
 )
 from events.schools import School, school_aggregate_id
 from services.auth_model import Principal
+from services.results import Appended, request_digest
 
 if TYPE_CHECKING:
     from eventsourcing.persistence import Recording
@@ -52,19 +51,6 @@ PETITION_RECEIVERS = ("petitions", "education")
 SWEEP_ACTOR = "scheduler:compliance-sweep"
 SWEEP_BATCH = 200
 _UNSET: Any = object()
-
-
-def body_digest(body: dict[str, Any]) -> str:
-    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-
-@dataclass(frozen=True)
-class Written:
-    """What a logistics write returns (same shape as services.app.Appended)."""
-
-    id: str
-    position: int | None
-    replayed: bool = False
 
 
 @dataclass(frozen=True)
@@ -191,12 +177,12 @@ class LogisticsMixin:
         if not principal.can_write:
             raise NotPermitted("this credential may not write")
 
-    def _lx_written(self, recordings: Sequence[Any]) -> Written:
+    def _lx_written(self, recordings: Sequence[Any]) -> Appended:
         last = recordings[-1]
         event: Any = last.domain_event
-        return Written(id=str(event.originator_id), position=last.notification.id)
+        return Appended(id=str(event.originator_id), position=last.notification.id)
 
-    def _lx_commit_new(self, agg: Any, *, existing_check: Any) -> Written:
+    def _lx_commit_new(self, agg: Any, *, existing_check: Any) -> Appended:
         """Saves a new aggregate whose id is deterministic; a racing duplicate answers through
         ``existing_check`` (replay or conflict)."""
         try:
@@ -205,7 +191,7 @@ class LogisticsMixin:
             existing = self._lx_maybe(agg.id)
             if existing is None:
                 raise
-            result: Written = existing_check(existing)
+            result: Appended = existing_check(existing)
             return result
 
     # -- targets -----------------------------------------------------------------------------
@@ -213,7 +199,7 @@ class LogisticsMixin:
     def set_target(
         self, principal: Principal, *, code: str, year: int, scope: str = "county", value: Any = _UNSET,
         reason: str = "", now: datetime,
-    ) -> Written:
+    ) -> Appended:
         """Sets a catalogue target for a year and scope; the value defaults to the catalogue's.
         Setting it again with another value revises it (with a reason)."""
         self._lx_require_writer(principal)
@@ -232,16 +218,16 @@ class LogisticsMixin:
         if existing is not None:
             if not existing.revise(by_agency=principal.agency, by_lead=lead, value=chosen, reason=reason,
                                    set_by=principal.actor, now=now):
-                return Written(id=str(agg_id), position=None, replayed=True)
+                return Appended(id=str(agg_id), position=None, replayed=True)
             return self._lx_written(self.commit(existing))
         agg = AnnualTarget.set_target(
             by_agency=principal.agency, by_lead=lead, target_code=code, year=year, scope=scope,
             measure=target.measure, value=chosen, direction=target.direction, recognition=recognition,
             text=target.text, set_by=principal.actor, now=now,
         )
-        return self._lx_commit_new(agg, existing_check=lambda e: Written(str(e.id), None, True))
+        return self._lx_commit_new(agg, existing_check=lambda e: Appended(str(e.id), None, True))
 
-    def set_catalogue_targets(self, principal: Principal, *, year: int, now: datetime) -> list[Written]:
+    def set_catalogue_targets(self, principal: Principal, *, year: int, now: datetime) -> list[Appended]:
         """Every catalogue target for the county, at the catalogue's values (idempotent)."""
         return [self.set_target(principal, code=t.code, year=year, now=now) for t in self._lx_catalogue.targets.targets]
 
@@ -250,7 +236,7 @@ class LogisticsMixin:
     def recognise_school(
         self, principal: Principal, *, school_id: str, kind: str, level: str, awarded_on: date,
         awarding_body: str, evidence: list[str], now: datetime,
-    ) -> Written:
+    ) -> Appended:
         self._lx_require_writer(principal)
         lead = self._lx_is_lead(principal)
         school = self._lx_school(school_id)
@@ -267,10 +253,10 @@ class LogisticsMixin:
             evidence=evidence, logged_by=principal.actor, now=now,
         )
 
-        def check(existing: Recognition) -> Written:
+        def check(existing: Recognition) -> Appended:
             if not existing.same_award(awarding_body=awarding_body, evidence=evidence):
                 raise Conflict("this recognition (school, kind, level, date) is already recorded differently")
-            return Written(id=str(existing.id), position=self.position_of(existing.id, 1), replayed=True)
+            return Appended(id=str(existing.id), position=self.position_of(existing.id, 1), replayed=True)
 
         prior: Recognition | None = self._lx_maybe(agg.id)
         if prior is not None:
@@ -279,7 +265,7 @@ class LogisticsMixin:
 
     def withdraw_recognition(
         self, principal: Principal, *, recognition: str, withdrawn_on: date, reason: str, now: datetime,
-    ) -> Written:
+    ) -> Appended:
         self._lx_require_writer(principal)
         agg: Recognition = self._lx_get(_parse_uuid(recognition, "recognition"), "recognition")
         agg.withdraw(by_agency=principal.agency, by_lead=self._lx_is_lead(principal), withdrawn_on=withdrawn_on,
@@ -292,9 +278,9 @@ class LogisticsMixin:
         self, principal: Principal, *, school_id: str, kind: str, period: str, occurred_on: date,
         evidence: list[str], measure: float | None, note: str, idempotency_key: str | None,
         body: dict[str, Any], now: datetime,
-    ) -> Written:
+    ) -> Appended:
         self._lx_require_writer(principal)
-        digest = body_digest(body)
+        digest = request_digest(body)
         record_id = compliance_record_id(principal.agency, idempotency_key)
         if idempotency_key is not None:
             prior: ComplianceRecord | None = self._lx_maybe(record_id)
@@ -321,10 +307,10 @@ class LogisticsMixin:
         )
         return self._lx_commit_new(agg, existing_check=lambda e: self._lx_replay(e, digest))
 
-    def _lx_replay(self, existing: Any, digest: str) -> Written:
+    def _lx_replay(self, existing: Any, digest: str) -> Appended:
         if existing.request_digest != digest:
             raise Conflict("this Idempotency-Key was already used with a different request body")
-        return Written(id=str(existing.id), position=self.position_of(existing.id, 1), replayed=True)
+        return Appended(id=str(existing.id), position=self.position_of(existing.id, 1), replayed=True)
 
     def record_gaps(self, gaps: Iterable[Gap], *, now: datetime) -> SweepResult:
         """Records each gap once. Saved in batches; a batch that meets a gap another instance
@@ -375,9 +361,9 @@ class LogisticsMixin:
     def receive_petition(
         self, principal: Principal, *, reference: str, channel: str, topic: str, school_id: str | None,
         summary: str, handling_unit: str, received_on: date, body: dict[str, Any], now: datetime,
-    ) -> Written:
+    ) -> Appended:
         self._lx_require_writer(principal)
-        digest = body_digest(body)
+        digest = request_digest(body)
         prior: Petition | None = self._lx_maybe(petition_id(principal.agency, reference))
         if prior is not None:
             return self._lx_replay(prior, digest)
@@ -397,7 +383,7 @@ class LogisticsMixin:
 
     def answer_petition(
         self, principal: Principal, *, petition: str, answered_on: date, answer: str, now: datetime,
-    ) -> Written:
+    ) -> Appended:
         self._lx_require_writer(principal)
         agg: Petition = self._lx_get(_parse_uuid(petition, "petition"), "petition")
         agg.answer(by_agency=principal.agency, by_lead=self._lx_is_lead(principal), answered_on=answered_on,
@@ -407,7 +393,7 @@ class LogisticsMixin:
     def close_petition(
         self, principal: Principal, *, petition: str, closed_on: date, satisfaction: str, note: str,
         now: datetime,
-    ) -> Written:
+    ) -> Appended:
         self._lx_require_writer(principal)
         agg: Petition = self._lx_get(_parse_uuid(petition, "petition"), "petition")
         agg.close(by_agency=principal.agency, by_lead=self._lx_is_lead(principal), closed_on=closed_on,
