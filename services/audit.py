@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from projections.base import utc_text
 from services.auth_model import Principal
+from services.store import ddl_lock
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,10 @@ class AuditTrail:
         self._pending: list[_Pending] = []
 
     def setup(self) -> None:
+        with ddl_lock(self.engine):
+            self._setup()
+
+    def _setup(self) -> None:
         audit_metadata.create_all(self.engine, checkfirst=True)
         with self.engine.begin() as conn:
             if conn.dialect.name == "sqlite":

@@ -24,7 +24,7 @@ from services import hashchain
 from services.app import LianxiApp
 from services.auth import TokenStore
 from services.settings import Settings, get_settings
-from services.store import Database
+from services.store import Database, ddl_lock
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +53,14 @@ class Platform:
         self.runner = ProjectionRunner(self.app.recorder, self.write_engine, all_projections(),
                                        batch_size=self.settings.projection_batch_size)
         self.tokens = TokenStore(self.write_engine)
-        self.runner.setup()
-        self.tokens.setup()
-        # Tables no rebuild may drop: the hash chain, notification deliveries and read marks.
-        hashchain.setup(self.write_engine)
+        with ddl_lock(self.write_engine):
+            self.runner.setup()
+            self.tokens.setup()
+            # Tables no rebuild may drop: the hash chain, notification deliveries and read marks.
+            hashchain.setup(self.write_engine)
+            setup_notify_tables(self.write_engine)
         chain: Any = self.runner.projections[hashchain.CHAIN_NAME]
         chain.bind(self.runner)
-        setup_notify_tables(self.write_engine)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.clock = utcnow

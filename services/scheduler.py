@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -38,6 +37,7 @@ from apscheduler.triggers.cron import CronTrigger
 from contracts.escalation import EscalationRules, load_escalation_rules
 from events.base import COUNTY_TZ, local_date
 from projections.rectification_board import overdue_candidates
+from services.store import ddl_lock
 
 if TYPE_CHECKING:
     from services.platform import Platform
@@ -166,10 +166,8 @@ class LianxiScheduler:
             return
         engine = self.platform.write_engine
         store = SQLAlchemyJobStore(engine=engine, tablename=JOB_TABLE)
-        try:  # two instances starting at once may race to create the table
+        with ddl_lock(engine):
             store.jobs_t.create(engine, checkfirst=True)
-        except sa.exc.DBAPIError:
-            log.info("job table %s created by another instance meanwhile", JOB_TABLE)
         self.aps = BackgroundScheduler(
             jobstores={"default": store},
             executors={"default": ThreadPoolExecutor(1, pool_kwargs={"initializer": _bind, "initargs": (self,)})},

@@ -211,21 +211,41 @@ class DurableSQLiteFactory(SQLiteFactory):
         )
 
 
-class SerialisedPostgresApplicationRecorder(PostgresApplicationRecorder):
-    """eventsourcing re-runs its DDL (including CREATE OR REPLACE FUNCTION) at every start;
-    processes starting together (several `lianxi serve`, workers) then fail with "tuple
-    concurrently updated". A session advisory lock serialises that step."""
+# Processes starting together (several `lianxi serve`, workers, relay, scheduler) each run
+# their CREATE ... IF NOT EXISTS / CREATE OR REPLACE steps; on PostgreSQL two of them at once
+# fail ("tuple concurrently updated", duplicate pg_type). Every setup step takes this one
+# session advisory lock. SQLite serialises DDL through its own file lock.
+DDL_LOCK_KEY = 0x6C69616E7869  # "lianxi"
 
-    DDL_LOCK_KEY = 0x6C69616E7869  # "lianxi"
+
+@contextmanager
+def ddl_lock(engine: sa.Engine) -> Iterator[None]:
+    """Hold the cross-process DDL lock while creating tables. Not re-entrant across
+    connections: never nest two ``ddl_lock`` blocks."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as conn:
+        conn.exec_driver_sql("SELECT pg_advisory_lock(%s)", (DDL_LOCK_KEY,))
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.exec_driver_sql("SELECT pg_advisory_unlock(%s)", (DDL_LOCK_KEY,))
+            conn.commit()
+
+
+class SerialisedPostgresApplicationRecorder(PostgresApplicationRecorder):
+    """eventsourcing re-runs its DDL at every start; the same lock as ``ddl_lock``."""
 
     def create_table(self) -> None:
         with self.datastore.get_connection() as conn:
-            conn.execute("SELECT pg_advisory_lock(%s)", (self.DDL_LOCK_KEY,))
+            conn.execute("SELECT pg_advisory_lock(%s)", (DDL_LOCK_KEY,))
             conn.commit()
             try:
                 super().create_table()
             finally:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (self.DDL_LOCK_KEY,))
+                conn.execute("SELECT pg_advisory_unlock(%s)", (DDL_LOCK_KEY,))
                 conn.commit()
 
 

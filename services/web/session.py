@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from projections.base import utc_text
 from services.auth import tokens as tokens_table
 from services.auth_model import Principal, Role
+from services.store import ddl_lock
 
 SESSION_COOKIE = "lx_session"
 SIGNIN_COOKIE = "lx_signin"  # double-submit token of the sign-in form
@@ -71,7 +72,8 @@ class SessionStore:
         self.engine = engine
 
     def setup(self) -> None:
-        web_metadata.create_all(self.engine, checkfirst=True)
+        with ddl_lock(self.engine):
+            web_metadata.create_all(self.engine, checkfirst=True)
 
     def start(self, principal: Principal, now: datetime) -> tuple[str, WebSession]:
         """A new session for ``principal``: returns the cookie value (never stored) and the session."""
