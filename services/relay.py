@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -29,6 +28,7 @@ import sqlalchemy as sa
 
 from projections.runner import LogReader
 from services import cloudevents
+from services.store import ddl_lock
 
 log = logging.getLogger(__name__)
 
@@ -119,20 +119,13 @@ class Relay:
     _producer: Producer | None = field(default=None, init=False, repr=False)
 
     def setup(self) -> None:
-        """Create the tracking table and row. Relays starting together may race to create
-        them; the loser's statement fails and a retry finds them in place."""
-        for attempt in range(5):
-            try:
-                relay_tracking.create(self.engine, checkfirst=True)
-                with self.engine.begin() as conn:
-                    q = sa.select(relay_tracking.c.name).where(relay_tracking.c.name == self.name)
-                    if conn.execute(q).first() is None:
-                        conn.execute(relay_tracking.insert().values(name=self.name, position=0))
-                return
-            except sa.exc.DBAPIError:
-                if attempt == 4:
-                    raise
-                time.sleep(0.2 * (attempt + 1))
+        """Create the tracking table and row, under the DDL lock relays starting together share."""
+        with ddl_lock(self.engine):
+            relay_tracking.create(self.engine, checkfirst=True)
+            with self.engine.begin() as conn:
+                q = sa.select(relay_tracking.c.name).where(relay_tracking.c.name == self.name)
+                if conn.execute(q).first() is None:
+                    conn.execute(relay_tracking.insert().values(name=self.name, position=0))
 
     def position(self) -> int:
         with self.engine.connect() as conn:
