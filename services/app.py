@@ -6,6 +6,7 @@ Services raise domain errors (events.errors) and never HTTP errors; the API maps
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from eventsourcing.persistence import IntegrityError, Recording, Transcoder
 from contracts.catalogue import Catalogue
 from events.agencies import Agency, Duty, agency_id
 from events.duty_log import DutyRecord, Findings, duty_record_id
-from events.errors import Conflict, InvariantViolated, NotFound, NotPermitted
+from events.errors import Conflict, DomainError, InvariantViolated, NotFound, NotPermitted
 from events.schools import School, school_aggregate_id
 from services.auth_model import Principal
 from services.group_commit import GroupCommitter
@@ -31,6 +32,7 @@ from services.store import Database, OrjsonTranscoder
 # The catalogue's first duty lists take effect from this date, so demo and review years
 # before the day `lianxi init` ran still see the duties.
 CATALOGUE_EPOCH = date(2000, 1, 1)
+AGENCY_CACHE_TTL_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,11 @@ class LianxiApp(RectificationUseCases, MeetingsUseCases, LogisticsMixin, Applica
         super().__init__(env=env)
         self._known_schools: set[str] = set()
         self._schools_lock = threading.Lock()
-        self._committer = GroupCommitter(super().save, max_batch=max_batch) if group_commit else None
+        self._committer: GroupCommitter[tuple[Any, ...], list[Recording[uuid.UUID]]] | None = (
+            GroupCommitter(self._save_batch, max_batch=max_batch) if group_commit else None
+        )
+        # Agencies change rarely (a catalogue revision) but every duty log reads one.
+        self._agencies: dict[str, tuple[float, Agency]] = {}
 
     def construct_transcoder(self) -> Transcoder:
         return OrjsonTranscoder()
@@ -72,8 +78,21 @@ class LianxiApp(RectificationUseCases, MeetingsUseCases, LogisticsMixin, Applica
     def commit(self, *aggregates: Any) -> Sequence[Recording[uuid.UUID]]:
         """Save through the group committer when enabled (API), directly otherwise."""
         if self._committer is not None:
-            return self._committer.save(*aggregates)
+            return self._committer.commit(_pending_events(aggregates))
         return self.save(*aggregates)
+
+    async def commit_async(self, *aggregates: Any) -> Sequence[Recording[uuid.UUID]]:
+        """``commit`` for a request handler on the event loop: it awaits the group commit
+        instead of blocking a worker thread on it."""
+        if self._committer is not None:
+            return await self._committer.commit_async(_pending_events(aggregates))
+        return self.save(*aggregates)
+
+    def _save_batch(self, items: Sequence[tuple[Any, ...]]) -> list[list[Recording[uuid.UUID]]]:
+        """The group committer's transaction: every item's events in one ``save``."""
+        recordings = self.save(*[e for events in items for e in events])
+        by_event = {id(r.domain_event): r for r in recordings}
+        return [[by_event[id(e)] for e in events] for events in items]
 
     def position_of(self, originator_id: uuid.UUID, version: int) -> int | None:
         """Notification id (log position) of one stored event."""
@@ -97,11 +116,26 @@ class LianxiApp(RectificationUseCases, MeetingsUseCases, LogisticsMixin, Applica
     # -- catalogue -------------------------------------------------------------------------
 
     def agency(self, code: str) -> Agency:
+        """The unit, cached for a few seconds: a revision saved by this process shows at
+        once (``save`` drops the entry), one saved by another process within
+        AGENCY_CACHE_TTL_S, as token revocations do (services/auth.py). The copy is shared:
+        read it; revise a unit through ``repository.get``."""
+        now = time.monotonic()
+        hit = self._agencies.get(code)
+        if hit is not None and now - hit[0] < AGENCY_CACHE_TTL_S:
+            return hit[1]
         try:
             agg: Agency = self.repository.get(agency_id(code))
         except AggregateNotFoundError:
             raise NotFound(f"unknown member unit {code!r}") from None
+        self._agencies[code] = (now, agg)
         return agg
+
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[uuid.UUID]]:
+        recordings = super().save(*objs, **kwargs)
+        if any(isinstance(r.domain_event, Agency.Event) for r in recordings):
+            self._agencies.clear()  # a revised unit is read afresh
+        return recordings
 
     def register_catalogue(
         self, catalogue: Catalogue, *, now: datetime, effective_on: date | None = None,
@@ -174,30 +208,61 @@ class LianxiApp(RectificationUseCases, MeetingsUseCases, LogisticsMixin, Applica
         summary: str, findings: Findings, evidence: list[str], idempotency_key: str | None,
         body: dict[str, Any], now: datetime,
     ) -> Appended:
+        record = self.prepare_duty_log(
+            principal, duty_code=duty_code, school_ids=school_ids, occurred_on=occurred_on, summary=summary,
+            findings=findings, evidence=evidence, idempotency_key=idempotency_key, body=body, now=now,
+        )
+        if isinstance(record, Appended):
+            return record
+        try:
+            recordings = self.commit(record)
+        except IntegrityError:  # the id is taken: an earlier request with the same Idempotency-Key
+            replay = self._replay(record.id, record.request_digest)
+            if replay is None:
+                raise
+            return replay
+        return Appended(id=str(record.id), position=recordings[0].notification.id)
+
+    async def log_duty_async(self, principal: Principal, **request: Any) -> Appended:
+        """``log_duty`` for the API's event loop (same arguments); it awaits the group commit."""
+        record = self.prepare_duty_log(principal, **request)
+        if isinstance(record, Appended):
+            return record
+        try:
+            recordings = await self.commit_async(record)
+        except IntegrityError:  # the id is taken: an earlier request with the same Idempotency-Key
+            replay = self._replay(record.id, record.request_digest)
+            if replay is None:
+                raise
+            return replay
+        return Appended(id=str(record.id), position=recordings[0].notification.id)
+
+    def prepare_duty_log(
+        self, principal: Principal, *, duty_code: str, school_ids: list[str], occurred_on: date,
+        summary: str, findings: Findings, evidence: list[str], idempotency_key: str | None,
+        body: dict[str, Any], now: datetime,
+    ) -> DutyRecord | Appended:
+        """The new record, not yet saved; or the answer to an earlier request with the same
+        Idempotency-Key when this one breaks a rule. A key is not looked up first: a new key
+        costs no read, and a reused one fails the commit (same aggregate id) and is
+        answered as a replay then."""
         if principal.role != "liaison" and principal.role != "lead":
             raise NotPermitted("this credential may not write")
         digest = request_digest(body)
         record_id = duty_record_id(principal.agency, idempotency_key)
-        if idempotency_key is not None:
-            replay = self._replay(record_id, digest)
-            if replay is not None:
-                return replay
-        agency = self.agency(principal.agency)
-        record = DutyRecord.perform(
-            record_id=record_id, agency=agency, duty_code=duty_code, school_ids=school_ids,
-            occurred_on=occurred_on, summary=summary, findings=findings, evidence=evidence,
-            logged_by=principal.actor, request_digest=digest, school_exists=self.school_exists,
-            now=now,
-        )
         try:
-            recordings = self.commit(record)
-        except IntegrityError:
-            # Same idempotency key raced with another request: answer as a replay.
+            return DutyRecord.perform(
+                record_id=record_id, agency=self.agency(principal.agency), duty_code=duty_code,
+                school_ids=school_ids, occurred_on=occurred_on, summary=summary, findings=findings,
+                evidence=evidence, logged_by=principal.actor, request_digest=digest,
+                school_exists=self.school_exists, now=now,
+            )
+        except DomainError:
+            # A replay answers as the first request was answered, even if it would fail now.
             replay = self._replay(record_id, digest) if idempotency_key is not None else None
             if replay is None:
                 raise
             return replay
-        return Appended(id=str(record_id), position=recordings[0].notification.id)
 
     def _replay(self, record_id: uuid.UUID, digest: str) -> Appended | None:
         try:
@@ -249,6 +314,11 @@ class LianxiApp(RectificationUseCases, MeetingsUseCases, LogisticsMixin, Applica
         except IntegrityError:
             raise Conflict("this appeal was already decided") from None
         return Appended(id=str(appeal.id), position=recordings[-1].notification.id)
+
+
+def _pending_events(aggregates: Sequence[Any]) -> tuple[Any, ...]:
+    """Collected here, once: a retry after a failed group commit must still have the events."""
+    return tuple(e for a in aggregates for e in a.collect_events())
 
 
 def parse_iso_date(value: str, field: str) -> date:

@@ -16,15 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import anyio
 import orjson
 import sqlalchemy as sa
 from fastapi.routing import iter_route_contexts
@@ -33,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from projections.base import utc_text
 from services.auth_model import Principal
-from services.store import ddl_lock
+from services.group_commit import GroupCommitter
 
 log = logging.getLogger(__name__)
 
@@ -94,28 +91,19 @@ def outcome_of(status: int) -> str:
     return "error"
 
 
-@dataclass
-class _Pending:
-    row: dict[str, Any]
-    done: bool = False
-    error: BaseException | None = None
-
-
 class AuditTrail:
-    """The append-only store. ``append`` is thread-safe and batches concurrent callers: the
-    first caller to get the commit lock commits every row queued so far."""
+    """The append-only store. Rows from concurrent requests are committed together, one
+    transaction for everything queued (services/group_commit.py), as events are."""
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        self._mutex = threading.Lock()
-        self._commit_lock = threading.Lock()
-        self._pending: list[_Pending] = []
+        self._committer: GroupCommitter[dict[str, Any], None] = GroupCommitter(self._insert, name="audit-commit")
 
-    def setup(self) -> None:
-        with ddl_lock(self.engine):
-            self._setup()
+    def close(self) -> None:
+        self._committer.close()
 
-    def _setup(self) -> None:
+    def setup_tables(self) -> None:
+        """Under the caller's DDL lock (services/platform.py)."""
         audit_metadata.create_all(self.engine, checkfirst=True)
         with self.engine.begin() as conn:
             if conn.dialect.name == "sqlite":
@@ -132,26 +120,17 @@ class AuditTrail:
                 if name not in existing:
                     conn.exec_driver_sql(f"CREATE TRIGGER {name} {when} EXECUTE FUNCTION audit_log_append_only()")
 
+    def _insert(self, rows: Sequence[dict[str, Any]]) -> list[None]:
+        with self.engine.begin() as conn:
+            conn.execute(audit_log.insert(), list(rows))
+        return [None] * len(rows)
+
     def append(self, row: Mapping[str, Any]) -> None:
-        entry = _Pending(dict(row))
-        with self._mutex:
-            self._pending.append(entry)
-        with self._commit_lock:
-            if not entry.done:
-                with self._mutex:
-                    batch, self._pending = self._pending, []
-                try:
-                    with self.engine.begin() as conn:
-                        conn.execute(audit_log.insert(), [p.row for p in batch])
-                except BaseException as e:
-                    for p in batch:
-                        p.error = e
-                    raise
-                finally:
-                    for p in batch:
-                        p.done = True
-        if entry.error is not None:
-            raise entry.error
+        """Returns once the row is committed."""
+        self._committer.commit(dict(row))
+
+    async def append_async(self, row: Mapping[str, Any]) -> None:
+        await self._committer.commit_async(dict(row))
 
     def page(
         self, *, after: int = 0, limit: int = 100, unit: str | None = None, target_unit: str | None = None,
@@ -173,21 +152,6 @@ class AuditTrail:
             q = q.where(audit_log.c.at < until)
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(q.order_by(audit_log.c.id).limit(limit)).mappings()]
-
-
-_trails: weakref.WeakKeyDictionary[Any, AuditTrail] = weakref.WeakKeyDictionary()
-_trails_lock = threading.Lock()
-
-
-def trail_for(platform: Any) -> AuditTrail:
-    """One trail per platform, set up on first use."""
-    with _trails_lock:
-        trail = _trails.get(platform)
-        if trail is None:
-            trail = AuditTrail(platform.write_engine)
-            trail.setup()
-            _trails[platform] = trail
-        return trail
 
 
 # -- what the request handlers tell the trail ------------------------------------------------
@@ -226,10 +190,10 @@ def note_target_unit(unit: str) -> None:
 # -- the middleware ----------------------------------------------------------------------------
 
 
-def _route_template(scope: Scope, routes: Sequence[Any]) -> str:
+def _route_template(scope: Scope, routes: Callable[[], Sequence[Any]]) -> str:
     route = scope.get("route")
     if route is None:  # refused before routing (413, 429): find the route it was meant for
-        route = next((r for r in routes if r.matches(scope)[0] == Match.FULL), None)
+        route = next((r for r in routes() if r.matches(scope)[0] == Match.FULL), None)
     path = getattr(route, "path", None)
     return str(path) if path else "(no route)"
 
@@ -260,7 +224,7 @@ class AuditMiddleware:
     """Outermost of our middlewares, so it also sees the limits' 413/429/503 answers."""
 
     def __init__(
-        self, app: ASGIApp, trail: Callable[[], AuditTrail], clock: Callable[[], datetime],
+        self, app: ASGIApp, trail: AuditTrail, clock: Callable[[], datetime],
         authenticate: Callable[[str], Principal | None], routes: Callable[[], Sequence[Any]],
     ) -> None:
         self.app = app
@@ -286,7 +250,7 @@ class AuditMiddleware:
                 note.target_units.append(value[:64])
 
     def _row(self, scope: Scope, note: RequestNote, status: int, body: bytes) -> dict[str, Any]:
-        """Runs in a worker thread (it may look a token up)."""
+        """A request refused before authentication may look its token up (cached)."""
         token = _bearer(scope)
         if note.principal is None and token is not None and not note.presented_token:
             # Refused before authentication ran (413, 429, 503): still name who asked.
@@ -309,7 +273,7 @@ class AuditMiddleware:
         return {
             "at": utc_text(self.clock()), "actor": actor[:200],
             "token_id": p.token_id if p else None, "role": p.role if p else None, "unit": own,
-            "action": f"{scope.get('method', '?')} {_route_template(scope, self.routes())}"[:200],
+            "action": f"{scope.get('method', '?')} {_route_template(scope, self.routes)}"[:200],
             "target": _target(scope),
             "target_unit": ("*" if "*" in others else ",".join(others)[:64]) or None,
             "status": status, "outcome": outcome_of(status),
@@ -319,14 +283,11 @@ class AuditMiddleware:
         }
 
     async def _write(self, scope: Scope, note: RequestNote, status: int, body: bytes) -> None:
-        def record() -> None:
-            row = self._row(scope, note, status, body)
-            try:
-                self.trail().append(row)
-            except Exception:  # an audit failure is logged loudly; the answer still goes
-                log.exception("audit row not recorded: %s", row)
-
-        await anyio.to_thread.run_sync(record)
+        row = self._row(scope, note, status, body)
+        try:
+            await self.trail.append_async(row)
+        except Exception:  # an audit failure is logged loudly; the answer still goes
+            log.exception("audit row not recorded: %s", row)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -383,8 +344,7 @@ class AuditMiddleware:
 
 def install(app: Any, platform: Any) -> None:
     """Add the audit middleware (call after the other middlewares, so it is outermost)."""
-    trail_for(platform)  # create the table now, so the trail can be read before anything is audited
-    app.add_middleware(AuditMiddleware, trail=lambda: trail_for(platform), clock=lambda: platform.clock(),
+    app.add_middleware(AuditMiddleware, trail=platform.audit, clock=lambda: platform.clock(),
                        authenticate=platform.tokens.authenticate,
                        routes=lambda: list(iter_route_contexts(app.routes)))
 

@@ -1,47 +1,59 @@
 """Group commit: many concurrent writers, one transaction.
 
 Every commit waits on fsync, so one commit per request caps a durable write path at a few
-hundred per second. Here request threads hand their pending aggregates to one committer
-thread, which saves everything queued in a single ``Application.save`` and then wakes each
-request with its own recordings. A request is answered only after the commit that holds
-its events, so durability is unchanged.
+hundred per second. Here writers hand their items to one committer thread, which commits
+everything queued in a single transaction and then completes each writer's future with its
+own result. A writer is answered only after the commit that holds its item, so durability
+is unchanged.
 
-If the batch fails (say one aggregate hits an optimistic-concurrency conflict) each item is
+Writers wait either blocking (``commit``, from a worker thread) or on the event loop
+(``commit_async``: no thread-pool hop per request, the committer wakes the loop itself).
+
+If a batch fails (say one aggregate hits an optimistic-concurrency conflict) each item is
 retried alone, so one bad item never fails its neighbours.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Any
+from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
 
-SaveFn = Callable[..., Sequence[Any]]
+T = TypeVar("T")
+R = TypeVar("R")
+
+# Commits a batch of items in one transaction; returns one result per item, in order.
+CommitBatch = Callable[[Sequence[T]], Sequence[R]]
 
 
-class GroupCommitter:
-    def __init__(self, save: SaveFn, max_batch: int = 500) -> None:
-        self._save = save
+class GroupCommitter(Generic[T, R]):
+    def __init__(self, commit_batch: CommitBatch[T, R], *, max_batch: int = 500, name: str = "group-commit") -> None:
+        self._commit_batch = commit_batch
         self._max_batch = max_batch
-        self._queue: queue.Queue[tuple[tuple[Any, ...], Future[Sequence[Any]]] | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
+        self._queue: queue.SimpleQueue[tuple[T, Future[R]] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._closed = False
         self._thread.start()
 
-    def save(self, *aggregates: Any) -> Sequence[Any]:
-        """Blocks until the aggregates' events are committed; returns their recordings."""
+    def submit(self, item: T) -> Future[R]:
+        """Queues ``item``; the future completes once the commit holding it is durable."""
         if self._closed:
             raise RuntimeError("group committer is closed")
-        # Collect here, once: a retry after a failed batch must still have the events.
-        events = tuple(e for a in aggregates for e in a.collect_events())
-        fut: Future[Sequence[Any]] = Future()
-        self._queue.put((events, fut))
-        return fut.result()
+        fut: Future[R] = Future()
+        self._queue.put((item, fut))
+        return fut
+
+    def commit(self, item: T) -> R:
+        return self.submit(item).result()
+
+    async def commit_async(self, item: T) -> R:
+        return await asyncio.wrap_future(self.submit(item))
 
     def close(self) -> None:
         if not self._closed:
@@ -54,9 +66,9 @@ class GroupCommitter:
             first = self._queue.get()
             if first is None:
                 return
-            batch = [first]
+            taken = [first]
             stop = False
-            while len(batch) < self._max_batch:
+            while len(taken) < self._max_batch:
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
@@ -64,24 +76,27 @@ class GroupCommitter:
                 if item is None:
                     stop = True
                     break
-                batch.append(item)
-            self._commit(batch)
+                taken.append(item)
+            # A writer that gave up before its commit began (a cancelled request) is not
+            # committed; once running, a future can no longer be cancelled.
+            batch = [entry for entry in taken if entry[1].set_running_or_notify_cancel()]
+            if batch:
+                self._commit(batch)
             if stop:
                 return
 
-    def _commit(self, batch: list[tuple[tuple[Any, ...], Future[Sequence[Any]]]]) -> None:
+    def _commit(self, batch: list[tuple[T, Future[R]]]) -> None:
         if len(batch) > 1:
             try:
-                recordings = self._save(*[e for events, _ in batch for e in events])
+                results = self._commit_batch([item for item, _ in batch])
             except Exception:  # isolate the culprit below
                 log.debug("group commit of %d failed; retrying one by one", len(batch))
             else:
-                by_event = {id(r.domain_event): r for r in recordings}
-                for events, fut in batch:
-                    fut.set_result([by_event[id(e)] for e in events])
+                for (_, fut), result in zip(batch, results, strict=True):
+                    fut.set_result(result)
                 return
-        for events, fut in batch:
+        for item, fut in batch:
             try:
-                fut.set_result(self._save(*events))
-            except Exception as e:  # handed to the waiting request
+                fut.set_result(self._commit_batch([item])[0])
+            except Exception as e:  # handed to the waiting writer
                 fut.set_exception(e)

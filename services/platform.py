@@ -22,6 +22,7 @@ from projections.targets import TargetsView
 from projections.warning_response import WarningResponseView
 from services import hashchain
 from services.app import LianxiApp
+from services.audit import AuditTrail
 from services.auth import TokenStore
 from services.settings import Settings, get_settings
 from services.store import Database, ddl_lock
@@ -53,9 +54,11 @@ class Platform:
         self.runner = ProjectionRunner(self.app.recorder, self.write_engine, all_projections(),
                                        batch_size=self.settings.projection_batch_size)
         self.tokens = TokenStore(self.write_engine)
+        self.audit = AuditTrail(self.write_engine)
         with ddl_lock(self.write_engine):
             self.runner.setup()
             self.tokens.setup()
+            self.audit.setup_tables()
             # Tables no rebuild may drop: the hash chain, notification deliveries and read marks.
             hashchain.setup(self.write_engine)
             setup_notify_tables(self.write_engine)
@@ -76,6 +79,7 @@ class Platform:
         for t in self._threads:
             t.join(timeout=10)
         self.app.close()
+        self.audit.close()
         self.write_engine.dispose()
         self.read_engine.dispose()
 

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from services.api.deps import PrincipalDep
-from services.audit import audit_log, trail_for
+from services.audit import audit_log
 from tests.conftest import Api, register_schools
 
 DUTY = {"duty_code": "fire-rescue.inspection", "school_ids": ["T001"], "occurred_on": "2025-06-01",
@@ -32,7 +32,7 @@ def trail(api: Api, **query: Any) -> list[dict[str, Any]]:
 
 
 def rows(api: Api) -> list[dict[str, Any]]:
-    return trail_for(api.platform).page(limit=10_000)
+    return api.platform.audit.page(limit=10_000)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from contracts.catalogue import default_catalogue
+from events.agencies import agency_id
 from projections.base import metadata
 from projections.ledger import asof_ledger, live_ledger
 from projections.periods import Period
@@ -39,14 +40,14 @@ def test_demo_year_rebuild_equals_live_and_asof_equals_live(database_url: str) -
     try:
         counts = run_demo(platform.app, default_catalogue(), schools=12, year=2025, seed=7, now=DEMO_NOW)
         assert counts["events"] > 1000
-        # Catch up in small batches, as the live follower would.
-        platform.runner.batch_size = 97
+        # Catch up in small batches, as the live follower would; rebuild in growing batches.
+        platform.runner.batch_size = platform.runner.max_batch_size = 97
         platform.runner.catch_up()
         live = snapshot(platform)
-        assert live["rm_ledger_entries"] and live["rm_schools"]
+        assert live["rm_ledger_counts"] and live["rm_ledger_coverage"] and live["rm_schools"]
         for name in platform.runner.projections:
             platform.runner.reset(name)
-        platform.runner.batch_size = 1000
+        platform.runner.batch_size, platform.runner.max_batch_size, platform.runner.batch_seconds = 50, 4000, 10.0
         platform.runner.catch_up()
         assert snapshot(platform) == live
 
@@ -143,29 +144,30 @@ def test_group_commit_isolates_a_conflicting_item(sqlite_url: str) -> None:
     from services.group_commit import GroupCommitter
 
     platform = make_platform(sqlite_url)
-    saved: list[int] = []
+    committer = GroupCommitter(platform.app._save_batch)  # the app's own batch transaction
 
-    def save(*events: Any) -> Any:
-        saved.append(len(events))
-        return platform.app.save(*events)
+    def commit(agg: Any) -> Any:
+        return committer.commit(tuple(agg.collect_events()))
 
-    committer = GroupCommitter(save)
+    def writable(code: str) -> Any:  # app.agency() hands out a shared cached copy, for reading
+        return platform.app.repository.get(agency_id(code))
+
     try:
         platform.app.register_catalogue(default_catalogue(), now=datetime(2024, 1, 1, tzinfo=UTC))
-        stale = platform.app.agency("fire-rescue")
-        fresh = platform.app.agency("fire-rescue")
+        stale = writable("fire-rescue")
+        fresh = writable("fire-rescue")
         for agg in (stale, fresh):
             agg.revise(name=agg.name + "!", name_en=agg.name_en, duties=agg.current_duties,
                        effective_on=date(2025, 1, 1), reason="x", now=datetime(2025, 1, 1, tzinfo=UTC))
-        other = platform.app.agency("meteorology")
+        other = writable("meteorology")
         other.revise(name=other.name + "!", name_en=other.name_en, duties=other.current_duties,
                      effective_on=date(2025, 1, 1), reason="x", now=datetime(2025, 1, 1, tzinfo=UTC))
-        committer.save(fresh)
+        commit(fresh)
         results: dict[str, Any] = {}
 
         def go(name: str, agg: Any) -> None:
             try:
-                results[name] = committer.save(agg)
+                results[name] = commit(agg)
             except IntegrityError as e:
                 results[name] = e
 

@@ -13,7 +13,6 @@ from fastapi.testclient import TestClient
 from httpx import Response
 
 from services.api.main import create_app
-from services.audit import trail_for
 from services.web import charts
 from services.web.session import SESSION_COOKIE, web_sessions
 from tests.conftest import Api, Clock, register_schools
@@ -103,7 +102,7 @@ def test_a_bad_token_is_refused_in_chinese_and_audited(api: Api) -> None:
     r = b.sign_in("lx_not-a-real-token")
     assert r.status_code == 401 and "凭证无效或已被吊销" in r.text
     assert SESSION_COOKIE not in r.headers.get("set-cookie", "")
-    rows = trail_for(api.platform).page(outcome="refused")
+    rows = api.platform.audit.page(outcome="refused")
     assert any(row["action"] == "POST /signin" and row["status"] == 401 for row in rows)
 
 
@@ -281,7 +280,7 @@ def test_logging_a_duty_shows_it_in_the_ledger_once_even_when_submitted_twice(ap
     assert logged[0]["data"]["logged_by"].startswith("liaison:")
     # The write is in the audit trail under the liaison's name.
     assert any(r["action"] == "POST /units/{code}/log" and r["unit"] == LIAISON and r["status"] == 303
-               for r in trail_for(api.platform).page())
+               for r in api.platform.audit.page())
 
 
 def test_a_rule_only_the_domain_knows_comes_back_on_the_form(api: Api, schools: list[str]) -> None:

@@ -21,7 +21,7 @@ _bearer = HTTPBearer(auto_error=False, description="Token from `lianxi token iss
 MAX_PAGE = get_settings().max_page_size
 
 
-def get_platform(request: Request) -> Platform:
+async def get_platform(request: Request) -> Platform:  # async: no thread hop to read app state
     platform: Platform = request.app.state.platform
     return platform
 
@@ -29,7 +29,7 @@ def get_platform(request: Request) -> Platform:
 PlatformDep = Annotated[Platform, Depends(get_platform)]
 
 
-def get_principal(
+async def get_principal(  # async: a token-cache hit needs no worker thread
     platform: PlatformDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:

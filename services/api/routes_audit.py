@@ -10,7 +10,6 @@ from fastapi import APIRouter, Query
 from contracts.api import AuditEntryOut, Page
 from services.api.deps import CursorQ, LimitQ, PlatformDep, PrincipalDep, decode_cursor, encode_cursor
 from services.api.problems import ProblemError
-from services.audit import trail_for
 
 router = APIRouter(prefix="/api/v1", tags=["audit"])
 
@@ -37,7 +36,7 @@ def audit_trail(
         if not decoded.isdigit() or len(decoded) > 18:
             raise ProblemError(400, "cursor is not one this API issued")
         after = int(decoded)
-    rows = trail_for(platform).page(after=after, limit=limit + 1, unit=unit, target_unit=target_unit,
+    rows = platform.audit.page(after=after, limit=limit + 1, unit=unit, target_unit=target_unit,
                                     token_id=token_id, outcome=outcome,
                                     since=since.isoformat() if since else None,
                                     until=until.isoformat() if until else None)

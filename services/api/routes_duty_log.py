@@ -21,13 +21,15 @@ router = APIRouter(prefix="/api/v1", tags=["duty log"])
         422: {"description": "invalid body or a broken rule (duty not the unit's, unknown school, future date)"},
     },
 )
-def log_duty(
+async def log_duty(
     body: DutyLogIn, platform: PlatformDep, principal: PrincipalDep, response: Response,
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
 ) -> Created:
     """Records a duty performed by the caller's own unit (the unit comes from the token)."""
+    # async: the hottest write awaits its group commit on the event loop rather than holding
+    # a worker thread; the checks before it read caches (unit, schools), not the database.
     require_writer(principal)
-    appended = platform.app.log_duty(
+    appended = await platform.app.log_duty_async(
         principal, duty_code=body.duty_code, school_ids=list(body.school_ids), occurred_on=body.occurred_on,
         summary=body.summary, findings={"count": body.findings.count, "text": body.findings.text},
         evidence=list(body.evidence), idempotency_key=idempotency_key,

@@ -55,7 +55,7 @@ from projections.meetings import (
 from projections.periods import Period
 from projections.rectification_board import RectificationBoard, get_item, list_items, unit_stats
 from projections.warning_response import WarningResponseView, recipient_status, response_by_recipient, warnings_between
-from services.audit import note_principal, note_target_unit, trail_for
+from services.audit import note_principal, note_target_unit
 from services.platform import Platform
 from services.web import charts, labels
 from services.web.charts import Bar, percent
@@ -1009,7 +1009,7 @@ def audit_trail(
     require_overview(session)
     if session.principal.role != "auditor":
         raise WebError(403, "访问审计记录仅限考核/纪检账号查看", "牵头单位可在“事件日志”中查看全部业务记录。")
-    rows = trail_for(platform).page(after=after or 0, limit=FEED_PAGE + 1, unit=unit or None,
+    rows = platform.audit.page(after=after or 0, limit=FEED_PAGE + 1, unit=unit or None,
                                     outcome=outcome if outcome in labels.AUDIT_OUTCOME else None)
     more = len(rows) > FEED_PAGE
     rows = rows[:FEED_PAGE]
