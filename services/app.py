@@ -27,12 +27,19 @@ from services.logistics_service import LogisticsMixin
 from services.meetings_service import MeetingsUseCases
 from services.rectification_service import RectificationUseCases
 from services.results import Appended, request_digest
-from services.store import Database, OrjsonTranscoder
+from services.store import Database, OrjsonTranscoder, SideRows
 
 # The catalogue's first duty lists take effect from this date, so demo and review years
 # before the day `lianxi init` ran still see the duties.
 CATALOGUE_EPOCH = date(2000, 1, 1)
 AGENCY_CACHE_TTL_S = 5.0
+
+
+@dataclass(frozen=True)
+class SideRowsItem:
+    """A group-commit item that carries rows for a table beside the log, not events."""
+
+    rows: SideRows
 
 
 @dataclass(frozen=True)
@@ -59,7 +66,8 @@ class LianxiApp(RectificationUseCases, MeetingsUseCases, LogisticsMixin, Applica
         super().__init__(env=env)
         self._known_schools: set[str] = set()
         self._schools_lock = threading.Lock()
-        self._committer: GroupCommitter[tuple[Any, ...], list[Recording[uuid.UUID]]] | None = (
+        # Items: one request's pending events, or side rows (an audit row) to commit with them.
+        self.committer: GroupCommitter[tuple[Any, ...] | SideRowsItem, list[Recording[uuid.UUID]]] | None = (
             GroupCommitter(self._save_batch, max_batch=max_batch) if group_commit else None
         )
         # Agencies change rarely (a catalogue revision) but every duty log reads one.
@@ -69,30 +77,46 @@ class LianxiApp(RectificationUseCases, MeetingsUseCases, LogisticsMixin, Applica
         return OrjsonTranscoder()
 
     def close(self) -> None:
-        if self._committer is not None:
-            self._committer.close()
+        if self.committer is not None:
+            self.committer.close()
         super().close()
 
     # -- writing ---------------------------------------------------------------------------
 
     def commit(self, *aggregates: Any) -> Sequence[Recording[uuid.UUID]]:
         """Save through the group committer when enabled (API), directly otherwise."""
-        if self._committer is not None:
-            return self._committer.commit(_pending_events(aggregates))
+        if self.committer is not None:
+            return self.committer.commit(_pending_events(aggregates))
         return self.save(*aggregates)
 
     async def commit_async(self, *aggregates: Any) -> Sequence[Recording[uuid.UUID]]:
         """``commit`` for a request handler on the event loop: it awaits the group commit
         instead of blocking a worker thread on it."""
-        if self._committer is not None:
-            return await self._committer.commit_async(_pending_events(aggregates))
+        if self.committer is not None:
+            return await self.committer.commit_async(_pending_events(aggregates))
         return self.save(*aggregates)
 
-    def _save_batch(self, items: Sequence[tuple[Any, ...]]) -> list[list[Recording[uuid.UUID]]]:
-        """The group committer's transaction: every item's events in one ``save``."""
-        recordings = self.save(*[e for events in items for e in events])
+    def commit_side_rows(self, rows: SideRows) -> None:
+        """Rows beside the log (an audit row), committed in the next group commit's
+        transaction; directly when group commit is off."""
+        if self.committer is not None:
+            self.committer.commit(SideRowsItem(rows))
+        else:
+            self.save(side_rows=[rows])
+
+    async def commit_side_rows_async(self, rows: SideRows) -> None:
+        if self.committer is not None:
+            await self.committer.commit_async(SideRowsItem(rows))
+        else:
+            self.save(side_rows=[rows])
+
+    def _save_batch(self, items: Sequence[tuple[Any, ...] | SideRowsItem]) -> list[list[Recording[uuid.UUID]]]:
+        """The group committer's transaction: every item's events and side rows in one ``save``."""
+        events = [e for item in items if not isinstance(item, SideRowsItem) for e in item]
+        side = [item.rows for item in items if isinstance(item, SideRowsItem)]
+        recordings = self.save(*events, side_rows=side) if side else self.save(*events)
         by_event = {id(r.domain_event): r for r in recordings}
-        return [[by_event[id(e)] for e in events] for events in items]
+        return [[] if isinstance(item, SideRowsItem) else [by_event[id(e)] for e in item] for item in items]
 
     def position_of(self, originator_id: uuid.UUID, version: int) -> int | None:
         """Notification id (log position) of one stored event."""

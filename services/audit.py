@@ -8,8 +8,8 @@ or delete path for it, and database triggers refuse UPDATE, DELETE (and on Postg
 TRUNCATE) from anyone.
 
 A request's row is committed before its response leaves the server, so a client never sees
-an answer whose audit row could still be lost. Concurrent requests share one transaction
-(see ``AuditTrail.append``), as writes do through group commit.
+an answer whose audit row could still be lost. Rows ride the application's group commit:
+concurrent requests' rows and events share one transaction (see ``AuditTrail``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from projections.base import utc_text
 from services.auth_model import Principal
-from services.group_commit import GroupCommitter
+from services.store import SideRows
 
 log = logging.getLogger(__name__)
 
@@ -91,16 +91,29 @@ def outcome_of(status: int) -> str:
     return "error"
 
 
+# Every column but the id, in the order ``_values`` gives them.
+AUDIT_COLUMNS = tuple(c.name for c in audit_log.c if c.name != "id")
+
+
 class AuditTrail:
-    """The append-only store. Rows from concurrent requests are committed together, one
-    transaction for everything queued (services/group_commit.py), as events are."""
+    """The append-only store. A row is committed through the application's group commit,
+    in the same transaction as a batch of events (services/store.py ``SideRowsInTransaction``),
+    so auditing a write costs no commit of its own."""
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, app: Any) -> None:
         self.engine = engine
-        self._committer: GroupCommitter[dict[str, Any], None] = GroupCommitter(self._insert, name="audit-commit")
+        self.app = app
 
-    def close(self) -> None:
-        self._committer.close()
+    @staticmethod
+    def _side_rows(row: Mapping[str, Any]) -> SideRows:
+        return ("audit_log", AUDIT_COLUMNS, [tuple(row[c] for c in AUDIT_COLUMNS)])
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        """Returns once the row is committed."""
+        self.app.commit_side_rows(self._side_rows(row))
+
+    async def append_async(self, row: Mapping[str, Any]) -> None:
+        await self.app.commit_side_rows_async(self._side_rows(row))
 
     def setup_tables(self) -> None:
         """Under the caller's DDL lock (services/platform.py)."""
@@ -119,18 +132,6 @@ class AuditTrail:
             for name, when in _PG_TRIGGERS.items():
                 if name not in existing:
                     conn.exec_driver_sql(f"CREATE TRIGGER {name} {when} EXECUTE FUNCTION audit_log_append_only()")
-
-    def _insert(self, rows: Sequence[dict[str, Any]]) -> list[None]:
-        with self.engine.begin() as conn:
-            conn.execute(audit_log.insert(), list(rows))
-        return [None] * len(rows)
-
-    def append(self, row: Mapping[str, Any]) -> None:
-        """Returns once the row is committed."""
-        self._committer.commit(dict(row))
-
-    async def append_async(self, row: Mapping[str, Any]) -> None:
-        await self._committer.commit_async(dict(row))
 
     def page(
         self, *, after: int = 0, limit: int = 100, unit: str | None = None, target_unit: str | None = None,

@@ -54,7 +54,7 @@ class Platform:
         self.runner = ProjectionRunner(self.app.recorder, self.write_engine, all_projections(),
                                        batch_size=self.settings.projection_batch_size)
         self.tokens = TokenStore(self.write_engine)
-        self.audit = AuditTrail(self.write_engine)
+        self.audit = AuditTrail(self.write_engine, self.app)
         with ddl_lock(self.write_engine):
             self.runner.setup()
             self.tokens.setup()
@@ -79,7 +79,6 @@ class Platform:
         for t in self._threads:
             t.join(timeout=10)
         self.app.close()
-        self.audit.close()
         self.write_engine.dispose()
         self.read_engine.dispose()
 

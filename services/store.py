@@ -150,6 +150,32 @@ class DurableSQLiteConnectionPool(SQLiteConnectionPool):
         return conn
 
 
+# (table, columns, rows): rows for a table beside the log, written with a batch of events.
+SideRows = tuple[str, tuple[str, ...], Sequence[tuple[Any, ...]]]
+
+
+class SideRowsInTransaction:
+    """Recorder mixin: ``Application.save(..., side_rows=[(table, columns, rows)])`` inserts
+    those rows in the transaction that inserts the events (eventsourcing hands save's keyword
+    arguments down to ``_insert_events``, as it does tracking records). The audit trail uses
+    it so a group commit of events and audit rows costs one commit, not two."""
+
+    param_mark = "?"
+
+    def _insert_events(self, *args: Any, **kwargs: Any) -> Any:
+        c = args[0]  # the transaction's cursor (sqlite3 or psycopg)
+        side: Sequence[SideRows] = kwargs.get("side_rows") or ()
+        for table, columns, rows in side:
+            if rows:
+                marks = ", ".join([self.param_mark] * len(columns))
+                c.executemany(f"INSERT INTO {self._side_table(table)} ({', '.join(columns)}) VALUES ({marks})",
+                              rows)
+        return super()._insert_events(*args, **kwargs)  # type: ignore[misc]
+
+    def _side_table(self, table: str) -> str:
+        return table
+
+
 class BatchSQLiteApplicationRecorder(SQLiteApplicationRecorder):
     """Inserts a transaction's events with one ``executemany`` instead of one ``execute``
     per row (eventsourcing does that to read each ``lastrowid``). Group-commit batches and
@@ -190,11 +216,15 @@ class BatchSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         return int(c.fetchone()[0])
 
 
+class LianxiSQLiteRecorder(SideRowsInTransaction, BatchSQLiteApplicationRecorder):
+    pass
+
+
 class DurableSQLiteFactory(SQLiteFactory):
     """SQLiteFactory whose connections use synchronous=FULL (eventsourcing leaves it unset)
     and whose application recorder inserts batches with executemany."""
 
-    application_recorder_class = BatchSQLiteApplicationRecorder
+    application_recorder_class = LianxiSQLiteRecorder
 
     def __init__(self, env: Any):
         super().__init__(env)
@@ -235,8 +265,13 @@ def ddl_lock(engine: sa.Engine) -> Iterator[None]:
             conn.commit()
 
 
-class SerialisedPostgresApplicationRecorder(PostgresApplicationRecorder):
+class SerialisedPostgresApplicationRecorder(SideRowsInTransaction, PostgresApplicationRecorder):
     """eventsourcing re-runs its DDL at every start; the same lock as ``ddl_lock``."""
+
+    param_mark = "%s"
+
+    def _side_table(self, table: str) -> str:
+        return f'"{self.datastore.schema}"."{table}"' if self.datastore.schema else table
 
     def create_table(self) -> None:
         with self.datastore.get_connection() as conn:

@@ -3,11 +3,13 @@ and reads of another unit's data; append-only; read by auditors through GET /api
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from contracts.catalogue import default_catalogue
 from services.api.deps import PrincipalDep
 from services.audit import audit_log
 from tests.conftest import Api, register_schools
@@ -197,3 +199,56 @@ def test_pages_are_audited_like_the_api(county: Api) -> None:
     assert c.get("/events", headers=cookie("education", "auditor")).status_code == 200
     got = [(x["role"], x["action"], x["target_unit"]) for x in rows(county)[before:]]
     assert got == [("lead", "GET /units/{code}", "fire-rescue"), ("auditor", "GET /events", "*")]
+
+
+def test_an_audit_row_commits_in_the_same_transaction_as_events(database_url: str) -> None:
+    """The group commit's transaction carries audit rows (services/store.py SideRowsInTransaction):
+    they land with the events, and a batch whose events fail leaves no row behind."""
+    from eventsourcing.persistence import IntegrityError
+
+    from events.schools import School
+    from services.audit import AUDIT_COLUMNS
+    from tests.conftest import make_platform
+
+    platform = make_platform(database_url)
+    try:
+        def row(action: str) -> tuple[str, tuple[str, ...], list[tuple[Any, ...]]]:
+            values = {c: None for c in AUDIT_COLUMNS} | {
+                "at": "2025-06-30T04:00:00.000000Z", "actor": "test", "action": action, "target": "/x",
+                "status": 201, "outcome": "ok"}
+            return ("audit_log", AUDIT_COLUMNS, [tuple(values[c] for c in AUDIT_COLUMNS)])
+
+        def school(sid: str) -> School:
+            return School.register(by_agency="education", by_lead=True, school_id=sid, name="学校", town="镇",
+                                   kind="primary", boarding=False, canteen=False, school_bus=False,
+                                   now=platform.clock())
+
+        platform.app.save(school("A1"), side_rows=[row("with A1")])
+        with pytest.raises(IntegrityError):
+            platform.app.save(school("A2"), school("A1"), side_rows=[row("with a conflict")])
+        actions = [r["action"] for r in platform.audit.page(limit=100)]
+        assert actions == ["with A1"]
+        assert platform.app.school_exists("A1") and not platform.app.school_exists("A2")
+    finally:
+        platform.close()
+
+
+def test_writes_through_group_commit_are_audited(database_url: str) -> None:
+    """`lianxi serve` runs with group commit on: the rows ride the events' transactions."""
+    from tests.conftest import make_platform
+
+    platform = make_platform(database_url, group_commit=True)
+    try:
+        platform.app.register_catalogue(default_catalogue(), now=datetime(2024, 1, 1, tzinfo=UTC))
+        api = Api(platform)
+        register_schools(api, 1)
+        r = api.client.post("/api/v1/duty-logs", json=DUTY, headers=api.as_("fire-rescue"))
+        assert r.status_code == 201, r.text
+        refused = api.client.post("/api/v1/duty-logs", json=DUTY, headers=api.as_("fire-rescue", "auditor"))
+        assert refused.status_code == 403
+        by_action = [(x["action"], x["status"], x["resource_id"]) for x in rows(api)]
+        assert ("POST /api/v1/duty-logs", 201, r.json()["id"]) in by_action
+        assert ("POST /api/v1/duty-logs", 403, None) in by_action
+        assert sum(a == "POST /api/v1/schools" for a, _, _ in by_action) == 1
+    finally:
+        platform.close()
