@@ -214,23 +214,33 @@ class RequestTimeout:
         if scope["type"] != "http" or self.timeout_s <= 0:
             await self.app(scope, receive, send)
             return
-        started = asyncio.Event()
-        timed_out = False
+        # One future settles the race between the response starting, the handler ending and
+        # the clock (no waiter task and no asyncio.wait per request: this is on every call).
+        loop = asyncio.get_running_loop()
+        first: asyncio.Future[None] = loop.create_future()
+        started = timed_out = False
+
+        def settle(*_: Any) -> None:
+            if not first.done():
+                first.set_result(None)
 
         async def guarded_send(message: Message) -> None:
+            nonlocal started
             if timed_out:
                 return  # the client already has its 503
             if message["type"] == "http.response.start":
-                started.set()
+                started = True
+                settle()
             await send(message)
 
         task = asyncio.ensure_future(self.app(scope, receive, guarded_send))
-        waiter = asyncio.ensure_future(started.wait())
+        task.add_done_callback(settle)
+        timer = loop.call_later(self.timeout_s, settle)
         try:
-            await asyncio.wait({task, waiter}, timeout=self.timeout_s, return_when=asyncio.FIRST_COMPLETED)
+            await first
         finally:
-            waiter.cancel()
-        if task.done() or started.is_set():
+            timer.cancel()
+        if task.done() or started:
             await task
             return
         timed_out = True
