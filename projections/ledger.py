@@ -2,178 +2,136 @@
 which schools it covered, when last, counts per month/quarter/semester/year, and the duties
 with no activity (责任盲区).
 
-Two tables serve two readers:
-- ``rm_ledger_monthly`` / ``rm_ledger_month_schools``: running totals for the live ledger;
-- ``rm_ledger_entries`` / ``rm_ledger_entry_schools``: one row per record with both times,
-  so the ledger as it stood at the end of any day is a filtered query (recorded_at <= cutoff).
-A test holds them equal for today.
+One table, ``rm_ledger_days``, serves the live ledger, the ledger as it stood at the end of
+any county day (as-of) and the brief: per (unit, day performed, duty, county day recorded),
+the records, their findings and the schools they covered (a sorted JSON array).
+
+Why the recording day is enough for as-of: a record's ``occurred_on`` is never after the
+county day it was recorded on (``DutyRecord.perform`` refuses future dates, on every path
+that creates one), and an as-of cutoff is the end of a county day. So "recorded by the end
+of ``as_of``" is ``recorded_on <= as_of``, and it implies ``occurred_on <= as_of``. A ledger
+counts the whole months its period spans. Tests hold as-of(today) equal to live and as-of
+equal to a brute-force filter of the log.
+
+A batch becomes one row per key: a rebuild writes about one row per eight records instead
+of three per record (a row per unit x month x duty x school, the other way to keep
+coverage, was most of a rebuild's cost on SQLite and PostgreSQL alike). A key that
+already has a row is read and merged in Python, so a row's content never depends on how
+the log was cut into batches.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from eventsourcing.utils import get_topic
 
 from events.base import COUNTY_TZ
 from events.duty_log import DutyRecord
-from projections.base import LoggedEvent, Projection, insert_ignore, metadata, upsert_add, utc_text
+from projections.base import LoggedEvent, Projection, StoredRow, county_day, metadata, recorded_text, utc_text
 from projections.catalogue_view import applicable_school_counts, current_duties, duties_in_force
 from projections.periods import Period, quarter_of, semester_of
 
-entries = sa.Table(
-    "rm_ledger_entries",
-    metadata,
-    sa.Column("position", sa.BigInteger, primary_key=True),
-    sa.Column("event_id", sa.String(36), nullable=False, unique=True),
-    sa.Column("agency", sa.String(64), nullable=False),
-    sa.Column("duty_code", sa.String(120), nullable=False),
-    sa.Column("occurred_on", sa.String(10), nullable=False),
-    sa.Column("recorded_at", sa.String(32), nullable=False),
-    sa.Column("school_count", sa.Integer, nullable=False),
-    sa.Column("findings_count", sa.Integer, nullable=False),
-    sa.Index("ix_rm_ledger_entries_agency_day", "agency", "occurred_on"),
-)
-
-entry_schools = sa.Table(
-    "rm_ledger_entry_schools",
-    metadata,
-    sa.Column("position", sa.BigInteger, primary_key=True),
-    sa.Column("school_id", sa.String(40), primary_key=True),
-    sa.Column("agency", sa.String(64), nullable=False),
-    sa.Column("duty_code", sa.String(120), nullable=False),
-    sa.Column("occurred_on", sa.String(10), nullable=False),
-    sa.Column("recorded_at", sa.String(32), nullable=False),
-    sa.Index("ix_rm_ledger_entry_schools_agency_day", "agency", "occurred_on"),
-)
-
-monthly = sa.Table(
-    "rm_ledger_monthly",
+days = sa.Table(
+    "rm_ledger_days",
     metadata,
     sa.Column("agency", sa.String(64), primary_key=True),
+    sa.Column("occurred_on", sa.String(10), primary_key=True),
     sa.Column("duty_code", sa.String(120), primary_key=True),
-    sa.Column("month", sa.String(7), primary_key=True),
+    sa.Column("recorded_on", sa.String(10), primary_key=True),
     sa.Column("performed_count", sa.Integer, nullable=False),
     sa.Column("findings_count", sa.Integer, nullable=False),
-    sa.Column("last_performed_on", sa.String(10), nullable=False),
+    sa.Column("school_ids", sa.Text, nullable=False),  # JSON array, sorted, distinct
+    sa.Index("ix_rm_ledger_days_recorded_on", "recorded_on"),  # a batch's existing keys
+    sqlite_with_rowid=False,
 )
 
-month_schools = sa.Table(
-    "rm_ledger_month_schools",
-    metadata,
-    sa.Column("agency", sa.String(64), primary_key=True),
-    sa.Column("duty_code", sa.String(120), primary_key=True),
-    sa.Column("month", sa.String(7), primary_key=True),
-    sa.Column("school_id", sa.String(40), primary_key=True),
-)
+Key = tuple[str, str, str, str]  # agency, occurred_on, duty_code, recorded_on
+Totals = tuple[int, int, set[str]]  # records, findings, schools
+DayRow = tuple[str, str, str, str, int, int, str]  # the table's columns, in order
 
 
-def ledger_tuples(events: Sequence[LoggedEvent]) -> dict[str, list[tuple[Any, ...]]]:
-    """Pure policy: the rows a batch of DutyPerformed events adds, as tuples in each
-    table's column order. Monthly totals are pre-aggregated so a batch becomes one upsert
-    per (unit, duty, month)."""
-    out_entries: list[tuple[Any, ...]] = []
-    out_entry_schools: list[tuple[Any, ...]] = []
-    totals: dict[tuple[str, str, str], list[Any]] = {}
-    covered: set[tuple[str, str, str, str]] = set()
-    for e in events:
-        d = e.data
-        agency, duty, day = d["agency"], d["duty_code"], d["occurred_on"]
-        month = day[:7]
-        findings = int(d["findings"]["count"])
-        schools = d["school_ids"]
-        position, recorded_at = e.position, e.recorded_at
-        out_entries.append((position, d["event_id"], agency, duty, day, recorded_at, len(schools), findings))
-        for school in schools:
-            out_entry_schools.append((position, school, agency, duty, day, recorded_at))
-            covered.add((agency, duty, month, school))
-        t = totals.get((agency, duty, month))
-        if t is None:
-            totals[(agency, duty, month)] = [1, findings, day]
+def ledger_totals(records: Iterable[tuple[dict[str, Any], str]]) -> dict[Key, Totals]:
+    """Pure policy: what a batch of DutyPerformed adds per key, from each record's payload
+    and recorded time (UTC text)."""
+    performed: dict[Key, int] = {}
+    findings: dict[Key, int] = {}
+    schools: dict[Key, set[str]] = {}
+    for d, recorded_at in records:
+        key = (d["agency"], d["occurred_on"], d["duty_code"], county_day(recorded_at))
+        n = performed.get(key)
+        if n is None:
+            performed[key] = 1
+            findings[key] = d["findings"]["count"]
+            schools[key] = set(d["school_ids"])
         else:
-            t[0] += 1
-            t[1] += findings
-            if day > t[2]:
-                t[2] = day
-    return {
-        "entries": out_entries,
-        "entry_schools": out_entry_schools,
-        "monthly": [(a, du, m, c, f, last) for (a, du, m), (c, f, last) in totals.items()],
-        "month_schools": list(covered),
-    }
+            performed[key] = n + 1
+            findings[key] += d["findings"]["count"]
+            schools[key].update(d["school_ids"])
+    return {k: (n, findings[k], schools[k]) for k, n in performed.items()}
 
 
-def ledger_rows(events: Sequence[LoggedEvent]) -> dict[str, list[dict[str, Any]]]:
-    """``ledger_tuples`` as column-name dicts."""
-    return {key: [dict(zip(_COLUMNS[key], row, strict=True)) for row in rows]
-            for key, rows in ledger_tuples(events).items()}
+def merged_rows(batch: dict[Key, Totals], existing: Iterable[DayRow]) -> list[DayRow]:
+    """Pure: the rows to write, the batch's totals added to the rows its keys already have."""
+    totals = dict(batch)
+    for agency, occurred_on, duty, recorded_on, n, findings, school_ids in existing:
+        key = (agency, occurred_on, duty, recorded_on)
+        new = totals.get(key)
+        if new is not None:
+            totals[key] = (new[0] + n, new[1] + findings, new[2] | set(orjson.loads(school_ids)))
+    return [(*k, n, f, orjson.dumps(sorted(s)).decode()) for k, (n, f, s) in totals.items()]
+
+
+def _stored_records(rows: Sequence[StoredRow]) -> Iterable[tuple[dict[str, Any], str]]:
+    for row in rows:
+        d = orjson.loads(row[4])
+        ts: str = d["timestamp"]
+        yield d, ts if ts.endswith("+00:00") else recorded_text(ts)  # a UTC hour is what county_day reads
 
 
 class LedgerView(Projection):
     name = "ledger"
-    version = 1
+    version = 2
     topics = (get_topic(DutyRecord.DutyPerformed),)
-    tables = (entries, entry_schools, monthly, month_schools)
+    tables = (days,)
+    retired_tables = ("rm_ledger_entries", "rm_ledger_entry_schools", "rm_ledger_monthly", "rm_ledger_month_schools")
 
     def apply(self, conn: sa.Connection, events: Sequence[LoggedEvent]) -> None:
-        sql = _statements(conn.dialect)
-        if sql is None:  # a dialect without a hand-written path: the generic helpers
-            rows = ledger_rows(events)
-            insert_ignore(conn, entries, rows["entries"])
-            insert_ignore(conn, entry_schools, rows["entry_schools"])
-            upsert_add(conn, monthly, rows["monthly"], keys=["agency", "duty_code", "month"],
-                       add=["performed_count", "findings_count"], greatest=["last_performed_on"])
-            insert_ignore(conn, month_schools, rows["month_schools"])
-            return
-        # The same statements the helpers build, written once and fed plain tuples: in a
-        # rebuild SQLAlchemy's per-row parameter processing cost more than SQLite's insert.
-        for key, tuples in ledger_tuples(events).items():
-            if tuples:
-                conn.exec_driver_sql(sql[key], tuples)
+        _write(conn, ledger_totals((e.data, e.recorded_at) for e in events))
+
+    def apply_stored(self, conn: sa.Connection, rows: Sequence[StoredRow]) -> None:
+        """Decodes the stored JSON straight into the policy (a rebuild's hot path)."""
+        _write(conn, ledger_totals(_stored_records(rows)))
 
 
-_TABLES = (("entries", entries), ("entry_schools", entry_schools), ("monthly", monthly),
-           ("month_schools", month_schools))
-_COLUMNS = {key: tuple(c.name for c in table.c) for key, table in _TABLES}
-# ledger_tuples builds rows in this order; a change to a table must change both.
-assert _COLUMNS == {
-    "entries": ("position", "event_id", "agency", "duty_code", "occurred_on", "recorded_at", "school_count",
-                "findings_count"),
-    "entry_schools": ("position", "school_id", "agency", "duty_code", "occurred_on", "recorded_at"),
-    "monthly": ("agency", "duty_code", "month", "performed_count", "findings_count", "last_performed_on"),
-    "month_schools": ("agency", "duty_code", "month", "school_id"),
-}, _COLUMNS
-_compiled: dict[str, dict[str, str] | None] = {}
+def _write(conn: sa.Connection, batch: dict[Key, Totals]) -> None:
+    """Reads the rows the batch's keys already have (every key of a batch was recorded on
+    or after its earliest recording day), then writes the merged rows: SQLite through
+    executemany, PostgreSQL as one JSON parameter (psycopg dumps a list parameter
+    element by element in Python)."""
+    if not batch:
+        return
+    since = min(k[3] for k in batch)
+    existing = conn.execute(sa.select(*days.c).where(days.c.recorded_on >= since)).tuples()
+    rows = merged_rows(batch, existing)
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(_PG_UPSERT, (orjson.dumps(rows).decode(),))
+    else:
+        conn.exec_driver_sql(_SQLITE_UPSERT, rows)
 
 
-def _statements(dialect: sa.Dialect) -> dict[str, str] | None:
-    """INSERT ... ON CONFLICT DO NOTHING for the per-record tables and the summing upsert
-    for the monthly totals, in the driver's parameter style."""
-    if dialect.name in _compiled:
-        return _compiled[dialect.name]
-    out: dict[str, str] | None = None
-    if dialect.name in ("sqlite", "postgresql") and dialect.paramstyle in ("qmark", "format", "pyformat"):
-        mark = "?" if dialect.paramstyle == "qmark" else "%s"
-        larger = "max" if dialect.name == "sqlite" else "greatest"
-        out = {}
-        for key, table in _TABLES:
-            cols = [c.name for c in table.c]
-            head = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join([mark] * len(cols))})"
-            out[key] = head + " ON CONFLICT DO NOTHING"
-        m = monthly.name
-        out["monthly"] = (
-            out["monthly"].removesuffix(" ON CONFLICT DO NOTHING")
-            + " ON CONFLICT (agency, duty_code, month) DO UPDATE SET"
-            f" performed_count = {m}.performed_count + excluded.performed_count,"
-            f" findings_count = {m}.findings_count + excluded.findings_count,"
-            f" last_performed_on = {larger}({m}.last_performed_on, excluded.last_performed_on)"
-        )
-    _compiled[dialect.name] = out
-    return out
+_COLUMNS = ", ".join(c.name for c in days.c)
+_SET = "performed_count = excluded.performed_count, findings_count = excluded.findings_count, " \
+       "school_ids = excluded.school_ids"
+_CONFLICT = f"ON CONFLICT (agency, occurred_on, duty_code, recorded_on) DO UPDATE SET {_SET}"
+_SQLITE_UPSERT = f"INSERT INTO {days.name} ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) {_CONFLICT}"
+_PG_UPSERT = (f"INSERT INTO {days.name} ({_COLUMNS}) SELECT r->>0, r->>1, r->>2, r->>3, (r->>4)::int, "
+              f"(r->>5)::int, r->>6 FROM json_array_elements(%s::json) r {_CONFLICT}")
 
 
 # -- queries -------------------------------------------------------------------------------
@@ -187,7 +145,7 @@ def end_of_day_utc(day: date) -> str:
 
 def _assemble(
     agency: str, as_of: date, period: Period, duties: list[dict[str, Any]],
-    per_month: dict[str, dict[str, list[Any]]], coverage: dict[str, int], applicable: dict[str, int],
+    per_month: dict[str, dict[str, list[Any]]], covered_by_duty: dict[str, int], applicable: dict[str, int],
 ) -> dict[str, Any]:
     out = []
     blind = []
@@ -203,7 +161,7 @@ def _assemble(
             by_semester[semester_of(m)] += n
         applies_to = duty["applies_to"]
         denominator = applicable.get(applies_to) if applies_to != "none" else None
-        covered = coverage.get(code, 0)
+        covered = covered_by_duty.get(code, 0)
         out.append({
             "duty_code": code,
             "text": duty["text"],
@@ -228,42 +186,66 @@ def _assemble(
 
 
 def live_ledger(conn: sa.Connection, agency: str, period: Period, today: date) -> dict[str, Any]:
-    """From the running totals: everything recorded so far."""
-    months = period.months()
-    per_month: dict[str, dict[str, list[Any]]] = defaultdict(dict)
-    q = (sa.select(monthly.c.duty_code, monthly.c.month, monthly.c.performed_count,
-                   monthly.c.findings_count, monthly.c.last_performed_on)
-         .where(monthly.c.agency == agency).where(monthly.c.month.in_(months)))
-    for code, month, count, findings, last in conn.execute(q):
-        per_month[code][month] = [count, findings, last]
-    cq = (sa.select(month_schools.c.duty_code, sa.func.count(sa.distinct(month_schools.c.school_id)))
-          .where(month_schools.c.agency == agency).where(month_schools.c.month.in_(months))
-          .group_by(month_schools.c.duty_code))
-    coverage = {code: int(n) for code, n in conn.execute(cq)}
+    """Everything recorded so far."""
+    per_month, covered = _totals(conn, agency, period, recorded_by=None)
     duties = current_duties(conn, agency) if today >= period.end else duties_in_force(conn, agency, today)
-    return _assemble(agency, today, period, duties, per_month, coverage, applicable_school_counts(conn))
+    return _assemble(agency, today, period, duties, per_month, covered, applicable_school_counts(conn))
 
 
 def asof_ledger(conn: sa.Connection, agency: str, period: Period, as_of: date) -> dict[str, Any]:
-    """The ledger as it stood at the end of ``as_of``: records that had occurred and been
-    recorded by then, against the duties and schools known by then."""
+    """The ledger as it stood at the end of ``as_of``: records that had been recorded by then
+    (and so had occurred by then), against the duties and schools known by then."""
     cutoff = end_of_day_utc(as_of)
-    last_day = min(period.end, as_of).isoformat()
-    first_day = period.start.isoformat()
-    month = sa.func.substr(entries.c.occurred_on, 1, 7)
-    q = (sa.select(entries.c.duty_code, month, sa.func.count(), sa.func.sum(entries.c.findings_count),
-                   sa.func.max(entries.c.occurred_on))
-         .where(entries.c.agency == agency, entries.c.recorded_at <= cutoff,
-                entries.c.occurred_on >= first_day, entries.c.occurred_on <= last_day)
-         .group_by(entries.c.duty_code, month))
-    per_month: dict[str, dict[str, list[Any]]] = defaultdict(dict)
-    for code, m, count, findings, last in conn.execute(q):
-        per_month[code][m] = [int(count), int(findings or 0), last]
-    cq = (sa.select(entry_schools.c.duty_code, sa.func.count(sa.distinct(entry_schools.c.school_id)))
-          .where(entry_schools.c.agency == agency, entry_schools.c.recorded_at <= cutoff,
-                 entry_schools.c.occurred_on >= first_day, entry_schools.c.occurred_on <= last_day)
-          .group_by(entry_schools.c.duty_code))
-    coverage = {code: int(n) for code, n in conn.execute(cq)}
+    per_month, covered = _totals(conn, agency, period, recorded_by=as_of.isoformat())
     duties = duties_in_force(conn, agency, min(period.end, as_of), known_by=cutoff)
-    return _assemble(agency, as_of, period, duties, per_month, coverage,
+    return _assemble(agency, as_of, period, duties, per_month, covered,
                      applicable_school_counts(conn, known_by=cutoff))
+
+
+def _totals(
+    conn: sa.Connection, agency: str, period: Period, recorded_by: str | None,
+) -> tuple[dict[str, dict[str, list[Any]]], dict[str, int]]:
+    """Per duty: [records, findings, last day performed] per month, and distinct schools
+    covered, over the whole months of ``period``; only what was recorded by the end of the
+    county day ``recorded_by``, when given."""
+    months = period.months()
+    t = days.c
+    month = sa.func.substr(t.occurred_on, 1, 7)
+    where = [t.agency == agency, t.occurred_on >= f"{months[0]}-01", t.occurred_on <= f"{months[-1]}-31"]
+    if recorded_by is not None:
+        where.append(t.recorded_on <= recorded_by)
+    q = (sa.select(t.duty_code, month, sa.func.sum(t.performed_count), sa.func.sum(t.findings_count),
+                   sa.func.max(t.occurred_on))
+         .where(*where).group_by(t.duty_code, month))
+    per_month: dict[str, dict[str, list[Any]]] = defaultdict(dict)
+    for code, m, n, findings, last in conn.execute(q):
+        per_month[code][m] = [int(n), int(findings), last]
+    school = _schools(conn)
+    cq = (sa.select(t.duty_code, sa.func.count(sa.distinct(school.c.value))).select_from(days.join(school, sa.true()))
+          .where(*where).group_by(t.duty_code))
+    return per_month, {code: int(n) for code, n in conn.execute(cq)}
+
+
+def activity(conn: sa.Connection, start: date, end: date) -> dict[str, dict[str, int]]:
+    """Per unit, over the days ``start``..``end`` performed (everything recorded so far):
+    records, findings, and distinct schools covered."""
+    t = days.c
+    where = [t.occurred_on >= start.isoformat(), t.occurred_on <= end.isoformat()]
+    out: dict[str, dict[str, int]] = {}
+    q = sa.select(t.agency, sa.func.sum(t.performed_count), sa.func.sum(t.findings_count)).where(*where)
+    for agency, n, findings in conn.execute(q.group_by(t.agency)):
+        out[agency] = {"records": int(n), "findings": int(findings), "schools": 0}
+    school = _schools(conn)
+    q2 = (sa.select(t.agency, sa.func.count(sa.distinct(school.c.value))).select_from(days.join(school, sa.true()))
+          .where(*where).group_by(t.agency))
+    for agency, n in conn.execute(q2):
+        out[agency]["schools"] = int(n)
+    return out
+
+
+def _schools(conn: sa.Connection) -> Any:
+    """The elements of each row's ``school_ids``, as a table joined to the row (one row
+    per school; a row with none drops out, which is what a distinct count wants)."""
+    if conn.dialect.name == "postgresql":
+        return sa.func.json_array_elements_text(sa.cast(days.c.school_ids, sa.JSON)).table_valued("value")
+    return sa.func.json_each(days.c.school_ids).table_valued("value")

@@ -63,21 +63,6 @@ class BriefSettings(BaseSettings):
 # -- data ----------------------------------------------------------------------------------
 
 
-def _activity(conn: sa.Connection, start: str, end: str) -> dict[str, dict[str, int]]:
-    e = ledger.entries.c
-    out: dict[str, dict[str, int]] = {}
-    q = (sa.select(e.agency, sa.func.count(), sa.func.coalesce(sa.func.sum(e.findings_count), 0))
-         .where(e.occurred_on >= start, e.occurred_on <= end).group_by(e.agency))
-    for agency, n, findings in conn.execute(q):
-        out[agency] = {"records": int(n), "findings": int(findings), "schools": 0}
-    s = ledger.entry_schools.c
-    q2 = (sa.select(s.agency, sa.func.count(sa.distinct(s.school_id)))
-          .where(s.occurred_on >= start, s.occurred_on <= end).group_by(s.agency))
-    for agency, n in conn.execute(q2):
-        out.setdefault(agency, {"records": 0, "findings": 0, "schools": 0})["schools"] = int(n)
-    return out
-
-
 class _Refs:
     """Reference numbers for listed items and the event ids behind each."""
 
@@ -106,7 +91,7 @@ def brief_data(conn: sa.Connection, meeting_id: str, today: date) -> dict[str, A
     refs = _Refs()
     name = units.get
 
-    activity = _activity(conn, start.isoformat(), min(end, as_of).isoformat())
+    activity = ledger.activity(conn, start, min(end, as_of))
     unit_acks = {r["recipient"]: r for r in response_by_recipient(conn, "unit", start.isoformat(), end.isoformat())}
     blind = {b["unit"]: b["count"] for b in agenda["blind_spots"]}
     # Overdue and escalated per unit as in section 三 (the board as of the brief's day), so the

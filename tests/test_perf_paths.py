@@ -1,8 +1,8 @@
 """The fast paths behind the benchmarks (bench/) give the same answers as the slow ones:
 batched inserts still return each event's log position, the bulk path stores what
 ``save`` would, ``LoggedEvent.from_notification``'s fast timestamp path equals the general one, the ledger's
-hand-written statements equal the generic helpers, and the SQLite write gate queues writers
-instead of failing them."""
+rows do not depend on how the runner reads the log or cuts it into batches, and the SQLite
+write gate queues writers instead of failing them."""
 
 from __future__ import annotations
 
@@ -17,10 +17,11 @@ import sqlalchemy as sa
 from eventsourcing.persistence import IntegrityError, Notification
 
 from events.agencies import Agency, agency_id
+from events.base import local_date
 from events.duty_log import DutyRecord
 from events.schools import School
 from projections import ledger
-from projections.base import LoggedEvent, insert_ignore, upsert_add, utc_text
+from projections.base import LoggedEvent, county_day, utc_text
 from services.bulk import BulkAppender
 from services.platform import Platform
 from tests.conftest import make_platform
@@ -117,31 +118,59 @@ def test_fast_timestamp_decoding_equals_the_general_path(sqlite_platform: Platfo
     assert decoded.type == "SchoolRegistered" and "timestamp" not in decoded.data
 
 
-def _ledger_rows(conn: sa.Connection) -> dict[str, list[tuple[Any, ...]]]:
-    return {t.name: sorted(tuple(r) for r in conn.execute(sa.select(t))) for t in ledger.LedgerView.tables}
+def _ledger_rows(conn: sa.Connection) -> list[tuple[Any, ...]]:
+    return sorted(tuple(r) for r in conn.execute(sa.select(ledger.days)))
 
 
-def test_ledger_statements_equal_the_generic_helpers(platform: Platform) -> None:
+def test_ledger_rows_do_not_depend_on_the_read_path_or_the_batches(platform: Platform) -> None:
+    """Raw rows read in the runner's transaction (growing batches) = the recorder's
+    notifications (batches of 7) = decoded events applied in other batches."""
     platform.app.save(*_records(platform, 40))
-    platform.runner.batch_size = 7  # several batches, so the monthly upsert adds up
-    platform.runner.catch_up()
+    runner = platform.runner
+    assert runner.log is not None  # the log lives in the read models' database
+    runner.catch_up()
     with platform.read_engine.connect() as conn:
         fast = _ledger_rows(conn)
-    assert fast["rm_ledger_entries"]
-    platform.runner.reset("ledger")
-    view = platform.runner.projections["ledger"]
+    assert sum(r[4] for r in fast) == 40
+    raw_log = runner.log
+    runner.log, runner.batch_size, runner.max_batch_size = None, 7, 7  # through select_notifications
+    try:
+        runner.reset("ledger")
+        runner.catch_up("ledger")
+    finally:
+        runner.log = raw_log
+    with platform.read_engine.connect() as conn:
+        assert _ledger_rows(conn) == fast
+    runner.reset("ledger")
+    view = runner.projections["ledger"]
     notes = platform.app.recorder.select_notifications(start=1, limit=10_000, topics=view.topics)
     events = [LoggedEvent.from_notification(n) for n in notes]
     with platform.write_engine.begin() as conn:
-        for i in range(0, len(events), 7):
-            rows = ledger.ledger_rows(events[i:i + 7])
-            insert_ignore(conn, ledger.entries, rows["entries"])
-            insert_ignore(conn, ledger.entry_schools, rows["entry_schools"])
-            upsert_add(conn, ledger.monthly, rows["monthly"], keys=["agency", "duty_code", "month"],
-                       add=["performed_count", "findings_count"], greatest=["last_performed_on"])
-            insert_ignore(conn, ledger.month_schools, rows["month_schools"])
+        for i in range(0, len(events), 11):
+            view.apply(conn, events[i:i + 11])
     with platform.read_engine.connect() as conn:
         assert _ledger_rows(conn) == fast
+
+
+def test_a_rebuild_drops_the_tables_an_earlier_version_kept(platform: Platform) -> None:
+    runner = platform.runner
+    with platform.write_engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE rm_ledger_entries (position INTEGER)"))
+        conn.execute(sa.text("UPDATE projection_tracking SET version = 1 WHERE name = 'ledger'"))
+    runner.setup()  # version 1 -> 2: rebuild
+    assert runner.position("ledger") == 0
+    assert not sa.inspect(platform.write_engine).has_table("rm_ledger_entries")
+    assert sa.inspect(platform.write_engine).has_table("rm_ledger_days")
+
+
+@pytest.mark.parametrize("moment", [
+    datetime(2025, 3, 1, 15, 59, 59, 999999, tzinfo=UTC),  # 23:59:59 in the county
+    datetime(2025, 3, 1, 16, 0, tzinfo=UTC),  # midnight in the county: the next day
+    datetime(2024, 12, 31, 23, 30, tzinfo=UTC),
+    datetime(1988, 6, 1, 15, 30, tzinfo=UTC),  # China kept daylight saving time then
+])
+def test_county_day_of_a_recorded_time(moment: datetime) -> None:
+    assert county_day(utc_text(moment)) == local_date(moment).isoformat()
 
 
 def test_write_gate_queues_writers_of_one_process(sqlite_platform: Platform) -> None:
