@@ -2,11 +2,14 @@
 
 ``Application.save`` is built for one request: it maps, inserts and notifies per call.
 Here a stream of aggregates (or their pending events) is cut into large batches and each
-batch is appended in one transaction (one fsync), through the application's own mapper and
-recorder, so what lands in the log is byte-for-byte what ``save`` would have written and
-every store keeps its ordering guarantees (SQLite's single writer; PostgreSQL's
-``LOCK TABLE``). On SQLite the recorder inserts a batch with one ``executemany``
-(services/store.py).
+batch is appended in one transaction (one fsync), with the application's own transcoder,
+so what lands in the log is byte-for-byte what ``save`` would have written and every
+store keeps its ordering guarantees (SQLite's single writer; PostgreSQL's ``LOCK TABLE``).
+
+A recorder with a ``bulk_writer()`` (services/store.py) writes the whole load through a
+writer of its own, set up for big transactions (SQLite: its own connection with a big page
+cache and deferred checkpoints, restored when the load ends); any other recorder gets its
+``insert_events`` called per batch.
 
 Optimistic concurrency is unchanged: an event whose (originator id, version) is already
 stored fails its batch with ``IntegrityError``, unless ``skip_existing`` is set, in which
@@ -14,8 +17,9 @@ case the batch is retried without the events already stored (what an idempotent 
 with deterministic ids wants).
 
 Mapping (orjson encoding) and inserting overlap: a writer thread inserts batch k while the
-caller's thread maps batch k + 1 (sqlite3 and psycopg release the GIL while the database
-works). At most two batches are in memory; batches commit in stream order.
+caller's thread maps batch k + 1 straight into the rows the store binds (sqlite3 and psycopg
+release the GIL while the database works). At most three batches are in memory; batches
+commit in stream order.
 
 Nothing here reads the clock; the events carry their own timestamps.
 """
@@ -24,15 +28,28 @@ from __future__ import annotations
 
 import queue
 import threading
-import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, Mapper, Recorder, StoredEvent
+from eventsourcing.utils import get_topic
 
-DEFAULT_BATCH = 5000
+# 20,000 events per transaction: against 5,000, a quarter of the commits (fsyncs) and of
+# the WAL writes of the primary-key index pages every batch dirties (bench/RESULTS.md §2).
+DEFAULT_BATCH = 20_000
+
+# (originator id as the store binds it, originator version, topic, state)
+Row = tuple[Any, int, str, bytes]
+
+
+class BulkWriter(Protocol):
+    def key(self, originator_id: Any) -> Any: ...
+
+    def insert(self, rows: Sequence[Row]) -> list[int]: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -44,6 +61,58 @@ class BulkResult:
     first_position: int | None = None
     last_position: int | None = None
     positions: list[int] = field(default_factory=list)  # only with keep_positions=True
+
+
+class RecorderWriter:
+    """A recorder without a bulk writer of its own: ``insert_events`` per batch."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder: Any = recorder
+
+    def key(self, originator_id: Any) -> Any:
+        return originator_id
+
+    def insert(self, rows: Sequence[Row]) -> list[int]:
+        return list(self.recorder.insert_events([StoredEvent(*r) for r in rows]) or [])
+
+    def close(self) -> None:
+        pass
+
+
+def row_encoder(mapper: Mapper[Any], key: Callable[[Any], Any]) -> Callable[[Any], Row]:
+    """``mapper.to_stored_event`` straight to a row, without the ``StoredEvent`` in between
+    (a frozen dataclass: a quarter of the mapping time): the same steps in the same order
+    with the same transcoder, so the state bytes are those ``save`` writes (compared in
+    tests/test_perf_paths.py). A mapper that compresses or encrypts is used as it is."""
+    if mapper.compressor is not None or mapper.cipher is not None:
+        def via_mapper(event: Any) -> Row:
+            s = mapper.to_stored_event(event)
+            return key(s.originator_id), s.originator_version, s.topic, s.state
+
+        return via_mapper
+    encode = mapper.transcoder.encode
+
+    def row(event: Any) -> Row:
+        cls = type(event)
+        state = dict(vars(event))
+        originator_id = state.pop("originator_id")
+        version = state.pop("originator_version")
+        class_version = getattr(cls, "class_version", 1)
+        if class_version > 1:
+            state["class_version"] = class_version
+        return key(originator_id), version, get_topic(cls), encode(state)
+
+    return row
+
+
+def pending_events(items: Iterable[Any]) -> Iterator[Any]:
+    """Aggregates' pending events, or the items themselves when they are events."""
+    for item in items:
+        collect = getattr(item, "collect_events", None)
+        if collect is None:
+            yield item
+        else:
+            yield from collect()
 
 
 class BulkAppender:
@@ -65,42 +134,42 @@ class BulkAppender:
         stream, ``batch_size`` events per transaction. If a batch fails, the batches before
         it stay committed, none after it is written, and the error is raised here."""
         result = BulkResult()
-        batches: queue.Queue[list[Any] | None] = queue.Queue(maxsize=1)
+        batches: queue.Queue[list[Row] | None] = queue.Queue(maxsize=1)
         failure: list[BaseException] = []
+        sink = self._writer()
 
         def writer() -> None:
             while True:
-                stored = batches.get()
-                if stored is None:
+                rows = batches.get()
+                if rows is None:
                     return
                 if failure:
                     continue  # drain, so the producer never blocks on a dead writer
                 try:
-                    self._flush(stored, result, progress)
+                    self._flush(sink, rows, result, progress)
                 except BaseException as e:  # re-raised in the caller's thread
                     failure.append(e)
 
         thread = threading.Thread(target=writer, name="bulk-append", daemon=True)
-        thread.start()
-        to_stored = self.app.mapper.to_stored_event
-        pending: list[Any] = []
         try:
-            for item in items:
-                collect = getattr(item, "collect_events", None)
-                if collect is not None:
-                    pending.extend(map(to_stored, collect()))
-                else:
-                    pending.append(to_stored(item))
-                if len(pending) >= self.batch_size:
-                    if failure:
-                        break
+            thread.start()
+            encode = row_encoder(self.app.mapper, sink.key)
+            pending: list[Row] = []
+            try:
+                for event in pending_events(items):
+                    pending.append(encode(event))
+                    if len(pending) >= self.batch_size:
+                        if failure:
+                            break
+                        batches.put(pending)
+                        pending = []
+                if pending and not failure:
                     batches.put(pending)
-                    pending = []
-            if pending and not failure:
-                batches.put(pending)
+            finally:
+                batches.put(None)
+                thread.join()
         finally:
-            batches.put(None)
-            thread.join()
+            sink.close()
         if failure:
             raise failure[0]
         return result
@@ -108,27 +177,38 @@ class BulkAppender:
     def append_batch(self, events: Sequence[Any]) -> list[int]:
         """One transaction; returns the notification ids (log positions) of the events
         stored (without those skipped as already stored)."""
-        return self._insert([self.app.mapper.to_stored_event(e) for e in events])
+        sink = self._writer()
+        try:
+            encode = row_encoder(self.app.mapper, sink.key)
+            return self._insert(sink, [encode(e) for e in events])
+        finally:
+            sink.close()
 
     # -- internals -----------------------------------------------------------------------
 
-    def _insert(self, stored: list[Any]) -> list[int]:
+    def _writer(self) -> BulkWriter:
+        open_writer = getattr(self.app.recorder, "bulk_writer", None)
+        writer: BulkWriter = open_writer() if open_writer is not None else RecorderWriter(self.app.recorder)
+        return writer
+
+    def _insert(self, sink: BulkWriter, rows: list[Row]) -> list[int]:
         try:
-            ids = self.app.recorder.insert_events(stored)
+            return sink.insert(rows)
         except IntegrityError:
             if not self.skip_existing:
                 raise
-            fresh = self._not_yet_stored(stored)
-            if len(fresh) == len(stored):
+            fresh = self._not_yet_stored(rows)
+            if len(fresh) == len(rows):
                 raise
-            ids = self.app.recorder.insert_events(fresh) if fresh else []
-        return list(ids or [])
+            return sink.insert(fresh) if fresh else []
 
-    def _flush(self, stored: list[Any], result: BulkResult, progress: Callable[[int], None] | None) -> None:
-        ids = self._insert(stored)
+    def _flush(
+        self, sink: BulkWriter, rows: list[Row], result: BulkResult, progress: Callable[[int], None] | None,
+    ) -> None:
+        ids = self._insert(sink, rows)
         result.batches += 1
         result.appended += len(ids)
-        result.skipped += len(stored) - len(ids)
+        result.skipped += len(rows) - len(ids)
         if ids:
             if result.first_position is None:
                 result.first_position = ids[0]
@@ -136,20 +216,18 @@ class BulkAppender:
             if self.keep_positions:
                 result.positions.extend(ids)
         if progress is not None:
-            progress(len(stored))
+            progress(len(rows))
 
-    def _not_yet_stored(self, stored: Sequence[Any]) -> list[Any]:
+    def _not_yet_stored(self, rows: Sequence[Row]) -> list[Row]:
         """Drops events already in the store and repeats within the batch."""
-        seen: set[tuple[uuid.UUID, int]] = set()
+        seen: set[tuple[Any, int]] = set()
         fresh = []
         recorder: Any = self.app.recorder
-        for s in stored:
-            key = (s.originator_id, s.originator_version)
+        for r in rows:
+            key = (r[0], r[1])
             if key in seen:
                 continue
             seen.add(key)
-            existing = recorder.select_events(s.originator_id, gt=s.originator_version - 1,
-                                              lte=s.originator_version, limit=1)
-            if not existing:
-                fresh.append(s)
+            if not recorder.select_events(r[0], gt=r[1] - 1, lte=r[1], limit=1):
+                fresh.append(r)
         return fresh

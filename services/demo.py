@@ -31,7 +31,6 @@ SUMMARIES = {
     "weekly": "例行巡查", "monthly": "月度检查", "quarterly": "季度检查", "semester": "学期检查",
     "yearly": "年度工作", "rainy-season": "汛期专项检查", "on-demand": "按需处置",
 }
-BATCH = 5000  # events per transaction on the bulk path
 
 
 @dataclass(frozen=True)
@@ -189,7 +188,7 @@ def run_demo(
     specs = make_schools(schools, rng)
     # Schools and duty records stream through the bulk path (services/bulk.py): big
     # transactions, one batch in memory.
-    bulk = BulkAppender(app, batch_size=BATCH)
+    bulk = BulkAppender(app)  # its default batch (20,000 events per transaction)
     schools_result = bulk.append((
         School.register(
             by_agency=lead, by_lead=True, school_id=s.school_id, name=s.name, town=s.town, kind=s.kind,
