@@ -24,28 +24,20 @@ REVIEW_ARGS = ["review", "--year", str(YEAR)]
 TIMEOUT_S = 40 * 60
 
 
-# A full-size run by hand (2026-11-22, this 2-core machine, load average ~10 from parallel
-# work, the demo niced): the figures RESULTS.md cannot get from a suite run while the demo
-# fails at province size. Kept as text so the next full run can be compared with it.
+# The latest full-size run by hand (a suite run uses 1,000 schools to fit its time budget).
+# Kept as text so the next full run can be compared with it.
 REFERENCE = [
-    "- Hand run at full size (load average ~10 from other work, demo niced, so wall times are upper bounds): "
-    "`lianxi demo --schools 20000 --year 2024` wrote 6,973,973 events (5,558,587 duty records, 880,166 "
-    "compliance records, 111,860 self-checks, ...) and then failed in services/demo_meetings.py with "
-    "'an inspection covers at most 500 schools' (a campaign inspection samples more than "
-    "MAX_SCHOOLS_PER_INSPECTION schools once a county has ~2,000 schools), so read models were never caught "
-    "up. 44 min wall at 19% of a core; CPU 403 s user + 112 s system (about 13.5k events per CPU-second "
-    "end to end); peak RSS 1.35 GB, reached in services/demo_logistics.py, which plans the whole year's "
-    "actions in memory (the duty-record part streams month by month and stayed at ~0.64 GB: one month of "
-    "planned records).",
-    "- `lianxi review --year 2024` on that 7.0M-event store: 14 min 55 s wall niced under the same load, "
-    "228 s user CPU, peak RSS 1.11 GiB: within the memory target, over the 120 s target by CPU alone "
-    "(it first links the hash chain over every event, then replays the year).",
-    "- After that run: the demo splits joint inspections at MAX_SCHOOLS_PER_INSPECTION (services/demo_meetings.py); "
-    "`lianxi demo --schools 3200 --year 2025` (above the ~3,000-school point where it failed) then completed: "
-    "1,128,629 events, 3 min 01 s wall, peak RSS 0.29 GiB (`/usr/bin/time -v`, load ~5).",
-    "- The review's hash-chain linking was made ~3x faster afterwards (services/hashchain.py raw path, also used by "
-    "`lianxi demo`): `lianxi review --year 2025` over a 6,781,246-event store took 43.2 s wall, 42.5 s CPU, "
-    "peak RSS 681 MiB on a quiet machine (74-105 s wall under load 5-12): both targets met.",
+    "- Full size by hand, 2026-11-22, commit 999faf1 (before this pass's bulk-append and ledger changes), "
+    "store on SQLite: `/usr/bin/time -v lianxi demo --schools 20000 --year 2024 --seed 1` (niced, load "
+    "average 2-4 from parallel work, so wall time is an upper bound) completed: 7,111,478 events, every read "
+    "model caught up, 45 min 04 s wall, 1,297 s user + 525 s system CPU, peak RSS 1.30 GiB (reached in "
+    "services/demo_logistics.py, which plans the year's compliance actions in memory; the duty-record part "
+    "streams month by month), store 8.8 GB on disk. Then `/usr/bin/time -v lianxi review --year 2024` over "
+    "that store: 75 s wall (niced, a benchmark running beside it), 69 s user CPU, peak RSS 0.76 GiB: both "
+    "targets met.",
+    "- Earlier at full size: the demo failed at ~3,000+ schools on an inspection sampling more than 500 "
+    "schools (fixed: joint inspections are split) and the review took 14 min 55 s before its hash-chain "
+    "linking read raw rows (then 43.2 s on a quiet machine over 6.78M events).",
 ]
 
 
