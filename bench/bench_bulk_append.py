@@ -242,7 +242,7 @@ ANALYSIS = [
     "machine whose second core is mostly taken by other work, plus the GIL hand-over after each statement.",
     "- **What would move it:** time-ordered ids for new aggregates (UUIDv7-style: raw with sorted keys ~230k ev/s "
     "against ~150k random); a second core free for the mapper; mapping in a separate process for very large "
-    "imports. `services/demo.py` still passes `batch_size=5000`; the default (20,000) is faster.",
+    "imports.",
     "- **PostgreSQL:** `PostgresBulkWriter` streams each batch with binary COPY under the same `LOCK TABLE ... "
     "EXCLUSIVE` and NOTIFY, and checks the ids (`currval` of the sequence, first and last rows looked up): 14k -> "
     "89k ev/s, above the psycopg `executemany ... RETURNING` baseline. eventsourcing's own insert (one composite-"
