@@ -22,6 +22,7 @@ from events.duty_log import DutyRecord, Findings, duty_record_id
 from events.errors import Conflict, DomainError, InvariantViolated, NotFound, NotPermitted
 from events.schools import School, school_aggregate_id
 from services.auth_model import Principal
+from services.bulk import pending_events
 from services.group_commit import GroupCommitter
 from services.logistics_service import LogisticsMixin
 from services.meetings_service import MeetingsUseCases
@@ -66,7 +67,8 @@ class LianxiApp(RectificationUseCases, MeetingsUseCases, LogisticsMixin, Applica
         super().__init__(env=env)
         self._known_schools: set[str] = set()
         self._schools_lock = threading.Lock()
-        # Items: one request's pending events, or side rows (an audit row) to commit with them.
+        # Items: one request's pending events (collected once, when queued: a retry after a
+        # failed batch must still have them), or side rows (an audit row) to commit with them.
         self.committer: GroupCommitter[tuple[Any, ...] | SideRowsItem, list[Recording[uuid.UUID]]] | None = (
             GroupCommitter(self._save_batch, max_batch=max_batch) if group_commit else None
         )
@@ -86,14 +88,14 @@ class LianxiApp(RectificationUseCases, MeetingsUseCases, LogisticsMixin, Applica
     def commit(self, *aggregates: Any) -> Sequence[Recording[uuid.UUID]]:
         """Save through the group committer when enabled (API), directly otherwise."""
         if self.committer is not None:
-            return self.committer.commit(_pending_events(aggregates))
+            return self.committer.commit(tuple(pending_events(aggregates)))
         return self.save(*aggregates)
 
     async def commit_async(self, *aggregates: Any) -> Sequence[Recording[uuid.UUID]]:
         """``commit`` for a request handler on the event loop: it awaits the group commit
         instead of blocking a worker thread on it."""
         if self.committer is not None:
-            return await self.committer.commit_async(_pending_events(aggregates))
+            return await self.committer.commit_async(tuple(pending_events(aggregates)))
         return self.save(*aggregates)
 
     def commit_side_rows(self, rows: SideRows) -> None:
@@ -338,11 +340,6 @@ class LianxiApp(RectificationUseCases, MeetingsUseCases, LogisticsMixin, Applica
         except IntegrityError:
             raise Conflict("this appeal was already decided") from None
         return Appended(id=str(appeal.id), position=recordings[-1].notification.id)
-
-
-def _pending_events(aggregates: Sequence[Any]) -> tuple[Any, ...]:
-    """Collected here, once: a retry after a failed group commit must still have the events."""
-    return tuple(e for a in aggregates for e in a.collect_events())
 
 
 def parse_iso_date(value: str, field: str) -> date:
