@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from tests.conftest import Api, register_schools
+from contracts.catalogue import default_catalogue
+from tests.conftest import Api, make_platform, register_schools
 
 
 def duty(**over: Any) -> dict[str, Any]:
@@ -79,6 +81,7 @@ def test_idempotency_key_replays_and_conflicts(county: Api) -> None:
     again = county.client.post("/api/v1/duty-logs", json=duty(), headers=h)
     assert first.status_code == again.status_code == 201
     assert first.json()["id"] == again.json()["id"] and first.json()["position"] == again.json()["position"]
+    assert first.json()["replayed"] is False and again.json()["replayed"] is True
     changed = county.client.post("/api/v1/duty-logs", json=duty(summary="另一次"), headers=h)
     assert changed.status_code == 409
     # Another unit using the same key is a different record.
@@ -171,3 +174,24 @@ def test_health(county: Api) -> None:
     county.settle()
     ready = county.client.get("/readyz")
     assert ready.status_code == 200 and set(ready.json()["projection_lag"]) >= {"ledger", "catalogue"}
+
+
+def test_idempotency_key_through_group_commit(database_url: str) -> None:
+    """As `lianxi serve` runs: a reused key is found by the failed commit (the record id is
+    taken), not by a read first, and answers as a replay or a conflict."""
+    platform = make_platform(database_url, group_commit=True)
+    try:
+        platform.app.register_catalogue(default_catalogue(), now=datetime(2024, 1, 1, tzinfo=UTC))
+        api = Api(platform)
+        register_schools(api, 2)
+        h = {**api.as_("fire-rescue"), "Idempotency-Key": "visit-7"}
+        first = api.client.post("/api/v1/duty-logs", json=duty(), headers=h)
+        again = api.client.post("/api/v1/duty-logs", json=duty(), headers=h)
+        assert first.status_code == again.status_code == 201, again.text
+        assert again.json() == {**first.json(), "replayed": True}
+        assert api.client.post("/api/v1/duty-logs", json=duty(summary="另一次"), headers=h).status_code == 409
+        stored = [n for n in platform.app.recorder.select_notifications(start=1, limit=10_000)
+                  if n.topic.endswith("DutyPerformed")]
+        assert len(stored) == 1
+    finally:
+        platform.close()

@@ -35,5 +35,5 @@ async def log_duty(
         evidence=list(body.evidence), idempotency_key=idempotency_key,
         body=body.model_dump(mode="json"), now=platform.clock(),
     )
-    # A replay answers with the same body; 201 either way keeps clients simple.
-    return Created(id=appended.id, position=appended.position)
+    # A replay answers with the same id and position; 201 either way keeps clients simple.
+    return Created(id=appended.id, position=appended.position, replayed=appended.replayed)
