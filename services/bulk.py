@@ -83,7 +83,7 @@ def row_encoder(mapper: Mapper[Any], key: Callable[[Any], Any]) -> Callable[[Any
     """``mapper.to_stored_event`` straight to a row, without the ``StoredEvent`` in between
     (a frozen dataclass: a quarter of the mapping time): the same steps in the same order
     with the same transcoder, so the state bytes are those ``save`` writes (compared in
-    tests/test_perf_paths.py). A mapper that compresses or encrypts is used as it is."""
+    tests/test_bulk_append.py). A mapper that compresses or encrypts is used as it is."""
     if mapper.compressor is not None or mapper.cipher is not None:
         def via_mapper(event: Any) -> Row:
             s = mapper.to_stored_event(event)
