@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -41,7 +42,14 @@ def create_app(platform: Platform, *, background: bool = False) -> FastAPI:
 
             scheduler = LianxiScheduler(platform)
             scheduler.start()
+        # What startup built (app, routes, schemas, catalogue, pools) lives as long as the
+        # process: moved out of the collector's view, a full collection no longer walks it.
+        # Those walks took 80-115 ms under write load and were the whole p99 of the write path
+        # (bench/RESULTS.md §1); after freezing they take ~1.5 ms.
+        gc.collect()
+        gc.freeze()
         yield
+        gc.unfreeze()  # collectable again once the app is gone (tests start many apps in one process)
         if scheduler is not None:
             scheduler.shutdown()
 
