@@ -357,6 +357,11 @@ ANALYSIS = [
     "solving ~16-22% of GIL time (per-request cache keys, security-scheme checks for the bearer dependency), "
     "the use case ~15% (eventsourcing's aggregate creation ~7%), response sending through the middlewares "
     "~13%, routing ~5%, committer thread ~7-8%, projections following in-process ~4-9%.",
+    "- **Tail latency was the garbage collector:** under write load a generation-2 collection walked "
+    "everything startup built and took 80-115 ms (a `gc.callbacks` timer in the server), which was the whole "
+    "p99 at 16 connections (~100 ms with or without in-process projections). `gc.freeze()` after startup "
+    "(services/api/main.py) makes them ~1.5 ms: p99 ~20 ms without in-process projections, ~35 ms with them "
+    "(their rounds hold the GIL; `sys.setswitchinterval(0.001)` did not change it).",
     "- **What would move it:** the remaining cost is framework machinery per request, not the store: a "
     "ratio of 0.7 means our whole request in ~1.4x the bare endpoint's CPU. Candidates, in order: the audit "
     "row built before the commit for writes whose answer is known (one commit round trip instead of two); "
