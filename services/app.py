@@ -98,15 +98,9 @@ class LianxiApp(RectificationUseCases, MeetingsUseCases, LogisticsMixin, Applica
             return await self.committer.commit_async(tuple(pending_events(aggregates)))
         return self.save(*aggregates)
 
-    def commit_side_rows(self, rows: SideRows) -> None:
+    async def commit_side_rows_async(self, rows: SideRows) -> None:
         """Rows beside the log (an audit row), committed in the next group commit's
         transaction; directly when group commit is off."""
-        if self.committer is not None:
-            self.committer.commit(SideRowsItem(rows))
-        else:
-            self.save(side_rows=[rows])
-
-    async def commit_side_rows_async(self, rows: SideRows) -> None:
         if self.committer is not None:
             await self.committer.commit_async(SideRowsItem(rows))
         else:

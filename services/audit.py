@@ -91,7 +91,7 @@ def outcome_of(status: int) -> str:
     return "error"
 
 
-# Every column but the id, in the order ``_values`` gives them.
+# Every column but the id, in the order ``AuditTrail._side_rows`` binds them.
 AUDIT_COLUMNS = tuple(c.name for c in audit_log.c if c.name != "id")
 
 
@@ -108,11 +108,8 @@ class AuditTrail:
     def _side_rows(row: Mapping[str, Any]) -> SideRows:
         return ("audit_log", AUDIT_COLUMNS, [tuple(row[c] for c in AUDIT_COLUMNS)])
 
-    def append(self, row: Mapping[str, Any]) -> None:
-        """Returns once the row is committed."""
-        self.app.commit_side_rows(self._side_rows(row))
-
     async def append_async(self, row: Mapping[str, Any]) -> None:
+        """Returns once the row is committed."""
         await self.app.commit_side_rows_async(self._side_rows(row))
 
     def setup_tables(self) -> None:
