@@ -232,10 +232,10 @@ def _with_cpu(server: Server, token: str | None, conns: int, warmup: float, dura
 def prepare_store(url: str) -> str:
     """Catalogue, a few schools and a liaison token; returns the token."""
     from contracts.catalogue import default_catalogue
-    from services.bulk import BulkAppender
-    from services.demo import make_schools
+    from services.demo.year import make_schools
     from services.platform import Platform
     from services.settings import Settings
+    from services.store.bulk import BulkAppender
 
     platform = Platform(Settings(database_url=url), group_commit=False)
     try:
@@ -347,7 +347,7 @@ ANALYSIS = [
     "caches (token 5 s, unit 5 s, known schools), the record goes to the group committer as a future the "
     "event loop awaits (`asyncio.wrap_future`; no worker thread per request), and the audit middleware's row "
     "rides the same committer: a batch of events and the audit rows queued with it commit in one transaction "
-    "(services/store.py `SideRowsInTransaction`; eventsourcing hands `save`'s keyword arguments to the "
+    "(services/store/database.py `SideRowsInTransaction`; eventsourcing hands `save`'s keyword arguments to the "
     "recorder inside the transaction, as it does tracking records). Before this pass a request took three "
     "thread-pool hops and waited for two commits from two committers contending for SQLite's write lock.",
     "- **Bottleneck now: CPU per request in one process.** ASGI-level (no HTTP parsing, 16 concurrent, "

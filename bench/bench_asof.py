@@ -22,7 +22,7 @@ DEMO_SCHOOLS = 120  # the county demo (`make run`'s default)
 def build(url: str) -> tuple[str, list[str]]:
     """The county demo year, projected; returns an auditor token and the unit codes."""
     from contracts.catalogue import default_catalogue
-    from services.demo import run_demo
+    from services.demo.year import run_demo
     from services.platform import Platform
     from services.settings import Settings
 

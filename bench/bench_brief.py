@@ -20,7 +20,7 @@ TARGETS_S = {"html": 1.0, "docx": 2.0, "pdf": 5.0}
 
 def run(ctx: Ctx) -> Report:
     from contracts.catalogue import default_catalogue
-    from services.demo import run_demo
+    from services.demo.year import run_demo
     from services.platform import Platform
     from services.settings import Settings
 

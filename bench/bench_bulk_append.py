@@ -1,4 +1,4 @@
-"""2 — Bulk append (services/bulk.py: the path of imports, the demo and Kafka ingest).
+"""2 — Bulk append (services/store/bulk.py: the path of imports, the demo and Kafka ingest).
 
 Ours: ``BulkAppender`` appending N pending ``DutyPerformed`` events (built beforehand, not
 timed) into a fresh store, 20,000 per transaction: mapping, orjson encoding, insert, commit
@@ -30,7 +30,7 @@ from bench import (
     timed,
 )
 
-BATCH = 20_000  # services.bulk.DEFAULT_BATCH, on both sides
+BATCH = 20_000  # services.store.bulk.DEFAULT_BATCH, on both sides
 
 
 def make_events(n: int, seed: int = 7) -> list[Any]:
@@ -79,7 +79,7 @@ CPU: list[float] = []  # process CPU seconds of each of our runs
 
 
 def ours(url: str, events: list[Any]) -> float:
-    from services.bulk import BulkAppender
+    from services.store.bulk import BulkAppender
 
     platform = _platform(url)
     try:
@@ -111,7 +111,7 @@ def app_save(url: str, events: list[Any], per_call: int = 1000) -> float:
 def serialised_rows(events: list[Any]) -> list[tuple[str, int, str, bytes]]:
     from eventsourcing.persistence import Mapper
 
-    from services.store import OrjsonTranscoder
+    from services.store.database import OrjsonTranscoder
 
     mapper: Mapper[Any] = Mapper(transcoder=OrjsonTranscoder())
     rows = []
@@ -123,7 +123,7 @@ def serialised_rows(events: list[Any]) -> list[tuple[str, int, str, bytes]]:
 
 
 def raw_sqlite(path: Path, rows: list[tuple[str, int, str, bytes]]) -> float:
-    from services.store import BULK_CACHE_KIB, BULK_WAL_PAGES
+    from services.store.database import BULK_CACHE_KIB, BULK_WAL_PAGES
 
     for suffix in ("", "-wal", "-shm"):
         Path(str(path) + suffix).unlink(missing_ok=True)
@@ -225,7 +225,8 @@ ANALYSIS = [
     "in between; same transcoder, same bytes) while a writer thread inserts the previous batch.",
     "- **SQLite, this pass** (back to back on a busy 2-core machine, load ~2.3: 41.5k -> 68.4k ev/s, CPU of the "
     "process 52k -> 71k ev/s per CPU-second): 20,000 events per transaction (was 5,000); the load writes through "
-    "a connection of its own (services/store.py `SQLiteBulkWriter`) with a 64 MiB page cache (the default 2 MiB "
+    "a connection of its own (services/store/database.py `SQLiteBulkWriter`) with a 64 MiB page cache (the default "
+    "2 MiB "
     "spilled a batch's dirty index pages into the WAL before COMMIT and read them back: 18% of the writer's "
     "samples were pwrite/pread inside the INSERT) and a checkpoint every 16,384 WAL pages instead of 1,000, closed "
     "by a passive checkpoint (the WAL is copied back and stays bounded; other connections keep the defaults); "
@@ -249,4 +250,4 @@ ANALYSIS = [
     "array parameter in pipeline mode) hangs for good from ~15,000 events per call with psycopg 3.3.",
 ]
 
-BENCH = Bench(name="bulk-append", title="2. Bulk append (services/bulk.py)", order=20, run=run)
+BENCH = Bench(name="bulk-append", title="2. Bulk append (services/store/bulk.py)", order=20, run=run)

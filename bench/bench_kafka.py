@@ -155,8 +155,8 @@ def _records(platform: Any, n: int, start: int = 0, now: datetime | None = None)
 # -- relay throughput ----------------------------------------------------------------------
 
 def relay_throughput(bootstrap: str, n: int) -> tuple[float, float]:
-    from services import cloudevents
-    from services.relay import Relay, create_topics, kafka_producer_factory
+    from services.kafka import cloudevents
+    from services.kafka.relay import Relay, create_topics, kafka_producer_factory
 
     with pg_schema_url("lxbk") as url:
         platform = _county(url)
@@ -208,7 +208,7 @@ def _receive_lags(consumer: Any, expect: int, stamp: Any, timeout: float) -> lis
 
 
 def relay_lag(bootstrap: str, rate: int, seconds: float) -> tuple[list[float], list[float]]:
-    from services.relay import Relay, create_topics, kafka_producer_factory
+    from services.kafka.relay import Relay, create_topics, kafka_producer_factory
 
     n = int(rate * seconds)
     with pg_schema_url("lxbl") as url:
@@ -278,8 +278,8 @@ def relay_lag(bootstrap: str, rate: int, seconds: float) -> tuple[list[float], l
 # -- ingest --------------------------------------------------------------------------------
 
 def ingest_throughput(bootstrap: str, n: int) -> tuple[float, float]:
-    from services.ingest import Ingestor, KafkaIngest
-    from services.relay import create_topics
+    from services.kafka.ingest import Ingestor, KafkaIngest
+    from services.kafka.relay import create_topics
 
     units = _units()
     inbound, dlq = f"bench.in.{uuid.uuid4().hex[:6]}", f"bench.dlq.{uuid.uuid4().hex[:6]}"

@@ -31,7 +31,7 @@ REFERENCE = [
     "store on SQLite: `/usr/bin/time -v lianxi demo --schools 20000 --year 2024 --seed 1` (niced, load "
     "average 2-4 from parallel work, so wall time is an upper bound) completed: 7,111,478 events, every read "
     "model caught up, 45 min 04 s wall, 1,297 s user + 525 s system CPU, peak RSS 1.30 GiB (reached in "
-    "services/demo_logistics.py, which plans the year's compliance actions in memory; the duty-record part "
+    "services/demo/logistics.py, which plans the year's compliance actions in memory; the duty-record part "
     "streams month by month), store 8.8 GB on disk. Then `/usr/bin/time -v lianxi review --year 2024` over "
     "that store: 75 s wall (niced, a benchmark running beside it), 69 s user CPU, peak RSS 0.76 GiB: both "
     "targets met.",

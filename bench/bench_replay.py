@@ -1,6 +1,6 @@
 """3 — Rebuild (replay) of read models from the log, on SQLite and PostgreSQL.
 
-The log is a demo county year (``services.demo``). Each run drops a read model and times
+The log is a demo county year (``services.demo.year``). Each run drops a read model and times
 ``ProjectionRunner.catch_up`` over the whole log; figures are log events per second (the
 whole log is the input, whatever share of it a projection's topics select). The ledger
 carries the target; "every projection" rebuilds all of ``services.platform.all_projections()``
@@ -37,7 +37,7 @@ FETCH = 5000
 def build_log(url: str, schools: int) -> int:
     """A demo year into an empty store; returns the head position."""
     from contracts.catalogue import default_catalogue
-    from services.demo import run_demo
+    from services.demo.year import run_demo
     from services.platform import Platform
     from services.settings import Settings
 
@@ -175,7 +175,7 @@ def run(ctx: Ctx) -> Report:
     if postgres_available():
         with pg_schema_url() as pg_url:
             copy_log(url, pg_url)
-            from services.store import Database
+            from services.store.database import Database
 
             table = "lianxi_events"
             _ = Database.from_url(pg_url)

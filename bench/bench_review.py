@@ -38,7 +38,7 @@ TIMEOUT_S = 30 * 60
 def ensure_log(directory: Path, schools: int, log: object = print) -> str:
     """A demo year of ``schools`` schools with its chain caught up; reused when cached."""
     from contracts.catalogue import default_catalogue
-    from services.demo import run_demo
+    from services.demo.year import run_demo
     from services.platform import Platform
     from services.settings import Settings
 
@@ -55,8 +55,7 @@ def ensure_log(directory: Path, schools: int, log: object = print) -> str:
         run_demo(platform.app, default_catalogue(), schools=schools, year=YEAR, seed=SEED,
                  now=datetime(YEAR + 1, 1, 15, tzinfo=UTC))
         t1 = time.perf_counter()
-        from services import hashchain
-
+        from services.security import hashchain
         hashchain.catch_up(platform.write_engine)
         head = platform.app.recorder.max_notification_id() or 0
         log(f"  generated {schools:,} schools: {head:,} events in {t1 - t0:.0f} s, chain in "  # type: ignore[operator]

@@ -70,7 +70,7 @@ def rss_mb(pid: int) -> float:
 def prepare(url: str, schools: int) -> tuple[dict[str, Any], list[str]]:
     """Catalogue, schools and tokens, written before the server starts."""
     from contracts.catalogue import default_catalogue
-    from services.auth_model import Principal
+    from services.kernel.principal import Principal
     from services.platform import Platform
     from services.settings import Settings
 

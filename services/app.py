@@ -21,14 +21,14 @@ from events.agencies import Agency, Duty, agency_id
 from events.duty_log import DutyRecord, Findings, duty_record_id
 from events.errors import Conflict, DomainError, InvariantViolated, NotFound, NotPermitted
 from events.schools import School, school_aggregate_id
-from services.auth_model import Principal
-from services.bulk import pending_events
-from services.group_commit import GroupCommitter
-from services.logistics_service import LogisticsMixin
+from services.kernel.principal import Principal
+from services.kernel.results import Appended, request_digest
+from services.logistics.use_cases import LogisticsMixin
 from services.meetings_service import MeetingsUseCases
-from services.rectification_service import RectificationUseCases
-from services.results import Appended, request_digest
-from services.store import Database, OrjsonTranscoder, SideRows
+from services.rectifications.use_cases import RectificationUseCases
+from services.store.bulk import pending_events
+from services.store.database import Database, OrjsonTranscoder, SideRows
+from services.store.group_commit import GroupCommitter
 
 # The catalogue's first duty lists take effect from this date, so demo and review years
 # before the day `lianxi init` ran still see the duties.
@@ -51,7 +51,7 @@ class InitResult:
 
 
 class LianxiApp(RectificationUseCases, MeetingsUseCases, LogisticsMixin, Application[uuid.UUID]):
-    """Hazard and rectification use cases live in services/rectification_service.py."""
+    """Hazard and rectification use cases live in services/rectifications/use_cases.py."""
 
     # Pinned: PostgreSQL table names derive from it.
     name = "lianxi"
@@ -138,7 +138,7 @@ class LianxiApp(RectificationUseCases, MeetingsUseCases, LogisticsMixin, Applica
     def agency(self, code: str) -> Agency:
         """The unit, cached for a few seconds: a revision saved by this process shows at
         once (``save`` drops the entry), one saved by another process within
-        AGENCY_CACHE_TTL_S, as token revocations do (services/auth.py). The copy is shared:
+        AGENCY_CACHE_TTL_S, as token revocations do (services/security/tokens.py). The copy is shared:
         read it; revise a unit through ``repository.get``."""
         now = time.monotonic()
         hit = self._agencies.get(code)

@@ -112,8 +112,8 @@ def _until_signalled() -> threading.Event:
 def relay() -> None:
     """Publish the event log to Kafka as CloudEvents (at least once, in order per unit)."""
     from services.app import LianxiApp
-    from services.relay import Relay, kafka_producer_factory
-    from services.store import Database
+    from services.kafka.relay import Relay, kafka_producer_factory
+    from services.store.database import Database
 
     s = _worker_settings()
     database = Database.from_url(s.database_url)
@@ -139,9 +139,9 @@ def relay() -> None:
 def ingest() -> None:
     """Consume agency feeds from Kafka: valid messages become events, the rest dead letters."""
     from services.app import LianxiApp
-    from services.ingest import Ingestor, KafkaIngest
+    from services.kafka.ingest import Ingestor, KafkaIngest
     from services.platform import utcnow
-    from services.store import Database
+    from services.store.database import Database
 
     s = _worker_settings()
     app = LianxiApp(Database.from_url(s.database_url))
@@ -166,7 +166,7 @@ def schemas(
 ) -> None:
     """Check (or with --write, regenerate) the event JSON Schemas and contracts/asyncapi.yaml."""
     from contracts import schemas as event_schemas
-    from services.ingest import INBOUND_COMMANDS
+    from services.kafka.ingest import INBOUND_COMMANDS
 
     inbound = sorted(INBOUND_COMMANDS)
     if write:
@@ -187,7 +187,7 @@ def demo(
     if_empty: Annotated[bool, typer.Option("--if-empty", help="do nothing when the log already holds events")] = False,
 ) -> None:
     """Generate a deterministic synthetic county year into the log."""
-    from services.demo import run_demo
+    from services.demo.year import run_demo
 
     catalogue = load_catalogue()
     platform = _platform(group_commit=False)
@@ -208,8 +208,7 @@ def demo(
                               progress=bar.update)
         total = platform.app.recorder.max_notification_id() or 0
         with _bar(total=total * len(platform.runner.projections), desc="projections") as bar:
-            from services import hashchain
-
+            from services.security import hashchain
             hashchain.catch_up(platform.write_engine, progress=bar.update)  # raw fast path of the log_chain follower
             platform.runner.catch_up(progress=bar.update)
         typer.echo(f"demo {chosen_year}: {counts['schools']} schools, {total} events in the log")
@@ -389,7 +388,7 @@ def brief(
         platform.close()
 
 
-# -- tamper evidence and the annual review (services/hashchain.py, checkpoint.py, review.py) --
+# -- tamper evidence and the annual review (services/security/hashchain.py, checkpoint.py, review.py) --
 
 
 @cli.command()
@@ -400,7 +399,7 @@ def checkpoint(
     """Verify the whole log, then sign its head (Ed25519). Keep the file off the platform."""
     from pathlib import Path
 
-    from services.checkpoint import CheckpointError, checkpoint_now
+    from services.security.checkpoint import CheckpointError, checkpoint_now
 
     platform = _platform(group_commit=False)
     try:
@@ -428,7 +427,7 @@ def verify(
     checkpoint); otherwise exit 1 naming the first position that breaks."""
     from pathlib import Path
 
-    from services.checkpoint import Checkpoint, CheckpointError, trusted_key, verify_against
+    from services.security.checkpoint import Checkpoint, CheckpointError, trusted_key, verify_against
 
     platform = _platform(group_commit=False)
     try:
@@ -461,9 +460,9 @@ def review(
     from pathlib import Path
 
     from contracts.rules import RulesError, default_rules
-    from services.checkpoint import CheckpointError
     from services.review import ReviewError, compute_review, load_rules_arg, parse_as_of
     from services.review_render import FORMATS, render
+    from services.security.checkpoint import CheckpointError
 
     if fmt not in FORMATS:
         raise CliError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")

@@ -33,7 +33,7 @@ from events.meetings import Meeting, Task
 from events.rectifications import Actor, Rectification
 from events.warnings import EarlyWarning, WarningAcknowledgement
 from projections.warning_response import WarningRules, default_warning_rules
-from services.auth_model import Principal
+from services.kernel.principal import Principal
 
 if TYPE_CHECKING:
     from eventsourcing.application import Repository

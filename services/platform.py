@@ -20,12 +20,12 @@ from projections.rectification_board import RectificationBoard
 from projections.runner import ProjectionRunner
 from projections.targets import TargetsView
 from projections.warning_response import WarningResponseView
-from services import hashchain
 from services.app import LianxiApp
-from services.audit import AuditTrail
-from services.auth import TokenStore
+from services.security import hashchain
+from services.security.audit import AuditTrail
+from services.security.tokens import TokenStore
 from services.settings import Settings, get_settings
-from services.store import Database, ddl_lock
+from services.store.database import Database, ddl_lock
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The annual accountability review (年度考核), replayed from the log.
 
 ``compute_review`` reads the event log itself, never a read model: one pass over the stored
-events in log order (services/hashchain.py's ``verified_log``, which checks every event's
+events in log order (services/security/hashchain.py's ``verified_log``, which checks every event's
 link as it goes, so a review never runs on a log that fails verification), decoding only the
 event types a measure looks at, keeping events that occurred in the year and were recorded
 no later than ``as_of``. Memory stays bounded: per unit and duty a byte per school, bounded
@@ -44,8 +44,8 @@ from contracts.rules import (
 )
 from events.base import COUNTY_TZ
 from projections.base import type_of_topic
-from services import hashchain
-from services.checkpoint import Checkpoint, load_key, sign
+from services.security import hashchain
+from services.security.checkpoint import Checkpoint, load_key, sign
 
 FORMAT = "lianxi-review/1"
 COMPARE_FORMAT = "lianxi-review-compare/1"

@@ -37,7 +37,7 @@ from apscheduler.triggers.cron import CronTrigger
 from contracts.escalation import EscalationRules, load_escalation_rules
 from events.base import COUNTY_TZ, local_date
 from projections.rectification_board import overdue_candidates
-from services.store import ddl_lock
+from services.store.database import ddl_lock
 
 if TYPE_CHECKING:
     from services.platform import Platform
@@ -89,8 +89,8 @@ _register_meeting_jobs()
 
 
 def _register_logistics_jobs() -> None:
-    """Missing compliance records and notification delivery (services/logistics_service.py)."""
-    from services.logistics_service import LOGISTICS_JOBS
+    """Missing compliance records and notification delivery (services/logistics/use_cases.py)."""
+    from services.logistics.use_cases import LOGISTICS_JOBS
 
     for name, description, run, trigger in LOGISTICS_JOBS:
         register_job(JobSpec(name=name, description=description, run=run, trigger=trigger))

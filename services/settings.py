@@ -12,7 +12,7 @@ class Settings(BaseSettings):
 
     # sqlite:///path/to/file.db (default) or postgresql://user:pass@host:port/dbname[?schema=name]
     database_url: str = "sqlite:///./var/lianxi.db"
-    # Append concurrent API writes in one transaction (see services/group_commit.py).
+    # Append concurrent API writes in one transaction (see services/store/group_commit.py).
     group_commit: bool = True
     group_commit_max_batch: int = 500
     # The embedded default runs projections inside `lianxi serve`; turn off when

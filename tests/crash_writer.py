@@ -17,7 +17,7 @@ import sys
 import threading
 from datetime import UTC, datetime
 
-from services.auth_model import Principal
+from services.kernel.principal import Principal
 from services.platform import Platform
 from services.settings import Settings
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from contracts.catalogue import default_catalogue
 from services.api.deps import PrincipalDep
-from services.audit import audit_log
+from services.security.audit import audit_log
 from tests.conftest import Api, register_schools
 
 DUTY = {"duty_code": "fire-rescue.inspection", "school_ids": ["T001"], "occurred_on": "2025-06-01",
@@ -202,12 +202,12 @@ def test_pages_are_audited_like_the_api(county: Api) -> None:
 
 
 def test_an_audit_row_commits_in_the_same_transaction_as_events(database_url: str) -> None:
-    """The group commit's transaction carries audit rows (services/store.py SideRowsInTransaction):
+    """The group commit's transaction carries audit rows (services/store/database.py SideRowsInTransaction):
     they land with the events, and a batch whose events fail leaves no row behind."""
     from eventsourcing.persistence import IntegrityError
 
     from events.schools import School
-    from services.audit import AUDIT_COLUMNS
+    from services.security.audit import AUDIT_COLUMNS
     from tests.conftest import make_platform
 
     platform = make_platform(database_url)

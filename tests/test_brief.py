@@ -23,7 +23,7 @@ from contracts.catalogue import default_catalogue
 from projections.meetings import list_meetings
 from projections.rectification_board import list_items
 from services.brief import BriefSettings, build_brief, render, render_html
-from services.demo import run_demo
+from services.demo.year import run_demo
 from services.platform import Platform
 from tests.conftest import FIXED_NOW, REQUIRE_SERVICES, Api, make_platform
 

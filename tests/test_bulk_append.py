@@ -19,10 +19,10 @@ from eventsourcing.persistence import Compressor, Mapper
 
 from events.agencies import Agency, agency_id
 from events.duty_log import DutyRecord
-from services import store
-from services.bulk import BulkAppender, row_encoder
 from services.platform import Platform
-from services.store import OrjsonTranscoder, sqlite_originator_id
+from services.store import database as store
+from services.store.bulk import BulkAppender, row_encoder
+from services.store.database import OrjsonTranscoder, sqlite_originator_id
 
 NOW = datetime(2025, 6, 30, 4, 0, tzinfo=UTC)
 

@@ -14,7 +14,7 @@ from events.campaigns import Campaign, JointInspection, SelfCheck, campaign_id
 from events.errors import Conflict, InvariantViolated, NotPermitted
 from projections.campaign_progress import campaign_status, list_reminders, progress_matrix
 from projections.rectification_board import get_item
-from services.auth_model import Principal
+from services.kernel.principal import Principal
 from services.platform import Platform
 from services.scheduler import LianxiScheduler
 from tests.conftest import Api, Clock, register_schools

@@ -19,8 +19,8 @@ import events
 from contracts import schemas
 from contracts.catalogue import default_catalogue
 from projections.base import LoggedEvent
-from services.demo import run_demo
-from services.ingest import INBOUND_COMMANDS
+from services.demo.year import run_demo
+from services.kafka.ingest import INBOUND_COMMANDS
 from services.settings import Settings
 from tests.conftest import make_platform
 

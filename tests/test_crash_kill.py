@@ -150,7 +150,7 @@ class Checker:
         """In-process through the function `lianxi verify` runs, else through the command
         itself; skipped while the platform has no hash chain."""
         try:
-            from services.checkpoint import verify_against
+            from services.security.checkpoint import verify_against
         except ImportError:
             pass
         else:
@@ -199,7 +199,7 @@ def dump(engine: sa.Engine, table: sa.Table) -> list[tuple[Any, ...]]:
 
 
 def seed(platform: Platform) -> None:
-    from services.auth_model import Principal
+    from services.kernel.principal import Principal
 
     platform.app.register_catalogue(default_catalogue(), now=datetime(2024, 1, 1, tzinfo=UTC))
     lead = Principal(token_id="kill-loop", agency="education", role="lead", label="kill-loop")

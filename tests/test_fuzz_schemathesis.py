@@ -37,7 +37,7 @@ from schemathesis.specs.openapi.checks import (
 
 from contracts.catalogue import default_catalogue
 from services.api.main import create_app
-from services.demo import run_demo
+from services.demo.year import run_demo
 from services.platform import Platform
 from tests.conftest import FIXED_NOW, make_platform
 

@@ -20,10 +20,17 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from services import hashchain
-from services.auth_model import Principal
-from services.checkpoint import Checkpoint, CheckpointError, checkpoint_now, load_key, public_hex, verify_against
+from services.kernel.principal import Principal
 from services.platform import Platform
+from services.security import hashchain
+from services.security.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    checkpoint_now,
+    load_key,
+    public_hex,
+    verify_against,
+)
 from tests.conftest import Clock
 
 LEAD = Principal("t-lead", "education", "lead", "test-lead")

@@ -18,7 +18,7 @@ from kafka import KafkaProducer, TopicPartition
 
 from contracts.catalogue import default_catalogue
 from events.schools import School
-from services.ingest import DLQ_CODE, DLQ_ORIGIN, DLQ_REASON, Ingestor, KafkaIngest, Outcome, inbound_event_id
+from services.kafka.ingest import DLQ_CODE, DLQ_ORIGIN, DLQ_REASON, Ingestor, KafkaIngest, Outcome, inbound_event_id
 from services.platform import Platform
 from tests.conftest import make_platform
 from tests.kafka_fixtures import (

@@ -22,11 +22,11 @@ from jsonschema import Draft202012Validator, FormatChecker
 from contracts import schemas
 from contracts.catalogue import default_catalogue
 from services.app import LianxiApp
-from services.auth_model import Principal
-from services.demo import run_demo
-from services.kafka_dedupe import SeenIds, deduplicated
+from services.demo.year import run_demo
+from services.kafka.dedupe import SeenIds, deduplicated
+from services.kafka.relay import Relay, kafka_producer_factory, relay_tracking
+from services.kernel.principal import Principal
 from services.platform import Platform
-from services.relay import Relay, kafka_producer_factory, relay_tracking
 from tests.conftest import make_platform
 from tests.kafka_fixtures import (
     ROOT,

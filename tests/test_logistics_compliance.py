@@ -16,8 +16,8 @@ from events.logistics import ComplianceGap
 from events.rectifications import Rectification
 from projections.compliance import compliance_matrix, compliance_rates
 from projections.notifications import inbox
-from services.auth_model import Principal
-from services.logistics_service import Gap, hazard_id_for_gap, run_compliance_sweep
+from services.kernel.principal import Principal
+from services.logistics.use_cases import Gap, hazard_id_for_gap, run_compliance_sweep
 from services.platform import Platform
 from services.scheduler import LianxiScheduler
 from tests.conftest import make_platform

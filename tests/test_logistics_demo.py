@@ -11,8 +11,8 @@ import sqlalchemy as sa
 
 from contracts.catalogue import default_catalogue
 from projections.targets import logistics_overview
-from services.demo import run_demo
-from services.logistics_service import run_compliance_sweep
+from services.demo.year import run_demo
+from services.logistics.use_cases import run_compliance_sweep
 from services.platform import Platform
 from tests.conftest import make_platform
 

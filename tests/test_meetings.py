@@ -14,7 +14,7 @@ from events.base import derive_id
 from events.errors import Conflict, InvariantViolated, NotPermitted
 from events.meetings import Meeting, Task, meeting_id
 from projections.meetings import assemble_agenda, list_tasks
-from services.auth_model import Principal
+from services.kernel.principal import Principal
 from services.platform import Platform
 from services.scheduler import LianxiScheduler
 from tests.conftest import Api, Clock, register_schools

@@ -21,8 +21,8 @@ import pytest
 import sqlalchemy as sa
 
 from projections.notifications import attempts, deliveries
-from services.auth_model import Principal
-from services.notify import Deliverer, NotifySettings, set_channel, verify_signature
+from services.kernel.principal import Principal
+from services.notify.deliver import Deliverer, NotifySettings, set_channel, verify_signature
 from services.scheduler import LianxiScheduler
 from tests.conftest import FIXED_NOW, Api, register_schools
 

@@ -22,8 +22,8 @@ from events.duty_log import DutyRecord
 from events.schools import School
 from projections import ledger
 from projections.base import LoggedEvent, county_day, utc_text
-from services.bulk import BulkAppender
 from services.platform import Platform
+from services.store.bulk import BulkAppender
 from tests.conftest import make_platform
 
 NOW = datetime(2025, 6, 30, 4, 0, tzinfo=UTC)

@@ -18,7 +18,7 @@ from contracts.escalation import default_escalation_rules
 from events.base import derive_id
 from events.rectifications import Rectification
 from projections.rectification_board import history, items, responsible
-from services.demo import run_demo
+from services.demo.year import run_demo
 from services.scheduler import LianxiScheduler
 from tests.conftest import Api, Clock, make_platform, register_schools
 
@@ -384,7 +384,7 @@ def test_demo_year_board_agrees_with_a_full_rebuild_and_with_the_aggregates(tmp_
 
 
 def test_demo_hazards_are_deterministic(tmp_path: Path) -> None:
-    from services.demo_hazards import plan_hazards
+    from services.demo.hazards import plan_hazards
 
     schools = [f"S{i:05d}" for i in range(1, 31)]
     first = plan_hazards(schools, 2025, 7, 40)

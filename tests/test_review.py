@@ -19,8 +19,8 @@ import yaml
 
 from contracts.escalation import default_escalation_rules
 from contracts.rules import MEASURES, RULES_DIR, RulesError, default_rules, load_rules, parse_rules
-from services.auth_model import Principal
-from services.demo import run_demo
+from services.demo.year import run_demo
+from services.kernel.principal import Principal
 from services.platform import Platform
 from services.review import SCORERS, ReviewError, compute_review, find_deduction, parse_as_of, to_json
 from services.review_render import render
@@ -195,7 +195,7 @@ def test_each_clause_scores_the_year_with_the_events_behind_it(county: County) -
     assert scores == sorted(scores, reverse=True) and doc["units"][0]["rank"] == 1
     assert doc["checkpoint"]["position"] == county.platform.app.recorder.max_notification_id()
     # The embedded checkpoint is a signed one: the log can be verified against the review later.
-    from services.checkpoint import Checkpoint, trusted_key, verify_against
+    from services.security.checkpoint import Checkpoint, trusted_key, verify_against
 
     embedded = Checkpoint.from_json(to_json(doc))
     assert verify_against(county.platform, embedded, trusted_public_key=trusted_key()).ok

@@ -27,7 +27,7 @@ from events.base import COUNTY_TZ
 from events.rectifications import step_event_id
 from projections.base import LoggedEvent
 from projections.rectification_board import history, items
-from services.auth_model import Principal
+from services.kernel.principal import Principal
 from services.platform import Platform
 from services.scheduler import JOB_TABLE, JOBS, LianxiScheduler
 from tests.conftest import PG_BASE, Clock, drop_pg_schema, make_platform, require_postgres

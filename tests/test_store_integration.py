@@ -15,8 +15,8 @@ from events.agencies import agency_id
 from projections.base import metadata
 from projections.ledger import asof_ledger, live_ledger
 from projections.periods import Period
-from services.auth_model import Principal
-from services.demo import run_demo
+from services.demo.year import run_demo
+from services.kernel.principal import Principal
 from services.platform import Platform
 from tests.conftest import Clock, make_platform
 
@@ -168,7 +168,7 @@ def test_group_commit_isolates_a_conflicting_item(sqlite_url: str) -> None:
     """One stale aggregate in a batch fails alone; its neighbours commit."""
     from eventsourcing.persistence import IntegrityError
 
-    from services.group_commit import GroupCommitter
+    from services.store.group_commit import GroupCommitter
 
     platform = make_platform(sqlite_url)
     committer = GroupCommitter(platform.app._save_batch)  # the app's own batch transaction

@@ -19,7 +19,7 @@ from projections.warning_response import (
     response_by_recipient,
     warnings_between,
 )
-from services.auth_model import Principal
+from services.kernel.principal import Principal
 from services.platform import Platform
 from services.scheduler import LianxiScheduler
 from tests.conftest import Api, Clock, register_schools

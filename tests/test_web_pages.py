@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from httpx import Response
 
 from services.api.main import create_app
-from services.web import charts
+from services.documents import charts
 from services.web.session import SESSION_COOKIE, web_sessions
 from tests.conftest import Api, Clock, register_schools
 

@@ -10,9 +10,9 @@ from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from services.api.problems import ProblemError
-from services.audit import note_principal, note_target_unit, note_unknown_token
-from services.auth_model import Principal
+from services.kernel.principal import Principal
 from services.platform import Platform
+from services.security.audit import note_principal, note_target_unit, note_unknown_token
 from services.settings import get_settings
 
 _bearer = HTTPBearer(auto_error=False, description="Token from `lianxi token issue`")

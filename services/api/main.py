@@ -8,24 +8,25 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services import audit
-from services.api import (
-    limits,
-    problems,
-    routes_audit,
-    routes_campaigns,
-    routes_catalogue,
-    routes_duty_log,
-    routes_events,
-    routes_health,
-    routes_inbox,
-    routes_logistics,
-    routes_meetings,
-    routes_rectifications,
-    routes_reviews,
-    routes_warnings,
+from services.api import limits, problems
+from services.api.routes import (
+    audit as audit_routes,
+)
+from services.api.routes import (
+    campaigns,
+    catalogue,
+    duty_log,
+    events,
+    health,
+    inbox,
+    logistics,
+    meetings,
+    rectifications,
+    reviews,
+    warnings,
 )
 from services.platform import Platform
+from services.security import audit
 from services.web import routes as web_pages
 
 
@@ -61,9 +62,8 @@ def create_app(platform: Platform, *, background: bool = False) -> FastAPI:
     )
     app.state.platform = platform
     problems.install(app)
-    for module in (routes_health, routes_catalogue, routes_duty_log, routes_events, routes_audit,
-                   routes_rectifications, routes_campaigns, routes_warnings, routes_meetings, routes_logistics,
-                   routes_inbox, routes_reviews):
+    for module in (health, catalogue, duty_log, events, audit_routes, rectifications, campaigns, warnings,
+                   meetings, logistics, inbox, reviews):
         app.include_router(module.router)
     web_pages.install(app)  # the server-rendered pages (/signin, /units/..., /dashboard) and /static
     limits.install(app, platform.settings)  # body size, rate, timeout; documents their problems

@@ -25,8 +25,8 @@ SCAN_BATCH = 2000
 
 def _review(platform: Platform, year: int, as_of: datetime | None = None) -> dict[str, Any]:
     from contracts.rules import DEFAULT_RULES, RulesError, named_rules
-    from services.checkpoint import CheckpointError
     from services.review import ReviewError, compute_review
+    from services.security.checkpoint import CheckpointError
 
     if not 2000 <= year <= 2100:
         raise WebError(422, "考核年度不正确", "请填写 2000 到 2100 之间的年份。")

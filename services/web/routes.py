@@ -55,10 +55,10 @@ from projections.meetings import (
 from projections.periods import Period
 from projections.rectification_board import RectificationBoard, get_item, list_items, unit_stats
 from projections.warning_response import WarningResponseView, recipient_status, response_by_recipient, warnings_between
-from services.audit import note_principal, note_target_unit
+from services.documents import charts, labels
+from services.documents.charts import Bar, percent
 from services.platform import Platform
-from services.web import charts, labels
-from services.web.charts import Bar, percent
+from services.security.audit import note_principal, note_target_unit
 from services.web.forms import EVIDENCE, Form
 from services.web.session import (
     SESSION_COOKIE,

@@ -21,9 +21,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from projections.base import utc_text
-from services.auth import tokens as tokens_table
-from services.auth_model import Principal, Role
-from services.store import ddl_lock
+from services.kernel.principal import Principal, Role
+from services.security.tokens import tokens as tokens_table
+from services.store.database import ddl_lock
 
 SESSION_COOKIE = "lx_session"
 SIGNIN_COOKIE = "lx_signin"  # double-submit token of the sign-in form

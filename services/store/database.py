@@ -252,7 +252,7 @@ class BatchSQLiteApplicationRecorder(SQLiteApplicationRecorder):
 
 
 class SQLiteBulkWriter:
-    """The connection of one bulk load (services/bulk.py), its own so that its settings
+    """The connection of one bulk load (services/store/bulk.py), its own so that its settings
     (BULK_CACHE_KIB, BULK_WAL_PAGES) end with it and every other writer keeps SQLite's
     defaults. Durability is unchanged: synchronous=FULL, one transaction per batch, through
     the process's write gate. Closing runs a passive checkpoint (it never waits for
@@ -360,7 +360,7 @@ class SerialisedPostgresApplicationRecorder(SideRowsInTransaction, PostgresAppli
 
 
 class PostgresBulkWriter:
-    """Bulk loads (services/bulk.py) on PostgreSQL: a batch is one transaction that takes
+    """Bulk loads (services/store/bulk.py) on PostgreSQL: a batch is one transaction that takes
     the same ``LOCK TABLE ... EXCLUSIVE`` and NOTIFY as eventsourcing's insert, then
     streams the rows with binary COPY. eventsourcing's own insert sends a batch as one
     composite-array parameter in pipeline mode, which with psycopg 3.3 hangs for good from
@@ -455,13 +455,13 @@ class Database:
             assert self.sqlite_path is not None
             self.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
             return {
-                "PERSISTENCE_MODULE": "services.store:DurableSQLiteFactory",
+                "PERSISTENCE_MODULE": "services.store.database:DurableSQLiteFactory",
                 "SQLITE_DBNAME": str(self.sqlite_path),
                 "SQLITE_LOCK_TIMEOUT": str(SQLITE_BUSY_TIMEOUT_S),
             }
         assert self.pg is not None
         env = {
-            "PERSISTENCE_MODULE": "services.store:SerialisedPostgresFactory",
+            "PERSISTENCE_MODULE": "services.store.database:SerialisedPostgresFactory",
             **self.pg,
             "POSTGRES_POOL_SIZE": "5",
             "POSTGRES_MAX_OVERFLOW": "10",

@@ -20,7 +20,7 @@ from projections.catalogue_view import schools as schools_table
 from projections.warning_response import get_warning, recipient_status, response_by_recipient, warnings_between
 from services.api.deps import PlatformDep, PrincipalDep, require_writer
 from services.api.problems import ProblemError
-from services.api.routes_campaigns import WRITE_ERRORS, written
+from services.api.routes.campaigns import WRITE_ERRORS, written
 
 router = APIRouter(prefix="/api/v1", tags=["warnings"])
 

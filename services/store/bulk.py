@@ -6,7 +6,7 @@ batch is appended in one transaction (one fsync), with the application's own tra
 so what lands in the log is byte-for-byte what ``save`` would have written and every
 store keeps its ordering guarantees (SQLite's single writer; PostgreSQL's ``LOCK TABLE``).
 
-A recorder with a ``bulk_writer()`` (services/store.py) writes the whole load through a
+A recorder with a ``bulk_writer()`` (services/store/database.py) writes the whole load through a
 writer of its own, set up for big transactions (SQLite: its own connection with a big page
 cache and deferred checkpoints, restored when the load ends); any other recorder gets its
 ``insert_events`` called per batch.

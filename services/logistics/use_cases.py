@@ -36,8 +36,8 @@ from events.logistics import (
     target_aggregate_id,
 )
 from events.schools import School, school_aggregate_id
-from services.auth_model import Principal
-from services.results import Appended, request_digest
+from services.kernel.principal import Principal
+from services.kernel.results import Appended, request_digest
 
 if TYPE_CHECKING:
     from eventsourcing.persistence import Recording
@@ -445,7 +445,7 @@ def compliance_sweep_job(scheduler: Any, now: datetime) -> dict[str, Any]:
 def notify_deliver_job(scheduler: Any, now: datetime) -> dict[str, Any]:
     """Scheduler job: bring the notifications up to the log (which plans delivery records),
     then send what is due."""
-    from services.notify import Deliverer
+    from services.notify.deliver import Deliverer
 
     platform = scheduler.platform
     if "notifications" in platform.runner.projections:

@@ -1,4 +1,4 @@
-"""Signed checkpoints of the hash chain (services/hashchain.py).
+"""Signed checkpoints of the hash chain (services/security/hashchain.py).
 
 A checkpoint states "at log position P the chain's link was H, at time T", signed with
 Ed25519. The signing key lives in a file outside the database (``LIANXI_CHECKPOINT_KEY``,
@@ -22,8 +22,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from services import hashchain
-from services.hashchain import Expect, Head, Verification, verify
+from services.security import hashchain
+from services.security.hashchain import Expect, Head, Verification, verify
 
 KEY_ENV = "LIANXI_CHECKPOINT_KEY"
 DEFAULT_KEY = Path("var/checkpoint.key")

@@ -24,7 +24,7 @@ from contracts.catalogue import default_catalogue
 from contracts.escalation import EscalationRules, default_escalation_rules
 from events.errors import Conflict, NotFound, NotPermitted
 from events.rectifications import Actor, Funds, Rectification, rectification_id
-from services.auth_model import Principal
+from services.kernel.principal import Principal
 
 if TYPE_CHECKING:
     from eventsourcing.application import Repository

@@ -1,5 +1,5 @@
 """Outbound relay (`lianxi relay`): follows the event log and publishes every event to
-Kafka as a CloudEvent (services/cloudevents.py), keyed by unit code so that each unit's
+Kafka as a CloudEvent (services/kafka/cloudevents.py), keyed by unit code so that each unit's
 events stay in order on one partition.
 
 Delivery is at least once:
@@ -8,7 +8,7 @@ Delivery is at least once:
   acknowledged the whole batch, so a crash or a broker failure resends from the position;
 - any producer failure (a broker restart gives UnknownProducerIdError, which leaves a
   kafka-python producer unusable) closes the producer and a fresh one is created.
-Consumers drop the resulting duplicates by event id (services/kafka_dedupe.py).
+Consumers drop the resulting duplicates by event id (services/kafka/dedupe.py).
 
 Several relays may run against one PostgreSQL database: each batch holds the tracking row
 with SELECT ... FOR UPDATE SKIP LOCKED until it is acknowledged and the position moved, so
@@ -27,8 +27,8 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from projections.runner import LogReader
-from services import cloudevents
-from services.store import ddl_lock
+from services.kafka import cloudevents
+from services.store.database import ddl_lock
 
 log = logging.getLogger(__name__)
 

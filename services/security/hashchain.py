@@ -17,7 +17,7 @@ therefore not among the projection's ``tables``: a ``projections rebuild`` re-ve
 chain instead of dropping it.
 
 Someone with write access to the database can still rewrite events and chain together;
-signed checkpoints (services/checkpoint.py) kept off the platform catch that.
+signed checkpoints (services/security/checkpoint.py) kept off the platform catch that.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from events.base import local_date
 from projections.rectification_board import get_item, list_items
 from services.api.deps import CursorQ, LimitQ, PlatformDep, PrincipalDep, decode_cursor, encode_cursor, require_writer
 from services.api.problems import ProblemError
-from services.rectification_service import RectificationWrite
+from services.rectifications.use_cases import RectificationWrite
 
 router = APIRouter(prefix="/api/v1", tags=["rectifications"])
 

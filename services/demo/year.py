@@ -20,7 +20,7 @@ from events.base import COUNTY_TZ, derive_id, local_date
 from events.duty_log import MAX_SCHOOLS_PER_RECORD, DutyRecord
 from events.schools import School
 from services.app import LianxiApp
-from services.bulk import BulkAppender
+from services.store.bulk import BulkAppender
 
 TOWNS = ["满都拉图镇", "巴彦淖尔镇", "查干敖包镇", "赛罕高毕苏木", "达日罕乌拉苏木", "巴彦乌拉苏木",
          "洪格尔苏木", "白日乌拉苏木", "红格尔苏木", "额仁淖尔苏木"]
@@ -186,7 +186,7 @@ def run_demo(
     app.register_catalogue(catalogue, now=year_start.astimezone(UTC))
     lead = catalogue.lead.code
     specs = make_schools(schools, rng)
-    # Schools and duty records stream through the bulk path (services/bulk.py): big
+    # Schools and duty records stream through the bulk path (services/store/bulk.py): big
     # transactions, one batch in memory.
     bulk = BulkAppender(app)  # its default batch (20,000 events per transaction)
     schools_result = bulk.append((
@@ -218,19 +218,19 @@ def run_demo(
 
     records_result = bulk.append(duty_records(), progress=progress)
     written = schools_result.appended + records_result.appended
-    # Hazards and rectifications of the same year (services/demo_hazards.py).
-    from services.demo_hazards import run_demo_hazards
+    # Hazards and rectifications of the same year (services/demo/hazards.py).
+    from services.demo.hazards import run_demo_hazards
 
     hazards = run_demo_hazards(app, catalogue, school_ids=[s.school_id for s in specs], year=year, seed=seed,
                                now=now, progress=progress)
     written += hazards["events"]
-    # Targets, recognitions, compliance records and petitions (services/demo_logistics.py).
-    from services.demo_logistics import run_demo_logistics
+    # Targets, recognitions, compliance records and petitions (services/demo/logistics.py).
+    from services.demo.logistics import run_demo_logistics
 
     logistics = run_demo_logistics(app, catalogue, schools=specs, year=year, seed=seed, now=now, progress=progress)
     written += logistics["events"]
-    # Campaigns, warnings and quarterly joint meetings with their tasks (services/demo_meetings.py).
-    from services.demo_meetings import run_demo_meetings
+    # Campaigns, warnings and quarterly joint meetings with their tasks (services/demo/meetings.py).
+    from services.demo.meetings import run_demo_meetings
 
     meetings = run_demo_meetings(app, catalogue, school_ids=[s.school_id for s in specs],
                                  school_towns={s.school_id: s.town for s in specs}, year=year, seed=seed, now=now,

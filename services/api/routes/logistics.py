@@ -40,7 +40,7 @@ from services.api.deps import (
     require_writer,
 )
 from services.api.problems import ProblemError
-from services.auth_model import Principal
+from services.kernel.principal import Principal
 
 router = APIRouter(prefix="/api/v1", tags=["logistics"])
 

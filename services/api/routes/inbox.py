@@ -21,7 +21,7 @@ from contracts.api_logistics import (
 from projections.notifications import inbox, unread_count
 from services.api.deps import CursorQ, LimitQ, PlatformDep, PrincipalDep, decode_cursor, encode_cursor, require_writer
 from services.api.problems import ProblemError
-from services.notify import delete_channel, list_channels, list_deliveries, mark_read, set_channel
+from services.notify.deliver import delete_channel, list_channels, list_deliveries, mark_read, set_channel
 
 router = APIRouter(prefix="/api/v1/inbox", tags=["inbox"])
 

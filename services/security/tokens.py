@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from events.errors import InvariantViolated, NotFound
-from services.auth_model import ROLES, Principal, Role
+from services.kernel.principal import ROLES, Principal, Role
 
 auth_metadata = sa.MetaData()
 

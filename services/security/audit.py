@@ -29,8 +29,8 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from projections.base import utc_text
-from services.auth_model import Principal
-from services.store import SideRows
+from services.kernel.principal import Principal
+from services.store.database import SideRows
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ AUDIT_COLUMNS = tuple(c.name for c in audit_log.c if c.name != "id")
 
 class AuditTrail:
     """The append-only store. A row is committed through the application's group commit,
-    in the same transaction as a batch of events (services/store.py ``SideRowsInTransaction``),
+    in the same transaction as a batch of events (services/store/database.py ``SideRowsInTransaction``),
     so auditing a write costs no commit of its own."""
 
     def __init__(self, engine: sa.Engine, app: Any) -> None:

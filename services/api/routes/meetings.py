@@ -55,7 +55,7 @@ from services.api.deps import (
     require_writer,
 )
 from services.api.problems import ProblemError
-from services.api.routes_campaigns import WRITE_ERRORS, written
+from services.api.routes.campaigns import WRITE_ERRORS, written
 
 router = APIRouter(prefix="/api/v1", tags=["meetings"])
 

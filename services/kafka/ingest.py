@@ -36,10 +36,10 @@ from events.agencies import Agency
 from events.base import derive_id
 from events.duty_log import DutyRecord
 from events.errors import DomainError
-from services import cloudevents
 from services.app import LianxiApp
-from services.cloudevents import CloudEvent, InvalidMessage
-from services.relay import create_topics
+from services.kafka import cloudevents
+from services.kafka.cloudevents import CloudEvent, InvalidMessage
+from services.kafka.relay import create_topics
 
 log = logging.getLogger(__name__)
 
