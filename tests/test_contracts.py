@@ -175,6 +175,6 @@ def test_asyncapi_describes_the_topics_and_event_types_of_the_code() -> None:
 
 
 def test_dead_letter_codes_in_the_code_are_documented() -> None:
-    source = "".join((ROOT / "services" / f).read_text() for f in ("cloudevents.py", "ingest.py"))
+    source = "".join((ROOT / "services" / f).read_text() for f in ("kafka/cloudevents.py", "kafka/ingest.py"))
     used = set(re.findall(r'InvalidMessage\(\s*"([a-z-]+)"', source))
     assert used and used <= set(schemas.DEAD_LETTER_CODES)
