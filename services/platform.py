@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
+from contracts.escalation import EscalationRules, load_escalation_rules
 from projections.campaign_progress import CampaignProgressView
 from projections.catalogue_view import CatalogueView, list_agencies
 from projections.compliance import ComplianceView
@@ -21,6 +23,7 @@ from projections.runner import ProjectionRunner
 from projections.targets import TargetsView
 from projections.warning_response import WarningResponseView
 from services.app import LianxiApp
+from services.kernel.jobs import JobContext
 from services.security import hashchain
 from services.security.audit import AuditTrail
 from services.security.tokens import TokenStore
@@ -81,6 +84,13 @@ class Platform:
         self.app.close()
         self.write_engine.dispose()
         self.read_engine.dispose()
+
+    def job_context(self, *, rules: EscalationRules | None = None,
+                    on_decided: Callable[[int], None] | None = None) -> JobContext:
+        """What a scheduled job may touch (services/kernel/jobs.py)."""
+        return JobContext(app=self.app, runner=self.runner, read_engine=self.read_engine,
+                          write_engine=self.write_engine, rules=rules or load_escalation_rules(),
+                          settings=self.settings, on_decided=on_decided)
 
     def known_agencies(self) -> dict[str, bool]:
         self.runner.catch_up("catalogue")

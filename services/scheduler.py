@@ -1,14 +1,12 @@
 """Scheduled jobs: APScheduler 3.x BackgroundScheduler, job store in the platform's own database.
 
-The hourly overdue-and-escalation sweep finds candidates on the rectification board (open
-items past their deadline that still lack a step now due), then lets each aggregate decide
-(``Rectification.sweep``). Exactly-once does not rest on the scheduler: step events derive
-their ids from (item, deadline, level), the aggregate remembers the steps it took, and a save
-that loses the optimistic-concurrency race to another instance is redone from a fresh load,
-which finds nothing left to do. So a restart, a re-run, a coalesced misfire or two instances
-sharing the job store never emit a step twice.
+Exactly-once never rests on the scheduler: each step's event id derives from what it follows
+from, and aggregates decide, so a restart, a re-run, a coalesced misfire or two instances
+sharing the job store never emit a step twice (see each context's ``jobs.py``).
 
-Jobs are looked up by name in ``JOBS`` (other contexts may ``register_job``). The job store
+Each context's ``jobs.py`` lists its jobs (``services.kernel.jobs.JobSpec``); a job gets a
+``JobContext`` (app, runner, engines, rules, settings), never this module or the platform.
+Jobs are looked up by name in ``JOBS``. The job store
 holds only the textual reference ``services.scheduler:run_job`` and the job name; each
 scheduler's executor threads are bound to their own ``LianxiScheduler`` (and so to its
 platform and clock), so nothing unpicklable is stored.
@@ -22,25 +20,25 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
 
 from contracts.escalation import EscalationRules, load_escalation_rules
-from events.base import COUNTY_TZ, local_date
-from projections.rectification_board import overdue_candidates
+from events.base import COUNTY_TZ
+from services.campaigns import jobs as campaign_jobs
+from services.kernel.jobs import JobSpec
+from services.logistics import jobs as logistics_jobs
+from services.meetings import jobs as meeting_jobs
+from services.notify import jobs as notify_jobs
+from services.platform import Platform
+from services.rectifications import jobs as rectification_jobs
 from services.store.database import ddl_lock
-
-if TYPE_CHECKING:
-    from services.platform import Platform
+from services.warnings import jobs as warning_jobs
 
 log = logging.getLogger(__name__)
 
@@ -48,55 +46,13 @@ JOB_TABLE = "apscheduler_jobs"
 RUN_JOB_REF = f"{__name__}:run_job"
 
 
-@dataclass(frozen=True)
-class JobSpec:
-    name: str
-    description: str
-    run: Callable[[LianxiScheduler, datetime], dict[str, Any]]
-    trigger: Callable[[], BaseTrigger]
+# Each context's scheduled work, by name. The job store refers to jobs by name only.
+JOBS: dict[str, JobSpec] = {
+    spec.name: spec
+    for module in (rectification_jobs, warning_jobs, meeting_jobs, campaign_jobs, logistics_jobs, notify_jobs)
+    for spec in module.JOBS
+}
 
-
-JOBS: dict[str, JobSpec] = {}
-
-
-def register_job(spec: JobSpec) -> None:
-    JOBS[spec.name] = spec
-
-
-def _overdue_sweep(scheduler: LianxiScheduler, now: datetime) -> dict[str, Any]:
-    return scheduler.overdue_sweep(now)
-
-
-register_job(JobSpec(
-    name="overdue-sweep",
-    description="rectifications: mark overdue and escalate (督办 → 通报 → 纳入考核)",
-    run=_overdue_sweep,
-    # Hourly, on the hour, county time: escalation is counted in days, so an hour's delay at
-    # most is plenty, and every instance firing at the same minute is harmless (see above).
-    trigger=lambda: CronTrigger(minute=0, timezone=COUNTY_TZ),
-))
-
-
-def _register_meeting_jobs() -> None:
-    """Warnings, campaigns, meetings and tasks (services/meetings_service.py)."""
-    from services.meetings_service import MEETING_JOBS
-
-    for name, description, run, trigger in MEETING_JOBS:
-        register_job(JobSpec(name=name, description=description, run=run, trigger=trigger))
-
-
-_register_meeting_jobs()
-
-
-def _register_logistics_jobs() -> None:
-    """Missing compliance records and notification delivery (services/logistics/use_cases.py)."""
-    from services.logistics.use_cases import LOGISTICS_JOBS
-
-    for name, description, run, trigger in LOGISTICS_JOBS:
-        register_job(JobSpec(name=name, description=description, run=run, trigger=trigger))
-
-
-_register_logistics_jobs()
 
 _bound = threading.local()
 
@@ -122,7 +78,7 @@ class LianxiScheduler:
         self.clock = clock or platform.clock
         # Read once per scheduler: editing escalation.yaml takes effect at the next start.
         self.rules = rules or load_escalation_rules()
-        self.on_decided = on_decided  # test hook, see LianxiApp.sweep_overdue
+        self.context = platform.job_context(rules=self.rules, on_decided=on_decided)
         self.aps: BackgroundScheduler | None = None
         self.runs: list[tuple[str, datetime, dict[str, Any]]] = []  # recent runs, newest last
         self._runs_lock = threading.Lock()
@@ -137,7 +93,7 @@ class LianxiScheduler:
         if moment.tzinfo is None:
             raise ValueError("the job clock must be timezone-aware")
         started = time.perf_counter()
-        result = spec.run(self, moment)
+        result = spec.run(self.context, moment)
         result["seconds"] = round(time.perf_counter() - started, 3)
         log.info("job %s as of %s: %s", name, moment.isoformat(), result)
         with self._runs_lock:
@@ -147,17 +103,6 @@ class LianxiScheduler:
     def run_once(self, now: datetime) -> dict[str, dict[str, Any]]:
         """Every job once, as of ``now`` (all jobs are periodic, so each is due at any instant)."""
         return {name: self.run_job(name, now) for name in JOBS}
-
-    def overdue_sweep(self, now: datetime) -> dict[str, Any]:
-        platform = self.platform
-        # Candidates come from the board, so bring it up to the log first.
-        platform.runner.catch_up("rectification_board")
-        with platform.read_engine.connect() as conn:
-            ids = overdue_candidates(conn, local_date(now), self.rules.level_due)
-        result = platform.app.sweep_overdue(
-            [uuid.UUID(i) for i in ids], now=now, rules=self.rules, on_decided=self.on_decided,
-        )
-        return {"as_of": now.isoformat(), **result.as_dict()}
 
     # -- the background scheduler ----------------------------------------------------------
 

@@ -40,6 +40,37 @@ class Settings(BaseSettings):
     rate_limit_burst: int = 0  # bucket size; 0 means the per-minute figure
     request_timeout_s: float = 30.0  # no response started by then: 503 (the work may still finish)
     log_level: str = "INFO"
+    # The Ed25519 key that signs review checkpoints (generated on first use, mode 0600).
+    checkpoint_key: str = "var/checkpoint.key"
+
+    # -- scheduled jobs (services/<context>/jobs.py) --
+    # The scheduler drafts a meeting's agenda this many days before it.
+    agenda_draft_days: int = 7
+    # Campaign phase reminders start this many days before a phase deadline.
+    campaign_reminder_days: int = 7
+
+    # -- notifications (services/notify/) --
+    # Email is off unless LIANXI_SMTP_HOST is set.
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_from: str = "lianxi@localhost"
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_timeout_s: float = 10.0
+    webhook_timeout_s: float = 10.0
+    # Plain http:// webhooks are accepted only for loopback hosts unless this is set.
+    webhook_allow_http: bool = False
+    delivery_max_attempts: int = 6
+    delivery_backoff_s: float = 30.0
+    delivery_backoff_max_s: float = 3600.0
+    # A notification older than this when its turn comes is not sent (e.g. after an outage).
+    delivery_max_age_h: float = 72.0
+    delivery_batch: int = 100
+
+    @property
+    def email_enabled(self) -> bool:
+        return bool(self.smtp_host)
 
 
 @cache

@@ -17,7 +17,8 @@ from events.rectifications import Rectification
 from projections.compliance import compliance_matrix, compliance_rates
 from projections.notifications import inbox
 from services.kernel.principal import Principal
-from services.logistics.use_cases import Gap, hazard_id_for_gap, run_compliance_sweep
+from services.logistics.gaps import Gap, hazard_id_for_gap
+from services.logistics.jobs import run_compliance_sweep
 from services.platform import Platform
 from services.scheduler import LianxiScheduler
 from tests.conftest import make_platform
@@ -60,7 +61,7 @@ def test_sweep_records_each_gap_once_and_opens_hazards(platform: Platform) -> No
         _log(platform, sid, "water-dispenser-disinfection", "2025-02", date(2025, 2, 10),
              datetime(2025, 2, 10, 2, tzinfo=UTC))
     now = datetime(2025, 3, 12, 0, 0, tzinfo=UTC)  # 08:00 county time: Feb grace (10 days) is over
-    first = run_compliance_sweep(platform, now)
+    first = run_compliance_sweep(platform.job_context(), now)
     platform.runner.catch_up()
     with platform.read_engine.connect() as conn:
         cells = {(c["school_id"], c["kind"], c["period"]): c for c in
@@ -86,7 +87,7 @@ def test_sweep_records_each_gap_once_and_opens_hazards(platform: Platform) -> No
 
     # Again, and again later the same day: nothing new.
     for _ in range(2):
-        again = run_compliance_sweep(platform, now)
+        again = run_compliance_sweep(platform.job_context(), now)
         assert (again.candidates, again.recorded) == (0, 0)
     assert len(_missing_events(platform)) == first.recorded
 

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from contracts.catalogue import default_catalogue
 from projections.targets import logistics_overview
 from services.demo.year import run_demo
-from services.logistics.use_cases import run_compliance_sweep
+from services.logistics.jobs import run_compliance_sweep
 from services.platform import Platform
 from tests.conftest import make_platform
 
@@ -61,7 +61,7 @@ def test_demo_gaps_are_exactly_the_jobs(demo: tuple[Platform, dict[str, object]]
     """The demo records gaps as the job would: running the job as of the demo's now finds
     nothing left to record."""
     p, _ = demo
-    result = run_compliance_sweep(p, NOW)
+    result = run_compliance_sweep(p.job_context(), NOW)
     assert (result.candidates, result.recorded) == (0, 0)
 
 

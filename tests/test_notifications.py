@@ -22,8 +22,9 @@ import sqlalchemy as sa
 
 from projections.notifications import attempts, deliveries
 from services.kernel.principal import Principal
-from services.notify.deliver import Deliverer, NotifySettings, set_channel, verify_signature
+from services.notify.deliver import Deliverer, set_channel, verify_signature
 from services.scheduler import LianxiScheduler
+from services.settings import Settings
 from tests.conftest import FIXED_NOW, Api, register_schools
 
 LEAD = Principal("t-lead", "education", "lead", "test-lead")
@@ -205,7 +206,7 @@ def test_failures_are_retried_with_backoff_recorded_and_visible(sqlite_api: Api)
         _hook(api, flaky.url)
         _petition(api, "XF-1")
         api.settle()
-        d = Deliverer(api.platform.write_engine, NotifySettings(delivery_backoff_s=30, delivery_max_attempts=5))
+        d = Deliverer(api.platform.write_engine, Settings(delivery_backoff_s=30, delivery_max_attempts=5))
         t0 = FIXED_NOW
         assert d.run_once(t0).failed == 1
         (row,) = _deliveries(api)
@@ -236,7 +237,7 @@ def test_a_dead_endpoint_is_given_up_and_shown_as_failed(sqlite_api: Api) -> Non
     _hook(api, dead)
     _petition(api, "XF-1")
     api.settle()
-    d = Deliverer(api.platform.write_engine, NotifySettings(delivery_backoff_s=1, delivery_max_attempts=3))
+    d = Deliverer(api.platform.write_engine, Settings(delivery_backoff_s=1, delivery_max_attempts=3))
     moment = FIXED_NOW
     for _ in range(5):
         d.run_once(moment)

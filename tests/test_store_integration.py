@@ -209,3 +209,11 @@ def test_group_commit_isolates_a_conflicting_item(sqlite_url: str) -> None:
     finally:
         committer.close()
         platform.close()
+
+
+def test_the_application_name_is_pinned() -> None:
+    """PostgreSQL's table names derive from Application.name; eventsourcing names each subclass
+    after itself, so the composed class must pin it (a rename would strand the stored log)."""
+    from services.app import LianxiApp
+
+    assert LianxiApp.name == "lianxi"

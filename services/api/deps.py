@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 
 from services.api.problems import ProblemError
 from services.kernel.principal import Principal
+from services.kernel.results import Written
 from services.platform import Platform
 from services.security.audit import note_principal, note_target_unit, note_unknown_token
 from services.settings import get_settings
+
+M = TypeVar("M", bound=BaseModel)
 
 _bearer = HTTPBearer(auto_error=False, description="Token from `lianxi token issue`")
 
@@ -44,6 +48,12 @@ async def get_principal(  # async: a token-cache hit needs no worker thread
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def answer(model: type[M], w: Written) -> M:
+    """A write's internal answer in the response model of its route (each route's contract
+    shows a subset of the same fields)."""
+    return model.model_validate({name: getattr(w, name) for name in model.model_fields})
 
 
 def require_reader_of(principal: Principal, agency: str) -> None:

@@ -26,6 +26,7 @@ from services.api.routes import (
     warnings,
 )
 from services.platform import Platform
+from services.scheduler import LianxiScheduler
 from services.security import audit
 from services.web import routes as web_pages
 
@@ -39,8 +40,6 @@ def create_app(platform: Platform, *, background: bool = False) -> FastAPI:
         if background:
             platform.start_background()
             # The embedded default also runs the scheduled jobs in-process.
-            from services.scheduler import LianxiScheduler
-
             scheduler = LianxiScheduler(platform)
             scheduler.start()
         # What startup built (app, routes, schemas, catalogue, pools) lives as long as the

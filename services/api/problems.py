@@ -103,3 +103,13 @@ def install(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem(500, "an unexpected error occurred; it has been logged", instance=request.url.path)
+
+
+# Documented answers of the campaign, warning and meeting writes (OpenAPI).
+WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "no or unknown token"},
+    403: {"description": "read-only credential, or a unit that may not do this"},
+    404: {"description": "unknown campaign"},
+    409: {"description": "already recorded"},
+    422: {"description": "invalid body or a broken rule"},
+}

@@ -25,7 +25,7 @@ from contracts.compliance import ComplianceCalendar, default_calendar, period_bo
 from events.base import COUNTY_TZ, derive_id, local_date
 from events.logistics import AnnualTarget, ComplianceRecord, Petition, Recognition
 from projections.compliance import owes
-from services.logistics.use_cases import Gap, gap_aggregates
+from services.logistics.gaps import Gap, gap_aggregates
 
 BATCH = 1000
 ACTOR = "demo:generator"

@@ -36,43 +36,16 @@ from urllib.parse import urlparse
 
 import orjson
 import sqlalchemy as sa
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from events.errors import InvariantViolated, NotFound, NotPermitted
 from projections.base import utc_text
 from projections.notifications import attempts, channels, deliveries, notifications, reads, recipients_of
+from services.settings import Settings
 
 log = logging.getLogger(__name__)
 
 CHANNELS = ("webhook", "email")
 USER_AGENT = "lianxi-notify/1"
-
-
-class NotifySettings(BaseSettings):
-    """LIANXI_* environment. Email is off unless LIANXI_SMTP_HOST is set."""
-
-    model_config = SettingsConfigDict(env_prefix="LIANXI_", extra="ignore")
-
-    smtp_host: str | None = None
-    smtp_port: int = 25
-    smtp_from: str = "lianxi@localhost"
-    smtp_user: str | None = None
-    smtp_password: str | None = None
-    smtp_starttls: bool = False
-    smtp_timeout_s: float = 10.0
-    webhook_timeout_s: float = 10.0
-    # Plain http:// webhooks are accepted only for loopback hosts unless this is set.
-    webhook_allow_http: bool = False
-    delivery_max_attempts: int = 6
-    delivery_backoff_s: float = 30.0
-    delivery_backoff_max_s: float = 3600.0
-    # A notification older than this when its turn comes is not sent (e.g. after an outage).
-    delivery_max_age_h: float = 72.0
-    delivery_batch: int = 100
-
-    @property
-    def email_enabled(self) -> bool:
-        return bool(self.smtp_host)
 
 
 # -- signing ---------------------------------------------------------------------------------------
@@ -105,7 +78,7 @@ class SendResult:
 
 
 HttpPost = Callable[[str, bytes, dict[str, str], float], SendResult]
-MailSend = Callable[[NotifySettings, str, str, str], SendResult]
+MailSend = Callable[[Settings, str, str, str], SendResult]
 
 
 def http_post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> SendResult:
@@ -123,7 +96,7 @@ def http_post(url: str, body: bytes, headers: dict[str, str], timeout: float) ->
     return SendResult(False, code, f"HTTP {code}")
 
 
-def smtp_send(settings: NotifySettings, to: str, subject: str, text: str) -> SendResult:
+def smtp_send(settings: Settings, to: str, subject: str, text: str) -> SendResult:
     if not settings.smtp_host:
         return SendResult(False, None, "email is not configured (LIANXI_SMTP_HOST)")
     msg = EmailMessage()
@@ -146,7 +119,7 @@ def smtp_send(settings: NotifySettings, to: str, subject: str, text: str) -> Sen
 # -- channels --------------------------------------------------------------------------------------
 
 
-def _check_webhook_url(url: str, settings: NotifySettings) -> str:
+def _check_webhook_url(url: str, settings: Settings) -> str:
     parsed = urlparse(url.strip())
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise InvariantViolated("a webhook URL is http(s)://host/path")
@@ -164,11 +137,11 @@ def _check_webhook_url(url: str, settings: NotifySettings) -> str:
 
 
 def set_channel(engine: sa.Engine, agency: str, channel: str, target: str, *, now: datetime,
-                settings: NotifySettings | None = None) -> dict[str, Any]:
+                settings: Settings | None = None) -> dict[str, Any]:
     """Configures a unit's webhook (returns a new signing secret, shown once) or email address.
     Reconfiguring keeps the channel's start time, so nothing already planned is dropped and
     nothing older is replayed."""
-    cfg = settings or NotifySettings()
+    cfg = settings or Settings()
     if channel == "webhook":
         target = _check_webhook_url(target, cfg)
         secret: str | None = "whsec_" + secrets.token_urlsafe(32)
@@ -288,10 +261,10 @@ class Deliverer:
     """Sends due delivery records. ``run_once`` is what the scheduler calls; it is safe to run
     from several processes at once."""
 
-    def __init__(self, engine: sa.Engine, settings: NotifySettings | None = None, *,
+    def __init__(self, engine: sa.Engine, settings: Settings | None = None, *,
                  post: HttpPost = http_post, mail: MailSend = smtp_send) -> None:
         self.engine = engine
-        self.settings = settings or NotifySettings()
+        self.settings = settings or Settings()
         self.post = post
         self.mail = mail
 

@@ -1,4 +1,4 @@
-"""Use cases for hazards and rectifications (隐患排查整治), mixed into LianxiApp.
+"""Use cases for hazards and rectifications (隐患排查整治).
 
 Each method is get -> call the aggregate -> commit. A stale save (another request or the
 scheduler changed the item meanwhile) is retried from a fresh load: the command is decided
@@ -7,44 +7,24 @@ again against the new state, so its rules still hold.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import orjson
-from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
-from contracts.catalogue import default_catalogue
-from contracts.escalation import EscalationRules, default_escalation_rules
-from events.errors import Conflict, NotFound, NotPermitted
+from contracts.escalation import EscalationRules
+from events.errors import NotFound
 from events.rectifications import Actor, Funds, Rectification, rectification_id
 from services.kernel.principal import Principal
-
-if TYPE_CHECKING:
-    from eventsourcing.application import Repository
-    from eventsourcing.persistence import Recording
+from services.kernel.results import Written, request_digest
+from services.kernel.use_cases import ATTEMPTS, UseCases
 
 log = logging.getLogger(__name__)
-
-ATTEMPTS = 3  # tries of one command against concurrent writers before answering 409
-
-
-@dataclass(frozen=True)
-class RectificationWrite:
-    """What a write answers: the item, the event it appended, and the item's status after it."""
-
-    id: str
-    event_id: str
-    type: str
-    position: int | None
-    status: str
-    replayed: bool = False
 
 
 @dataclass
@@ -65,72 +45,16 @@ class SweepResult:
                 "conflicts": self.conflicts, "events": self.events}
 
 
-def _digest(body: dict[str, Any]) -> str:
-    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-
-class RectificationUseCases:
-    """Mixin for LianxiApp (which provides repository, commit, agency, school_exists, position_of)."""
-
-    if TYPE_CHECKING:
-        repository: Repository[uuid.UUID]
-
-        def commit(self, *aggregates: Any) -> Sequence[Recording[uuid.UUID]]: ...
-        def agency(self, code: str) -> Any: ...
-        def school_exists(self, school_id: str) -> bool: ...
-        def position_of(self, originator_id: uuid.UUID, version: int) -> int | None: ...
-
-    _escalation_rules: EscalationRules | None = None
-
-    @property
-    def escalation_rules(self) -> EscalationRules:
-        return self._escalation_rules or default_escalation_rules()
-
-    @escalation_rules.setter
-    def escalation_rules(self, rules: EscalationRules) -> None:
-        self._escalation_rules = rules
-
-    # -- helpers ---------------------------------------------------------------------------
-
-    @staticmethod
-    def _actor(principal: Principal) -> Actor:
-        if not principal.can_write:
-            raise NotPermitted(f"a {principal.role} credential is read-only")
+class RectificationUseCases(UseCases):
+    def _actor(self, principal: Principal) -> Actor:
+        self.require_writer(principal)
         return Actor(agency=principal.agency, lead=principal.role == "lead", logged_by=principal.actor)
 
-    def _known_unit(self, code: str) -> bool:
-        try:
-            self.agency(code)
-        except NotFound:
-            return False
-        return True
-
     def rectification(self, item_id: uuid.UUID) -> Rectification:
-        try:
-            agg: Any = self.repository.get(item_id)
-        except AggregateNotFoundError:
-            raise NotFound(f"unknown rectification {item_id}") from None
-        if not isinstance(agg, Rectification):
-            raise NotFound(f"unknown rectification {item_id}")
-        return agg
+        return self.load(item_id, Rectification, "rectification")
 
-    def _written(self, agg: Rectification, recordings: Sequence[Any]) -> RectificationWrite:
-        last = recordings[-1]
-        event: Any = last.domain_event
-        return RectificationWrite(id=str(agg.id), event_id=event.event_id, type=type(event).__name__,
-                                  position=last.notification.id, status=agg.status)
-
-    def _act(self, item_id: uuid.UUID, command: Callable[[Rectification], None]) -> RectificationWrite:
-        for attempt in range(ATTEMPTS):
-            agg = self.rectification(item_id)
-            command(agg)
-            try:
-                recordings = self.commit(agg)
-            except IntegrityError:
-                log.info("rectification %s changed meanwhile (attempt %d); deciding again", item_id, attempt + 1)
-                continue
-            return self._written(agg, recordings)
-        raise Conflict(f"rectification {item_id} kept changing while this request was processed; retry")
+    def _act(self, item_id: uuid.UUID, command: Callable[[Rectification], None]) -> Written:
+        return self.act(item_id, Rectification, "rectification", command)
 
     # -- use cases -------------------------------------------------------------------------
 
@@ -138,81 +62,67 @@ class RectificationUseCases:
         self, principal: Principal, *, kind: str, units: Sequence[str], school_id: str, category: str,
         severity: str, description: str, found_on: date, idempotency_key: str | None, body: dict[str, Any],
         now: datetime,
-    ) -> RectificationWrite:
+    ) -> Written:
         actor = self._actor(principal)
-        digest = _digest(body)
+        digest = request_digest(body)
         item_id = rectification_id(principal.agency, idempotency_key)
-        if idempotency_key is not None:
-            replay = self._hazard_replay(item_id, digest)
-            if replay is not None:
-                return replay
-        hazards = default_catalogue().hazards
+        if idempotency_key is not None and (prior := self.maybe(item_id)) is not None:
+            return self._hazard_replay(prior, digest)
+        hazards = self.catalogue.hazards
         agg = Rectification.report(
             item_id=item_id, actor=actor, kind=kind, units=units, school_id=school_id, category=category,
             severity=severity, description=description, found_on=found_on,
             categories=[c.code for c in hazards.categories], severities=[s.code for s in hazards.severities],
-            known_unit=self._known_unit, school_exists=self.school_exists, request_digest=digest, now=now,
+            known_unit=self.known_unit, school_exists=self.school_exists, request_digest=digest, now=now,
         )
-        try:
-            recordings = self.commit(agg)
-        except IntegrityError:
-            # The same Idempotency-Key raced with another request: answer as a replay.
-            replay = self._hazard_replay(item_id, digest) if idempotency_key is not None else None
-            if replay is None:
-                raise
-            return replay
-        return self._written(agg, recordings)
+        # The same Idempotency-Key racing with another request is answered as a replay.
+        return self.create_or_replay(agg, lambda existing: self._hazard_replay(existing, digest), status=agg.status)
 
-    def _hazard_replay(self, item_id: uuid.UUID, digest: str) -> RectificationWrite | None:
-        try:
-            existing: Any = self.repository.get(item_id)
-        except AggregateNotFoundError:
-            return None
-        if not isinstance(existing, Rectification) or existing.request_digest != digest:
-            raise Conflict("this Idempotency-Key was already used with a different request body")
-        return RectificationWrite(id=str(item_id), event_id=str(item_id), type="HazardReported",
-                                  position=self.position_of(item_id, 1), status=existing.status, replayed=True)
+    def _hazard_replay(self, existing: Any, digest: str) -> Written:
+        first = self.replay(existing, digest, status=existing.status)
+        return Written(id=first.id, position=first.position, event_id=first.id, type="HazardReported",
+                       status=first.status, replayed=True)
 
     def assign_rectification(
         self, principal: Principal, item_id: uuid.UUID, *, lead_unit: str, cooperating_units: Sequence[str],
         deadline: date, measures: Sequence[str], funds: Funds, now: datetime,
-    ) -> RectificationWrite:
+    ) -> Written:
         actor = self._actor(principal)
         return self._act(item_id, lambda agg: agg.assign(
             actor=actor, lead_unit=lead_unit, cooperating_units=cooperating_units, deadline=deadline,
-            measures=measures, funds=funds, known_unit=self._known_unit, now=now,
+            measures=measures, funds=funds, known_unit=self.known_unit, now=now,
         ))
 
     def report_rectification_progress(
         self, principal: Principal, item_id: uuid.UUID, *, note: str, percent: int | None,
         evidence: Sequence[str], now: datetime,
-    ) -> RectificationWrite:
+    ) -> Written:
         actor = self._actor(principal)
         return self._act(item_id, lambda agg: agg.report_progress(
             actor=actor, note=note, percent=percent, evidence=evidence, now=now))
 
     def complete_rectification(
         self, principal: Principal, item_id: uuid.UUID, *, summary: str, evidence: Sequence[str], now: datetime,
-    ) -> RectificationWrite:
+    ) -> Written:
         actor = self._actor(principal)
         return self._act(item_id, lambda agg: agg.complete(actor=actor, summary=summary, evidence=evidence, now=now))
 
     def verify_rectification(
         self, principal: Principal, item_id: uuid.UUID, *, note: str, now: datetime,
-    ) -> RectificationWrite:
+    ) -> Written:
         actor = self._actor(principal)
         return self._act(item_id, lambda agg: agg.verify(actor=actor, note=note, now=now))
 
     def reject_rectification(
         self, principal: Principal, item_id: uuid.UUID, *, reason: str, new_deadline: date, now: datetime,
-    ) -> RectificationWrite:
+    ) -> Written:
         actor = self._actor(principal)
         return self._act(item_id, lambda agg: agg.reject(actor=actor, reason=reason, new_deadline=new_deadline,
                                                          now=now))
 
     def extend_rectification_deadline(
         self, principal: Principal, item_id: uuid.UUID, *, reason: str, new_deadline: date, now: datetime,
-    ) -> RectificationWrite:
+    ) -> Written:
         actor = self._actor(principal)
         limit = self.escalation_rules.max_extensions
         return self._act(item_id, lambda agg: agg.extend(
@@ -257,7 +167,7 @@ class RectificationUseCases:
                 for agg in decided:
                     self._sweep_one(agg.id, now=now, rules=rules, result=result)
             else:
-                self._count(recordings, result)
+                self._count_steps(recordings, result)
                 result.items_changed += len(decided)
         if hook is not None:
             hook(0)
@@ -273,13 +183,13 @@ class RectificationUseCases:
             except IntegrityError:
                 result.conflicts += 1
                 continue
-            self._count(recordings, result)
+            self._count_steps(recordings, result)
             result.items_changed += 1
             return
         log.warning("overdue sweep gave up on %s after %d conflicts; the next run retries", item_id, ATTEMPTS)
 
     @staticmethod
-    def _count(recordings: Sequence[Any], result: SweepResult) -> None:
+    def _count_steps(recordings: Sequence[Any], result: SweepResult) -> None:
         for r in recordings:
             event = r.domain_event
             if isinstance(event, Rectification.RectificationOverdue):

@@ -24,9 +24,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from services.security import hashchain
 from services.security.hashchain import Expect, Head, Verification, verify
+from services.settings import Settings
 
 KEY_ENV = "LIANXI_CHECKPOINT_KEY"
-DEFAULT_KEY = Path("var/checkpoint.key")
 FORMAT = "lianxi-checkpoint/1"
 _DOMAIN = b"lianxi-checkpoint/1\n"  # signatures over checkpoints cannot be replayed as anything else
 
@@ -36,7 +36,8 @@ class CheckpointError(Exception):
 
 
 def key_path() -> Path:
-    return Path(os.environ.get(KEY_ENV) or DEFAULT_KEY)
+    # Read afresh: the key is looked up once per checkpoint, and tests point it elsewhere.
+    return Path(Settings().checkpoint_key)
 
 
 def load_key(path: Path | None = None, *, create: bool = True) -> Ed25519PrivateKey:

@@ -250,6 +250,13 @@ class BatchSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         c.execute(self._select_rowid, row[:2])
         return int(c.fetchone()[0])
 
+    def position_of(self, originator_id: uuid.UUID, version: int) -> int | None:
+        """Log position (rowid) of one stored event, or None."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self._select_rowid, (sqlite_originator_id(originator_id), version))
+            row = c.fetchone()
+        return None if row is None else int(row[0])
+
 
 class SQLiteBulkWriter:
     """The connection of one bulk load (services/store/bulk.py), its own so that its settings
@@ -345,6 +352,23 @@ class SerialisedPostgresApplicationRecorder(SideRowsInTransaction, PostgresAppli
     def bulk_writer(self) -> PostgresBulkWriter:
         return PostgresBulkWriter(self)
 
+    @property
+    def qualified_events_table(self) -> str:
+        schema = self.datastore.schema
+        return f'"{schema}"."{self.events_table_name}"' if schema else f'"{self.events_table_name}"'
+
+    @property
+    def select_position_statement(self) -> str:
+        return (f"SELECT notification_id AS id FROM {self.qualified_events_table} "
+                "WHERE originator_id=%s AND originator_version=%s")
+
+    def position_of(self, originator_id: uuid.UUID, version: int) -> int | None:
+        """Log position (notification id) of one stored event, or None."""
+        with self.datastore.transaction(commit=False) as cur:
+            cur.execute(self.select_position_statement, (originator_id, version))
+            row = cur.fetchone()
+        return None if row is None else int(row["id"])
+
     def _side_table(self, table: str) -> str:
         return f'"{self.datastore.schema}"."{table}"' if self.datastore.schema else table
 
@@ -374,11 +398,11 @@ class PostgresBulkWriter:
     def __init__(self, recorder: SerialisedPostgresApplicationRecorder) -> None:
         self.recorder = recorder
         ds = recorder.datastore
-        table = f'"{ds.schema}"."{recorder.events_table_name}"' if ds.schema else f'"{recorder.events_table_name}"'
+        table = recorder.qualified_events_table
         self._types = [ds.originator_id_type, "int8", "text", "bytea"]
         self._copy = f"COPY {table} (originator_id, originator_version, topic, state) FROM STDIN (FORMAT BINARY)"
         self._last_id = f"SELECT currval(pg_get_serial_sequence('{table}', 'notification_id')) AS id"
-        self._select_id = f"SELECT notification_id AS id FROM {table} WHERE originator_id=%s AND originator_version=%s"
+        self._select_id = recorder.select_position_statement
 
     @staticmethod
     def key(originator_id: Any) -> Any:

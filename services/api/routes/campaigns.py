@@ -8,7 +8,6 @@ part in. Problems and findings become hazards on the rectification board.
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
@@ -17,31 +16,12 @@ from contracts.api_meetings import CampaignIn, JointInspectionIn, SelfCheckIn, W
 from events.base import local_date
 from projections.campaign_progress import campaign_status, campaigns_overview, list_reminders, progress_matrix
 from projections.catalogue_view import schools as schools_table
-from services.api.deps import PlatformDep, PrincipalDep, require_lead, require_writer
-from services.api.problems import ProblemError
-from services.meetings_service import Written as WrittenResult
+from services.api.deps import PlatformDep, PrincipalDep, answer, require_lead, require_writer
+from services.api.problems import WRITE_ERRORS, ProblemError
+from services.kernel.use_cases import parse_id
 
 router = APIRouter(prefix="/api/v1", tags=["campaigns"])
 
-WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "no or unknown token"},
-    403: {"description": "read-only credential, or a unit that may not do this"},
-    404: {"description": "unknown campaign"},
-    409: {"description": "already recorded"},
-    422: {"description": "invalid body or a broken rule"},
-}
-
-
-def written(w: WrittenResult) -> Written:
-    return Written(id=w.id, event_id=w.event_id, type=w.type, position=w.position, status=w.status,
-                   related=list(w.related))
-
-
-def _campaign_id(text: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        raise ProblemError(404, f"unknown campaign {text!r}") from None
 
 
 @router.post("/campaigns", status_code=201, response_model=Written, responses=WRITE_ERRORS)
@@ -59,7 +39,7 @@ def launch(body: CampaignIn, platform: PlatformDep, principal: PrincipalDep, res
     w = platform.app.launch_campaign(principal, year=body.year, template=body.template, school_ids=school_ids,
                                      now=platform.clock())
     response.headers["Location"] = f"/api/v1/campaigns/{w.id}"
-    return written(w)
+    return answer(Written, w)
 
 
 @router.post("/campaigns/{campaign_id}/self-checks", status_code=201, response_model=Written,
@@ -68,8 +48,8 @@ def self_check(campaign_id: str, body: SelfCheckIn, platform: PlatformDep, princ
     """A school's self-check (自查), per aspect pass or problems; relayed by the lead bureau's credentials.
     Each problem becomes a hazard (`related`)."""
     require_writer(principal)
-    return written(platform.app.submit_self_check(
-        principal, _campaign_id(campaign_id), school_id=body.school_id, occurred_on=body.occurred_on,
+    return answer(Written, platform.app.submit_self_check(
+        principal, parse_id(campaign_id, "campaign"), school_id=body.school_id, occurred_on=body.occurred_on,
         results=[r.model_dump() for r in body.results], now=platform.clock(),
     ))
 
@@ -83,8 +63,8 @@ def joint_inspection(
     """A joint inspection (联合督查) by the caller's unit and the units listed. Each finding becomes a
     hazard assigned to its responsible unit (`related`)."""
     require_writer(principal)
-    return written(platform.app.conduct_joint_inspection(
-        principal, _campaign_id(campaign_id), units=list(body.units), school_ids=list(body.school_ids),
+    return answer(Written, platform.app.conduct_joint_inspection(
+        principal, parse_id(campaign_id, "campaign"), units=list(body.units), school_ids=list(body.school_ids),
         occurred_on=body.occurred_on, summary=body.summary, findings=[f.model_dump() for f in body.findings],
         idempotency_key=idempotency_key, now=platform.clock(),
     ))
@@ -106,7 +86,7 @@ def detail(campaign_id: str, platform: PlatformDep, principal: PrincipalDep) -> 
     """One campaign: phases with deadlines, schools behind schedule, problems per aspect, reminders sent."""
     today = local_date(platform.clock())
     with platform.read_engine.connect() as conn:
-        status = campaign_status(conn, str(_campaign_id(campaign_id)), today)
+        status = campaign_status(conn, str(parse_id(campaign_id, "campaign")), today)
         if status is None:
             raise ProblemError(404, f"unknown campaign {campaign_id!r}")
         status["reminders"] = list_reminders(conn, status["campaign_id"])
@@ -118,6 +98,6 @@ def detail(campaign_id: str, platform: PlatformDep, principal: PrincipalDep) -> 
 def matrix(campaign_id: str, platform: PlatformDep, principal: PrincipalDep) -> list[dict[str, Any]]:
     """campaign x phase x school x aspect: pass or problems, with the event that recorded it."""
     with platform.read_engine.connect() as conn:
-        if campaign_status(conn, str(_campaign_id(campaign_id)), local_date(platform.clock())) is None:
+        if campaign_status(conn, str(parse_id(campaign_id, "campaign")), local_date(platform.clock())) is None:
             raise ProblemError(404, f"unknown campaign {campaign_id!r}")
         return progress_matrix(conn, campaign_id)

@@ -34,6 +34,7 @@ from services.api.deps import (
     LimitQ,
     PlatformDep,
     PrincipalDep,
+    answer,
     decode_cursor,
     encode_cursor,
     require_lead,
@@ -51,10 +52,6 @@ _WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: {"description": "invalid body or a broken rule"},
 }
 YearQ = Annotated[int | None, Query(ge=2000, le=2100, description="calendar year (default: this year)")]
-
-
-def _out(w: Any) -> Written:
-    return Written(id=w.id, position=w.position, replayed=w.replayed)
 
 
 # -- targets -------------------------------------------------------------------------------------
@@ -77,7 +74,7 @@ def targets_set(body: TargetIn, platform: PlatformDep, principal: PrincipalDep) 
     require_lead(principal)
     fields = body.model_dump(exclude_unset=True)
     kwargs: dict[str, Any] = {"value": body.value} if "value" in fields else {}
-    return _out(platform.app.set_target(principal, code=body.code, year=body.year, scope=body.scope,
+    return answer(Written, platform.app.set_target(principal, code=body.code, year=body.year, scope=body.scope,
                                         reason=body.reason, now=platform.clock(), **kwargs))
 
 
@@ -85,7 +82,8 @@ def targets_set(body: TargetIn, platform: PlatformDep, principal: PrincipalDep) 
 def targets_from_catalogue(body: CatalogueTargetsIn, platform: PlatformDep, principal: PrincipalDep) -> list[Written]:
     """Sets every catalogue target (the seeds' levels) for the county for a year. Lead only."""
     require_lead(principal)
-    return [_out(w) for w in platform.app.set_catalogue_targets(principal, year=body.year, now=platform.clock())]
+    targets = platform.app.set_catalogue_targets(principal, year=body.year, now=platform.clock())
+    return [answer(Written, w) for w in targets]
 
 
 # -- recognitions ----------------------------------------------------------------------------------
@@ -122,7 +120,7 @@ def recognitions_create(body: RecognitionIn, platform: PlatformDep, principal: P
         principal, school_id=body.school_id, kind=body.kind, level=body.level, awarded_on=body.awarded_on,
         awarding_body=body.awarding_body, evidence=list(body.evidence), now=platform.clock())
     response.headers["Location"] = f"/api/v1/recognitions?school={body.school_id}"
-    return _out(w)
+    return answer(Written, w)
 
 
 @router.post("/recognitions/{recognition_id}/withdraw", response_model=Written, responses=_WRITE_RESPONSES)
@@ -130,8 +128,9 @@ def recognitions_withdraw(recognition_id: str, body: WithdrawalIn, platform: Pla
                           principal: PrincipalDep) -> Written:
     """Withdraws a recognition (e.g. failed the annual re-review). Lead only."""
     require_lead(principal)
-    return _out(platform.app.withdraw_recognition(principal, recognition=recognition_id, withdrawn_on=body.withdrawn_on,
-                                                  reason=body.reason, now=platform.clock()))
+    return answer(Written, platform.app.withdraw_recognition(principal, recognition=recognition_id,
+                                                             withdrawn_on=body.withdrawn_on,
+                                                             reason=body.reason, now=platform.clock()))
 
 
 # -- compliance --------------------------------------------------------------------------------------
@@ -197,7 +196,7 @@ def compliance_records_create(
     """Logs a periodic record (台账) for a school: kind, period and evidence references. Only the
     units the calendar names for the kind may log it."""
     require_writer(principal)
-    return _out(platform.app.log_compliance_record(
+    return answer(Written, platform.app.log_compliance_record(
         principal, school_id=body.school_id, kind=body.kind, period=body.period, occurred_on=body.occurred_on,
         evidence=list(body.evidence), measure=body.measure, note=body.note, idempotency_key=idempotency_key,
         body=body.model_dump(mode="json"), now=platform.clock()))
@@ -265,7 +264,7 @@ def petitions_create(body: PetitionIn, platform: PlatformDep, principal: Princip
         summary=body.summary, handling_unit=body.handling_unit, received_on=body.received_on,
         body=body.model_dump(mode="json"), now=platform.clock())
     response.headers["Location"] = f"/api/v1/petitions/{w.id}"
-    return _out(w)
+    return answer(Written, w)
 
 
 @router.post("/petitions/{petition_id}/answer", response_model=Written, responses=_WRITE_RESPONSES)
@@ -273,7 +272,7 @@ def petitions_answer(petition_id: str, body: PetitionAnswerIn, platform: Platfor
                      principal: PrincipalDep) -> Written:
     """The handling unit (or the lead) answers the petition."""
     require_writer(principal)
-    return _out(platform.app.answer_petition(principal, petition=petition_id, answered_on=body.answered_on,
+    return answer(Written, platform.app.answer_petition(principal, petition=petition_id, answered_on=body.answered_on,
                                              answer=body.answer, now=platform.clock()))
 
 
@@ -282,5 +281,5 @@ def petitions_close(petition_id: str, body: PetitionCloseIn, platform: PlatformD
                     principal: PrincipalDep) -> Written:
     """Closes (办结) an answered petition with the petitioner's satisfaction."""
     require_writer(principal)
-    return _out(platform.app.close_petition(principal, petition=petition_id, closed_on=body.closed_on,
+    return answer(Written, platform.app.close_petition(principal, petition=petition_id, closed_on=body.closed_on,
                                             satisfaction=body.satisfaction, note=body.note, now=platform.clock()))

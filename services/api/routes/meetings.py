@@ -10,7 +10,6 @@ brief is for the lead bureau and auditors.
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
@@ -48,26 +47,20 @@ from services.api.deps import (
     LimitQ,
     PlatformDep,
     PrincipalDep,
+    answer,
     decode_cursor,
     encode_cursor,
     require_all_reader,
     require_lead,
     require_writer,
 )
-from services.api.problems import ProblemError
-from services.api.routes.campaigns import WRITE_ERRORS, written
+from services.api.problems import WRITE_ERRORS, ProblemError
+from services.kernel.use_cases import parse_id
 
 router = APIRouter(prefix="/api/v1", tags=["meetings"])
 
 _MEETING_FIELDS = tuple(MeetingOut.model_fields)
 _TASK_FIELDS = tuple(TaskOut.model_fields)
-
-
-def _uuid(text: str, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        raise ProblemError(404, f"unknown {what} {text!r}") from None
 
 
 def _meeting_out(row: dict[str, Any]) -> dict[str, Any]:
@@ -89,7 +82,7 @@ def schedule(body: MeetingIn, platform: PlatformDep, principal: PrincipalDep, re
     w = platform.app.schedule_meeting(principal, number=number, title=title, scheduled_for=body.scheduled_for,
                                       place=body.place, now=platform.clock())
     response.headers["Location"] = f"/api/v1/meetings/{w.id}"
-    return written(w)
+    return answer(Written, w)
 
 
 @router.get("/meetings", response_model=list[MeetingOut])
@@ -103,7 +96,7 @@ def index(
 
 @router.get("/meetings/{meeting_id}", response_model=MeetingDetailOut, responses={404: {"description": "unknown"}})
 def detail(meeting_id: str, platform: PlatformDep, principal: PrincipalDep) -> MeetingDetailOut:
-    mid = str(_uuid(meeting_id, "meeting"))
+    mid = str(parse_id(meeting_id, "meeting"))
     with platform.read_engine.connect() as conn:
         m = get_meeting(conn, mid)
         if m is None:
@@ -116,7 +109,7 @@ def detail(meeting_id: str, platform: PlatformDep, principal: PrincipalDep) -> M
             responses={404: {"description": "unknown"}})
 def agenda(meeting_id: str, platform: PlatformDep, principal: PrincipalDep) -> dict[str, Any]:
     """The agenda assembled from the log since the previous meeting; every entry names its event ids."""
-    mid = str(_uuid(meeting_id, "meeting"))
+    mid = str(parse_id(meeting_id, "meeting"))
     with platform.read_engine.connect() as conn:
         out = assemble_agenda(conn, mid, local_date(platform.clock()))
     if out is None:
@@ -128,8 +121,8 @@ def agenda(meeting_id: str, platform: PlatformDep, principal: PrincipalDep) -> d
 def propose(meeting_id: str, body: AgendaItemIn, platform: PlatformDep, principal: PrincipalDep) -> Written:
     """Any member unit proposes an item for the meeting's agenda (提请会议研究事项)."""
     require_writer(principal)
-    return written(platform.app.propose_agenda_item(
-        principal, _uuid(meeting_id, "meeting"), title=body.title, detail=body.detail,
+    return answer(Written, platform.app.propose_agenda_item(
+        principal, parse_id(meeting_id, "meeting"), title=body.title, detail=body.detail,
         related_event_ids=list(body.related_event_ids), now=platform.clock(),
     ))
 
@@ -139,8 +132,8 @@ def held(meeting_id: str, body: HeldIn, platform: PlatformDep, principal: Princi
     """The lead bureau records the meeting: the day, attendance by unit, the minutes."""
     require_writer(principal)
     require_lead(principal)
-    return written(platform.app.hold_meeting(
-        principal, _uuid(meeting_id, "meeting"), held_on=body.held_on, attendance=list(body.attendance),
+    return answer(Written, platform.app.hold_meeting(
+        principal, parse_id(meeting_id, "meeting"), held_on=body.held_on, attendance=list(body.attendance),
         absent=list(body.absent), minutes=body.minutes, now=platform.clock(),
     ))
 
@@ -151,8 +144,8 @@ def resolve(meeting_id: str, body: ResolutionIn, platform: PlatformDep, principa
     (`related` lists the task ids)."""
     require_writer(principal)
     require_lead(principal)
-    return written(platform.app.adopt_resolution(
-        principal, _uuid(meeting_id, "meeting"), text=body.text, agenda_item_ids=list(body.agenda_item_ids),
+    return answer(Written, platform.app.adopt_resolution(
+        principal, parse_id(meeting_id, "meeting"), text=body.text, agenda_item_ids=list(body.agenda_item_ids),
         tasks=[t.model_dump() for t in body.tasks], now=platform.clock(),
     ))
 
@@ -176,7 +169,7 @@ def brief(
     require_all_reader(principal)
     from services.brief import build_brief, render
 
-    mid = str(_uuid(meeting_id, "meeting"))
+    mid = str(parse_id(meeting_id, "meeting"))
     data = build_brief(platform, mid, local_date(platform.clock()))
     if data is None:
         raise ProblemError(404, f"unknown meeting {meeting_id!r}")
@@ -219,7 +212,7 @@ def tasks_index(
 @router.get("/tasks/{task_id}", response_model=TaskDetailOut, responses={404: {"description": "unknown task"}})
 def task_detail(task_id: str, platform: PlatformDep, principal: PrincipalDep) -> TaskDetailOut:
     with platform.read_engine.connect() as conn:
-        row = get_task(conn, str(_uuid(task_id, "task")), local_date(platform.clock()))
+        row = get_task(conn, str(parse_id(task_id, "task")), local_date(platform.clock()))
     if row is None:
         raise ProblemError(404, f"unknown task {task_id!r}")
     return TaskDetailOut(**_task_out(row), history=row["history"])
@@ -229,8 +222,8 @@ def task_detail(task_id: str, platform: PlatformDep, principal: PrincipalDep) ->
 def task_progress(task_id: str, body: TaskProgressIn, platform: PlatformDep, principal: PrincipalDep) -> Written:
     """A responsible (or cooperating) unit reports progress."""
     require_writer(principal)
-    return written(platform.app.report_task_progress(
-        principal, _uuid(task_id, "task"), note=body.note, percent=body.percent, occurred_on=body.occurred_on,
+    return answer(Written, platform.app.report_task_progress(
+        principal, parse_id(task_id, "task"), note=body.note, percent=body.percent, occurred_on=body.occurred_on,
         now=platform.clock()))
 
 
@@ -238,8 +231,8 @@ def task_progress(task_id: str, body: TaskProgressIn, platform: PlatformDep, pri
 def task_completion(task_id: str, body: TaskCompletionIn, platform: PlatformDep, principal: PrincipalDep) -> Written:
     """The responsible unit reports the task done (回告)."""
     require_writer(principal)
-    return written(platform.app.complete_task(
-        principal, _uuid(task_id, "task"), summary=body.summary, evidence=list(body.evidence),
+    return answer(Written, platform.app.complete_task(
+        principal, parse_id(task_id, "task"), summary=body.summary, evidence=list(body.evidence),
         occurred_on=body.occurred_on, now=platform.clock()))
 
 
@@ -249,20 +242,21 @@ def task_verification(
 ) -> Written:
     """The lead bureau verifies a completed task."""
     require_writer(principal)
-    return written(platform.app.verify_task(principal, _uuid(task_id, "task"), note=body.note, now=platform.clock()))
+    return answer(Written, platform.app.verify_task(principal, parse_id(task_id, "task"), note=body.note,
+                                                    now=platform.clock()))
 
 
 @router.post("/tasks/{task_id}/rejection", response_model=Written, responses=WRITE_ERRORS)
 def task_rejection(task_id: str, body: TaskRejectionIn, platform: PlatformDep, principal: PrincipalDep) -> Written:
     """The lead bureau rejects a completion with a reason and a new deadline."""
     require_writer(principal)
-    return written(platform.app.reject_task(
-        principal, _uuid(task_id, "task"), reason=body.reason, new_deadline=body.new_deadline, now=platform.clock()))
+    return answer(Written, platform.app.reject_task(
+        principal, parse_id(task_id, "task"), reason=body.reason, new_deadline=body.new_deadline, now=platform.clock()))
 
 
 @router.post("/tasks/{task_id}/extension", response_model=Written, responses=WRITE_ERRORS)
 def task_extension(task_id: str, body: TaskExtensionIn, platform: PlatformDep, principal: PrincipalDep) -> Written:
     """The lead bureau extends a task's deadline with a reason (max_extensions of escalation.yaml)."""
     require_writer(principal)
-    return written(platform.app.extend_task_deadline(
-        principal, _uuid(task_id, "task"), reason=body.reason, new_deadline=body.new_deadline, now=platform.clock()))
+    return answer(Written, platform.app.extend_task_deadline(
+        principal, parse_id(task_id, "task"), reason=body.reason, new_deadline=body.new_deadline, now=platform.clock()))

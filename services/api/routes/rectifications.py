@@ -9,7 +9,6 @@ with a token reads the board.
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Response
@@ -31,9 +30,18 @@ from contracts.api_rectifications import (
 )
 from events.base import local_date
 from projections.rectification_board import get_item, list_items
-from services.api.deps import CursorQ, LimitQ, PlatformDep, PrincipalDep, decode_cursor, encode_cursor, require_writer
+from services.api.deps import (
+    CursorQ,
+    LimitQ,
+    PlatformDep,
+    PrincipalDep,
+    answer,
+    decode_cursor,
+    encode_cursor,
+    require_writer,
+)
 from services.api.problems import ProblemError
-from services.rectifications.use_cases import RectificationWrite
+from services.kernel.use_cases import parse_id
 
 router = APIRouter(prefix="/api/v1", tags=["rectifications"])
 
@@ -44,19 +52,6 @@ _WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
     409: {"description": "the item kept changing concurrently"},
     422: {"description": "invalid body or a broken rule (state, deadline, missing evidence or reason)"},
 }
-
-
-def _item_id(text: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        raise ProblemError(404, f"unknown rectification {text!r}") from None
-
-
-def _written(w: RectificationWrite) -> RectificationWritten:
-    return RectificationWritten(id=w.id, event_id=w.event_id, type=w.type, position=w.position,
-                                status=w.status,  # type: ignore[arg-type]
-                                replayed=w.replayed)
 
 
 def _fields(row: dict[str, Any]) -> dict[str, Any]:
@@ -89,7 +84,7 @@ def report_hazard(
         idempotency_key=idempotency_key, body=body.model_dump(mode="json"), now=platform.clock(),
     )
     response.headers["Location"] = f"/api/v1/rectifications/{written.id}"
-    return _written(written)
+    return answer(RectificationWritten, written)
 
 
 @router.post("/rectifications/{item_id}/assignment", response_model=RectificationWritten,
@@ -97,8 +92,9 @@ def report_hazard(
 def assign(item_id: str, body: AssignmentIn, platform: PlatformDep, principal: PrincipalDep) -> RectificationWritten:
     """The lead bureau assigns the rectification: lead unit, cooperating units, deadline, measures, funds."""
     require_writer(principal)
-    return _written(platform.app.assign_rectification(
-        principal, _item_id(item_id), lead_unit=body.lead_unit, cooperating_units=list(body.cooperating_units),
+    return answer(RectificationWritten, platform.app.assign_rectification(
+        principal, parse_id(item_id, "rectification"), lead_unit=body.lead_unit,
+        cooperating_units=list(body.cooperating_units),
         deadline=body.deadline, measures=list(body.measures),
         funds={"amount_cny": format(body.funds.amount_cny, "f"), "source": body.funds.source},
         now=platform.clock(),
@@ -109,8 +105,9 @@ def assign(item_id: str, body: AssignmentIn, platform: PlatformDep, principal: P
 def progress(item_id: str, body: ProgressIn, platform: PlatformDep, principal: PrincipalDep) -> RectificationWritten:
     """A responsible unit reports progress."""
     require_writer(principal)
-    return _written(platform.app.report_rectification_progress(
-        principal, _item_id(item_id), note=body.note, percent=body.percent, evidence=list(body.evidence),
+    return answer(RectificationWritten, platform.app.report_rectification_progress(
+        principal, parse_id(item_id, "rectification"), note=body.note, percent=body.percent,
+        evidence=list(body.evidence),
         now=platform.clock(),
     ))
 
@@ -122,8 +119,9 @@ def completion(
 ) -> RectificationWritten:
     """A responsible unit reports completion with evidence (整改回告)."""
     require_writer(principal)
-    return _written(platform.app.complete_rectification(
-        principal, _item_id(item_id), summary=body.summary, evidence=list(body.evidence), now=platform.clock(),
+    return answer(RectificationWritten, platform.app.complete_rectification(
+        principal, parse_id(item_id, "rectification"), summary=body.summary, evidence=list(body.evidence),
+        now=platform.clock(),
     ))
 
 
@@ -134,8 +132,8 @@ def verification(
 ) -> RectificationWritten:
     """The lead bureau verifies a reported completion and closes the item (销号)."""
     require_writer(principal)
-    return _written(platform.app.verify_rectification(
-        principal, _item_id(item_id), note=body.note, now=platform.clock(),
+    return answer(RectificationWritten, platform.app.verify_rectification(
+        principal, parse_id(item_id, "rectification"), note=body.note, now=platform.clock(),
     ))
 
 
@@ -144,8 +142,9 @@ def verification(
 def rejection(item_id: str, body: RejectionIn, platform: PlatformDep, principal: PrincipalDep) -> RectificationWritten:
     """The lead bureau rejects a completion, or reopens a closed item, with a reason and a new deadline (回头看)."""
     require_writer(principal)
-    return _written(platform.app.reject_rectification(
-        principal, _item_id(item_id), reason=body.reason, new_deadline=body.new_deadline, now=platform.clock(),
+    return answer(RectificationWritten, platform.app.reject_rectification(
+        principal, parse_id(item_id, "rectification"), reason=body.reason, new_deadline=body.new_deadline,
+        now=platform.clock(),
     ))
 
 
@@ -155,8 +154,9 @@ def extension(item_id: str, body: ExtensionIn, platform: PlatformDep, principal:
     """The lead bureau extends the deadline, on a responsible unit's request, with a reason
     (at most `max_extensions` times, contracts/catalogue/escalation.yaml)."""
     require_writer(principal)
-    return _written(platform.app.extend_rectification_deadline(
-        principal, _item_id(item_id), reason=body.reason, new_deadline=body.new_deadline, now=platform.clock(),
+    return answer(RectificationWritten, platform.app.extend_rectification_deadline(
+        principal, parse_id(item_id, "rectification"), reason=body.reason, new_deadline=body.new_deadline,
+        now=platform.clock(),
     ))
 
 
@@ -193,7 +193,7 @@ def detail(item_id: str, platform: PlatformDep, principal: PrincipalDep) -> Rect
     """One item with its responsible units and full history."""
     today = local_date(platform.clock())
     with platform.read_engine.connect() as conn:
-        row = get_item(conn, str(_item_id(item_id)), today)
+        row = get_item(conn, str(parse_id(item_id, "rectification")), today)
     if row is None:
         raise ProblemError(404, f"unknown rectification {item_id!r}")
     return RectificationDetailOut(**_fields(row), units=row["units"], history=row["history"])

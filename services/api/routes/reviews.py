@@ -8,7 +8,6 @@ Writes: a unit appeals one of its own deductions; the lead bureau decides the ap
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
@@ -18,6 +17,7 @@ from contracts.api import Created
 from contracts.rules import DEFAULT_RULES, RulesError, RuleSet, named_rules
 from services.api.deps import PlatformDep, PrincipalDep, require_all_reader, require_reader_of, require_writer
 from services.api.problems import ProblemError
+from services.kernel.use_cases import parse_id
 from services.review import ReviewError, compute_review, find_deduction, parse_as_of, to_json
 from services.review_render import MEDIA_TYPES, render
 from services.security.checkpoint import CheckpointError
@@ -137,10 +137,7 @@ def decide_appeal(year: int, appeal_id: str, body: DecisionIn, platform: Platfor
     require_writer(principal)
     if principal.role != "lead":
         raise ProblemError(403, "only the lead bureau decides review appeals")
-    try:
-        aid = uuid.UUID(appeal_id)
-    except ValueError:
-        raise ProblemError(404, f"unknown appeal {appeal_id!r}") from None
-    a = platform.app.decide_review_appeal(principal, aid, year=year, upheld=body.upheld, reason=body.reason,
+    a = platform.app.decide_review_appeal(principal, parse_id(appeal_id, "appeal"), year=year,
+                                          upheld=body.upheld, reason=body.reason,
                                           now=platform.clock())
     return Created(id=a.id, position=a.position)

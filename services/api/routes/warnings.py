@@ -8,7 +8,6 @@ the lead bureau and auditors, a liaison sees its own unit's row.
 
 from __future__ import annotations
 
-import uuid
 from datetime import date
 from typing import Annotated, Any, Literal
 
@@ -18,18 +17,11 @@ from contracts.api_meetings import AcknowledgementIn, WarningIn, Written
 from events.base import local_date
 from projections.catalogue_view import schools as schools_table
 from projections.warning_response import get_warning, recipient_status, response_by_recipient, warnings_between
-from services.api.deps import PlatformDep, PrincipalDep, require_writer
-from services.api.problems import ProblemError
-from services.api.routes.campaigns import WRITE_ERRORS, written
+from services.api.deps import PlatformDep, PrincipalDep, answer, require_writer
+from services.api.problems import WRITE_ERRORS, ProblemError
+from services.kernel.use_cases import parse_id
 
 router = APIRouter(prefix="/api/v1", tags=["warnings"])
-
-
-def _warning_id(text: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        raise ProblemError(404, f"unknown warning {text!r}") from None
 
 
 @router.post("/warnings", status_code=201, response_model=Written, responses=WRITE_ERRORS)
@@ -52,7 +44,7 @@ def issue(
         idempotency_key=idempotency_key, now=platform.clock(),
     )
     response.headers["Location"] = f"/api/v1/warnings/{w.id}"
-    return written(w)
+    return answer(Written, w)
 
 
 @router.post("/warnings/{warning_id}/acknowledgements", status_code=201, response_model=Written,
@@ -64,8 +56,8 @@ def acknowledge(warning_id: str, body: AcknowledgementIn, platform: PlatformDep,
         raise ProblemError(422, "school_id is required when recipient_kind is school")
     if body.recipient_kind == "unit" and body.school_id is not None:
         raise ProblemError(422, "school_id is only for recipient_kind school")
-    return written(platform.app.acknowledge_warning(
-        principal, _warning_id(warning_id), recipient_kind=body.recipient_kind,
+    return answer(Written, platform.app.acknowledge_warning(
+        principal, parse_id(warning_id, "warning"), recipient_kind=body.recipient_kind,
         recipient=body.school_id if body.recipient_kind == "school" else None,
         measures_taken=list(body.measures_taken), note=body.note, now=platform.clock(),
     ))
@@ -87,7 +79,7 @@ def index(
 @router.get("/warnings/{warning_id}", response_model=dict[str, Any], responses={404: {"description": "unknown"}})
 def detail(warning_id: str, platform: PlatformDep, principal: PrincipalDep) -> dict[str, Any]:
     with platform.read_engine.connect() as conn:
-        w = get_warning(conn, str(_warning_id(warning_id)))
+        w = get_warning(conn, str(parse_id(warning_id, "warning")))
         if w is None:
             raise ProblemError(404, f"unknown warning {warning_id!r}")
         w["recipients_status"] = recipient_status(conn, w["warning_id"])

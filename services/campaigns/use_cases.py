@@ -1,0 +1,141 @@
+"""Use cases of the special rectification campaigns (专项整治): launch from a template, school
+self-checks (自查), joint inspections (联合督查) and the scheduler's phase reminders.
+
+Self-check problems and joint-inspection findings are reported as hazards
+(``Rectification.report``) in the same commit as the self-check or inspection, with ids the
+campaign domain derived, so a retry cannot report a hazard twice; inspection findings are
+assigned to the responsible unit at once.
+
+Schools have no credentials of their own: they act (self-checks) through the unit that
+registers them, the lead bureau (教育局), with a liaison or lead token.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+from eventsourcing.persistence import IntegrityError
+
+from contracts.catalogue import Catalogue
+from events.base import derive_id, local_date
+from events.campaigns import Campaign, JointInspection, PhaseReminder, SelfCheck
+from events.errors import InvariantViolated
+from events.rectifications import Actor, Rectification
+from services.kernel.principal import Principal
+from services.kernel.results import Written
+from services.kernel.use_cases import UseCases
+
+
+class CampaignUseCases(UseCases):
+    def campaign(self, cid: uuid.UUID) -> Campaign:
+        agg: Campaign = self.load(cid, Campaign, "campaign")
+        return agg
+
+    def launch_campaign(
+        self, principal: Principal, *, year: int, template: str, school_ids: Sequence[str], now: datetime,
+    ) -> Written:
+        self.require_writer(principal)
+        try:
+            tpl = next(c for c in self.catalogue.campaigns.campaigns if c.code == template)
+        except StopIteration:
+            codes = ", ".join(c.code for c in self.catalogue.campaigns.campaigns)
+            raise InvariantViolated(f"unknown campaign template {template!r}; known: {codes}") from None
+        agg = Campaign.launch(lead=principal.agency, is_lead=self.is_lead(principal), year=year, template=tpl,
+                              school_ids=school_ids, school_exists=self.school_exists, now=now)
+        return self.create(agg.id, "campaign", agg)
+
+    def submit_self_check(
+        self, principal: Principal, campaign_id: uuid.UUID, *, school_id: str, occurred_on: date,
+        results: Sequence[dict[str, Any]], now: datetime,
+    ) -> Written:
+        """Problems become hazards reported by the school's self-check (category of the campaign)."""
+        self.require_writer(principal)
+        campaign = self.campaign(campaign_id)
+        check = SelfCheck.submit(campaign=campaign, by_agency=principal.agency,
+                                 acts_for_schools=self.acts_for_schools(principal), school_id=school_id,
+                                 occurred_on=occurred_on, results=results, logged_by=principal.actor, now=now)
+        actor = Actor(agency=principal.agency, lead=self.is_lead(principal), logged_by=principal.actor)
+        aspects = {a: t for a, t in _aspect_texts(self.catalogue, campaign)}
+        hazards = [
+            self._hazard(actor, uuid.UUID(p["hazard_id"]), kind="self-check", units=[], school_id=school_id,
+                         category=campaign.hazard_category, severity=p["severity"],
+                         description=f"【{campaign.name}·自查】{aspects[aspect]}:{p['description']}",
+                         found_on=occurred_on, now=now)
+            for aspect, p in check.problems()
+        ]
+        return self.create(check.id, "self-check of this school for this campaign", check, *hazards,
+                            related=[str(h.id) for h in hazards])
+
+    def conduct_joint_inspection(
+        self, principal: Principal, campaign_id: uuid.UUID, *, units: Sequence[str], school_ids: Sequence[str],
+        occurred_on: date, summary: str, findings: Sequence[dict[str, Any]], idempotency_key: str | None,
+        now: datetime,
+    ) -> Written:
+        """Findings become hazards reported by the joint inspection and assigned at once to
+        the responsible unit with the inspectors' deadline (整改责任、时限)."""
+        self.require_writer(principal)
+        campaign = self.campaign(campaign_id)
+        inspection_id = (derive_id("joint-inspection", principal.agency, idempotency_key)
+                         if idempotency_key else uuid.uuid4())
+        lead = self.lead_code
+        inspection = JointInspection.conduct(
+            inspection_id=inspection_id, campaign=campaign, by_agency=principal.agency, units=units,
+            school_ids=school_ids, occurred_on=occurred_on, summary=summary, findings=findings,
+            known_units=self.unit_codes(), lead=lead, logged_by=principal.actor, now=now,
+        )
+        actor = Actor(agency=principal.agency, lead=self.is_lead(principal), logged_by=principal.actor)
+        # The assignment follows from the inspection itself; it is recorded in the lead
+        # bureau's name (assignment is the lead's act) and names the inspection it came from.
+        assigner = Actor(agency=lead, lead=True, logged_by=f"joint-inspection:{inspection_id}")
+        aspects = {a: t for a, t in _aspect_texts(self.catalogue, campaign)}
+        today = local_date(now)
+        hazards = []
+        for f in inspection.findings:
+            hazard = self._hazard(
+                actor, uuid.UUID(f["hazard_id"]), kind="joint-inspection", units=inspection.units,
+                school_id=f["school_id"], category=campaign.hazard_category, severity=f["severity"],
+                description=f"【{campaign.name}·联合督查】{aspects[f['aspect']]}:{f['description']}",
+                found_on=occurred_on, now=now)
+            hazard.assign(
+                actor=assigner, lead_unit=f["responsible_unit"], cooperating_units=[],
+                deadline=max(date.fromisoformat(f["deadline"]), today),
+                measures=[f"按联合督查意见整改:{f['description']}"],
+                funds={"amount_cny": "0.00", "source": "责任单位自筹(待核定)"},
+                known_unit=self.known_unit, now=now,
+            )
+            hazards.append(hazard)
+        return self.create(inspection.id, "joint inspection", inspection, *hazards,
+                            related=[str(h.id) for h in hazards])
+
+    def _hazard(self, actor: Actor, item_id: uuid.UUID, *, kind: str, units: Sequence[str], school_id: str,
+                category: str, severity: str, description: str, found_on: date, now: datetime) -> Rectification:
+        hz = self.catalogue.hazards
+        return Rectification.report(
+            item_id=item_id, actor=actor, kind=kind, units=units, school_id=school_id, category=category,
+            severity=severity, description=description, found_on=found_on,
+            categories=[c.code for c in hz.categories], severities=[s.code for s in hz.severities],
+            known_unit=self.known_unit, school_exists=self.school_exists, request_digest="", now=now,
+        )
+
+    def issue_phase_reminder(
+        self, *, campaign_id: uuid.UUID, template: str, phase: str, kind: str, deadline: str,
+        school_ids: Sequence[str], now: datetime,
+    ) -> bool:
+        """The scheduler's phase reminder: once per (campaign, phase, kind). False when it
+        was already issued (by this or another instance)."""
+        agg = PhaseReminder.issue(campaign_id=campaign_id, template=template, phase=phase, kind=kind,
+                                  deadline=deadline, school_ids=school_ids, lead=self.lead_code, now=now)
+        try:
+            self.commit(agg)
+        except IntegrityError:
+            return False
+        return True
+
+
+def _aspect_texts(catalogue: Catalogue, campaign: Campaign) -> list[tuple[str, str]]:
+    tpl = next((c for c in catalogue.campaigns.campaigns if c.code == campaign.template), None)
+    texts = {a.code: a.text for a in tpl.aspects} if tpl else {}
+    return [(a, texts.get(a, a)) for a in campaign.aspects]

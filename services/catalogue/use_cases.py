@@ -1,0 +1,78 @@
+"""Use cases of the catalogue: member units with their duties (from the seeds), and schools."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from eventsourcing.persistence import IntegrityError
+
+from contracts.catalogue import Catalogue
+from events.agencies import Agency, Duty, agency_id
+from events.errors import Conflict
+from events.schools import School
+from services.kernel.principal import Principal
+from services.kernel.results import Written
+from services.kernel.use_cases import UseCases
+
+# The catalogue's first duty lists take effect from this date, so demo and review years
+# before the day `lianxi init` ran still see the duties.
+CATALOGUE_EPOCH = date(2000, 1, 1)
+
+
+@dataclass(frozen=True)
+class InitResult:
+    registered: int
+    revised: int
+    unchanged: int
+
+
+class CatalogueUseCases(UseCases):
+    def register_catalogue(
+        self, catalogue: Catalogue, *, now: datetime, effective_on: date | None = None,
+        reason: str = "catalogue revised",
+    ) -> InitResult:
+        """Idempotent: units already registered with the same duties record nothing."""
+        registered = revised = unchanged = 0
+        for unit in catalogue.units.units:
+            duties: list[Duty] = [
+                {"code": d.code, "text": d.text, "applies_to": d.applies_to} for d in unit.duties
+            ]
+            existing: Agency | None = self.maybe(agency_id(unit.code))
+            if existing is None:
+                agg = Agency.register(
+                    code=unit.code, name=unit.name, name_en=unit.name_en, lead=unit.lead,
+                    duties=duties, effective_on=effective_on or CATALOGUE_EPOCH, now=now,
+                )
+                self.save(agg)
+                registered += 1
+            elif existing.revise(
+                name=unit.name, name_en=unit.name_en, duties=duties,
+                effective_on=effective_on or now.date(), reason=reason, now=now,
+            ):
+                self.save(existing)
+                revised += 1
+            else:
+                unchanged += 1
+        return InitResult(registered, revised, unchanged)
+
+    def register_school(
+        self, principal: Principal, *, school_id: str, name: str, town: str, kind: str,
+        boarding: bool, canteen: bool, school_bus: bool, now: datetime,
+    ) -> Written:
+        self.require_lead(principal, "registers schools")
+        lead = self.agency(principal.agency)
+        if self.school_exists(school_id):
+            raise Conflict(f"school {school_id!r} is already registered")
+        school = School.register(
+            by_agency=lead.code, by_lead=lead.lead, school_id=school_id, name=name, town=town,
+            kind=kind, boarding=boarding, canteen=canteen, school_bus=school_bus, now=now,
+        )
+        try:
+            recordings = self.commit(school)
+        except IntegrityError:
+            raise Conflict(f"school {school_id!r} is already registered") from None
+        self.remember_school(school_id)
+        event = recordings[0].domain_event
+        # The API has always answered a registration with the event's id.
+        return Written(id=getattr(event, "event_id"), position=recordings[0].notification.id)  # noqa: B009

@@ -1,0 +1,141 @@
+"""What every context's use cases share: who may act, loading an aggregate or answering
+"not found", deciding again after a lost optimistic-concurrency race, and idempotent creation.
+
+Each use case is get -> call the aggregate -> commit. Services raise domain errors
+(events.errors), never HTTP errors; the API and the pages map them in one place each."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
+
+from contracts.catalogue import Catalogue, default_catalogue
+from contracts.escalation import EscalationRules, default_escalation_rules
+from events.errors import Conflict, NotFound, NotPermitted
+from services.kernel.event_store import EventStore
+from services.kernel.principal import Principal
+from services.kernel.results import Written, written
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS = 3  # tries of one command against concurrent writers before answering 409
+
+A = TypeVar("A")
+
+
+def parse_id(value: str, what: str) -> uuid.UUID:
+    """An id from a path or a body; anything that is not one is simply not found."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise NotFound(f"unknown {what} {value!r}") from None
+
+
+class UseCases(EventStore):
+    """The base of every context's use-case class (they are composed into ``LianxiApp``)."""
+
+    @property
+    def catalogue(self) -> Catalogue:
+        return default_catalogue()
+
+    @property
+    def escalation_rules(self) -> EscalationRules:
+        return default_escalation_rules()
+
+    # -- who may act -----------------------------------------------------------------------
+
+    @staticmethod
+    def require_writer(principal: Principal) -> None:
+        if not principal.can_write:
+            raise NotPermitted(f"a {principal.role} credential is read-only")
+
+    def is_lead(self, principal: Principal) -> bool:
+        """A lead credential of the lead unit (the role alone is not enough)."""
+        return principal.role == "lead" and bool(self.agency(principal.agency).lead)
+
+    def require_lead(self, principal: Principal, what: str) -> None:
+        if principal.role != "lead":
+            raise NotPermitted(f"only the lead bureau {what}")
+
+    def known_unit(self, code: str) -> bool:
+        try:
+            self.agency(code)
+        except NotFound:
+            return False
+        return True
+
+    def unit_codes(self) -> list[str]:
+        """The catalogue's units that are registered."""
+        return [u.code for u in self.catalogue.units.units if self.known_unit(u.code)]
+
+    @property
+    def lead_code(self) -> str:
+        return self.catalogue.lead.code
+
+    def acts_for_schools(self, principal: Principal) -> bool:
+        """Schools have no credentials: the lead unit acts for them."""
+        return principal.can_write and principal.agency == self.lead_code
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def maybe(self, agg_id: uuid.UUID) -> Any | None:
+        try:
+            return self.repository.get(agg_id)
+        except AggregateNotFoundError:
+            return None
+
+    def load(self, agg_id: uuid.UUID, cls: type[A], what: str) -> A:
+        agg = self.maybe(agg_id)
+        if not isinstance(agg, cls):
+            raise NotFound(f"unknown {what} {agg_id}")
+        return agg
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def act(self, agg_id: uuid.UUID, cls: type[A], what: str, command: Callable[[A], Any]) -> Written:
+        """Load, decide, commit; a stale commit (another writer got there first) is decided
+        again from a fresh load, so the command's rules hold against the new state."""
+        for attempt in range(ATTEMPTS):
+            agg: Any = self.load(agg_id, cls, what)
+            command(agg)
+            try:
+                recordings = self.commit(agg)
+            except IntegrityError:
+                log.info("%s %s changed meanwhile (attempt %d); deciding again", what, agg_id, attempt + 1)
+                continue
+            return written(agg.id, recordings, status=getattr(agg, "status", None))
+        raise Conflict(f"{what} {agg_id} kept changing while this request was processed; retry")
+
+    def create(self, agg_id: uuid.UUID, what: str, *aggs: Any, related: Sequence[str] = (),
+               status: str | None = None) -> Written:
+        """Commit new aggregates whose ids are deterministic: a taken id is a conflict."""
+        try:
+            recordings = self.commit(*aggs)
+        except IntegrityError:
+            raise Conflict(f"{what} {agg_id} is already recorded") from None
+        return written(agg_id, recordings, related=related, status=status)
+
+    def create_or_replay(self, agg: Any, replay: Callable[[Any], Written], *,
+                         status: str | None = None) -> Written:
+        """Commit a new aggregate whose id derives from an idempotency key or its content; when
+        the id is taken (an earlier request, or one racing this one), ``replay`` answers from
+        the stored aggregate: the first answer again, or a conflict."""
+        try:
+            return written(agg.id, self.commit(agg), status=status)
+        except IntegrityError:
+            existing = self.maybe(agg.id)
+            if existing is None:
+                raise
+            return replay(existing)
+
+    def replay(self, existing: Any, digest: str, *, status: str | None = None) -> Written:
+        """The first answer to an Idempotency-Key, if this request carries the same body."""
+        if getattr(existing, "request_digest", None) != digest:
+            raise Conflict("this Idempotency-Key was already used with a different request body")
+        return Written(id=str(existing.id), position=self.position_of(existing.id, 1), status=status,
+                       replayed=True)

@@ -1,0 +1,84 @@
+"""Use cases of early warnings (预警): the meteorological bureau issues, schools and units
+acknowledge, and the scheduler escalates what stays unacknowledged to the lead."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from eventsourcing.persistence import IntegrityError
+
+from events.base import derive_id
+from events.errors import Conflict
+from events.warnings import EarlyWarning, WarningAcknowledgement
+from projections.warning_response import WarningRules, default_warning_rules
+from services.kernel.principal import Principal
+from services.kernel.results import Written, written
+from services.kernel.use_cases import ATTEMPTS, UseCases
+
+
+class WarningUseCases(UseCases):
+    warning_rules_override: WarningRules | None = None
+
+    @property
+    def warning_rules(self) -> WarningRules:
+        return self.warning_rules_override or default_warning_rules()
+
+    @warning_rules.setter
+    def warning_rules(self, rules: WarningRules) -> None:
+        self.warning_rules_override = rules
+
+    def issue_warning(
+        self, principal: Principal, *, warning_type: str, level: str, title: str, towns: Sequence[str],
+        valid_from: datetime, valid_until: datetime, measures: Sequence[str], units: Sequence[str] | None,
+        school_ids: Sequence[str], idempotency_key: str | None, now: datetime,
+    ) -> Written:
+        """``school_ids``: the schools of the covered towns, looked up by the caller."""
+        self.require_writer(principal)
+        wid = derive_id("warning", principal.agency, idempotency_key) if idempotency_key else uuid.uuid4()
+        rules = self.warning_rules
+        agg = EarlyWarning.issue(
+            warning_id=wid, agency=self.agency(principal.agency), issuing_duties=rules.issuing_duties,
+            warning_type=warning_type, level=level, title=title, towns=list(towns), valid_from=valid_from,
+            valid_until=valid_until, measures=list(measures), school_ids=list(school_ids),
+            units=list(units if units is not None else rules.default_units), known_units=self.unit_codes(),
+            now=now,
+        )
+        return self.create(wid, "warning", agg)
+
+    def acknowledge_warning(
+        self, principal: Principal, warning_id: uuid.UUID, *, recipient_kind: str, recipient: str | None,
+        measures_taken: Sequence[str], note: str, now: datetime,
+    ) -> Written:
+        self.require_writer(principal)
+        warning: EarlyWarning = self.load(warning_id, EarlyWarning, "warning")
+        who = recipient if recipient is not None else principal.agency
+        ack = WarningAcknowledgement.acknowledge(
+            warning=warning, by_agency=principal.agency, acts_for_schools=self.acts_for_schools(principal),
+            recipient_kind=recipient_kind, recipient=who, measures_taken=list(measures_taken), note=note,
+            logged_by=principal.actor, now=now,
+        )
+        try:
+            recordings = self.commit(ack)
+        except IntegrityError:
+            raise Conflict(f"{recipient_kind} {who!r} already acknowledged this warning") from None
+        return written(ack.id, recordings)
+
+    def escalate_warning(
+        self, warning_id: uuid.UUID, *, schools: Sequence[str], units: Sequence[str], now: datetime,
+    ) -> bool:
+        """The scheduler's escalation to the lead: once per warning. False when it was
+        already escalated (by this or another instance)."""
+        for _ in range(ATTEMPTS):
+            warning: EarlyWarning = self.load(warning_id, EarlyWarning, "warning")
+            if warning.escalated:
+                return False
+            warning.escalate(lead=self.lead_code, unacknowledged_schools=list(schools),
+                             unacknowledged_units=list(units), now=now)
+            try:
+                self.commit(warning)
+            except IntegrityError:
+                continue
+            return True
+        return False
