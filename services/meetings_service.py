@@ -25,14 +25,13 @@ from eventsourcing.persistence import IntegrityError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.catalogue import default_catalogue
-from contracts.escalation import EscalationRules
+from contracts.escalation import EscalationRules, WarningRules, default_warning_rules
 from events.base import COUNTY_TZ, derive_id, local_date
 from events.campaigns import Campaign, JointInspection, PhaseReminder, SelfCheck
 from events.errors import Conflict, InvariantViolated, NotFound, NotPermitted
 from events.meetings import Meeting, Task
 from events.rectifications import Actor, Rectification
 from events.warnings import EarlyWarning, WarningAcknowledgement
-from projections.warning_response import WarningRules, default_warning_rules
 from services.kernel.principal import Principal
 
 if TYPE_CHECKING:
