@@ -18,7 +18,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 
 from contracts.catalogue import CATALOGUE_DIR, Slug, _Strict, load_file
-from events.rectifications import EscalationStep
+from events.escalation import EscalationStep
 from events.warnings import WARNING_LEVELS
 
 ESCALATION_FILE = CATALOGUE_DIR / "escalation.yaml"
