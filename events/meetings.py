@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any, TypedDict
 
 from eventsourcing.domain import Aggregate
 
 from events.base import Recorded, RecordedCreated, derive_id, local_date
 from events.errors import Conflict, InvariantViolated, NotPermitted
-from events.rectifications import EscalationStep
+from events.escalation import DueStep, EscalationStep, days_late, due_steps, level_reached
 
 MAX_TASKS_PER_RESOLUTION = 50
 MAX_TEXT = 4000
@@ -420,41 +420,36 @@ class Task(Aggregate):
 
     def days_overdue(self, today: date) -> int:
         """Whole days past the deadline while the task is open; 0 otherwise."""
-        if not self.is_open:
-            return 0
-        return max(0, (today - date.fromisoformat(self.deadline)).days)
+        return days_late(self.deadline, running=self.is_open, today=today)
 
     def escalation_level(self) -> int:
-        return max((lvl for d, lvl in self.steps_taken if d == self.deadline), default=0)
+        return level_reached(self.steps_taken, self.deadline)
 
     def _step_id(self, level: int) -> str:
         return str(derive_id("task-step", str(self.id), self.deadline, str(level)))
 
-    def sweep(self, *, steps: Sequence[EscalationStep], now: datetime, rules_version: int = 1) -> int:
+    def _take(self, step: DueStep, now: datetime, rules_version: int) -> None:
+        day = local_date(now).isoformat()
+        if step.is_overdue_mark:
+            self.trigger_event(
+                self.TaskOverdue, timestamp=now, event_id=self._step_id(step.level), agency=self.unit,
+                occurred_on=day, task_id=str(self.id), unit=self.unit, deadline=step.deadline,
+                days_overdue=step.days_overdue,
+            )
+        else:
+            self.trigger_event(
+                self.TaskEscalated, timestamp=now, event_id=self._step_id(step.level), agency=self.unit,
+                occurred_on=day, task_id=str(self.id), unit=self.unit, deadline=step.deadline,
+                level=step.level, name=step.name, days_overdue=step.days_overdue, due_on=step.due_on,
+                rules_version=rules_version,
+            )
+
+    def sweep(self, now: datetime, steps: Sequence[EscalationStep], rules_version: int = 1) -> int:
         """The scheduler's overdue step, with the rectifications' escalation rules: marks the
         task overdue once per deadline, then takes every escalation level now due and not yet
         taken. Returns how many events it emitted."""
-        today = local_date(now)
-        days = self.days_overdue(today)
-        if days < 1:
-            return 0
-        emitted = 0
-        day = today.isoformat()
-        if (self.deadline, 0) not in self.steps_taken:
-            self.trigger_event(
-                self.TaskOverdue, timestamp=now, event_id=self._step_id(0), agency=self.unit, occurred_on=day,
-                task_id=str(self.id), unit=self.unit, deadline=self.deadline, days_overdue=days,
-            )
-            emitted += 1
-        deadline = date.fromisoformat(self.deadline)
-        for step in sorted(steps, key=lambda s: s.level):
-            if days < step.days_overdue or (self.deadline, step.level) in self.steps_taken:
-                continue
-            self.trigger_event(
-                self.TaskEscalated, timestamp=now, event_id=self._step_id(step.level), agency=self.unit,
-                occurred_on=day, task_id=str(self.id), unit=self.unit, deadline=self.deadline,
-                level=step.level, name=step.name, days_overdue=days,
-                due_on=(deadline + timedelta(days=step.days_overdue)).isoformat(), rules_version=rules_version,
-            )
-            emitted += 1
-        return emitted
+        due = due_steps(deadline=self.deadline, running=self.is_open, steps_taken=self.steps_taken,
+                        today=local_date(now), schedule=steps)
+        for step in due:
+            self._take(step, now, rules_version)
+        return len(due)

@@ -13,10 +13,11 @@ Who may do what (the acting unit comes in as an ``Actor``; the domain never sees
 - the responsible units (the assignment's lead unit and cooperating units) report progress and
   completion with evidence (整改回告).
 
-Overdue and escalation steps are decided here, from ``now`` and the escalation rules, and each
-step happens at most once per (item, deadline, level): the aggregate remembers the steps taken,
-their event ids derive from that triple, and a second scheduler instance that decided the same
-step loses the optimistic-concurrency race, reloads and finds nothing left to do.
+Overdue and escalation steps are decided by ``events.escalation.due_steps`` (meeting tasks use
+it too), from ``now`` and the escalation rules, and each step happens at most once per (item,
+deadline, level): the aggregate remembers the steps taken, their event ids derive from that
+triple, and a second scheduler instance that decided the same step loses the
+optimistic-concurrency race, reloads and finds nothing left to do.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import re
 import uuid
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, TypedDict
 
@@ -33,6 +34,7 @@ from eventsourcing.domain import Aggregate
 
 from events.base import Recorded, RecordedCreated, derive_id, local_date
 from events.errors import InvariantViolated, NotPermitted
+from events.escalation import DueStep, EscalationStep, days_late, due_steps, level_reached
 
 REPORTER_KINDS = ("unit", "self-check", "joint-inspection")
 STATUSES = ("reported", "assigned", "in_progress", "completed", "closed", "reopened")
@@ -64,13 +66,6 @@ class Actor:
     agency: str
     lead: bool
     logged_by: str
-
-
-@dataclass(frozen=True)
-class EscalationStep:
-    level: int
-    name: str
-    days_overdue: int
 
 
 def rectification_id(agency: str, idempotency_key: str | None) -> uuid.UUID:
@@ -236,13 +231,11 @@ class Rectification(Aggregate):
 
     def days_overdue(self, today: date) -> int:
         """Whole days past the deadline while the deadline is running; 0 otherwise."""
-        if self.status not in RUNNING or self.deadline is None:
-            return 0
-        return max(0, (today - date.fromisoformat(self.deadline)).days)
+        return days_late(self.deadline, running=self.status in RUNNING, today=today)
 
     def escalation_level(self) -> int:
         """The highest escalation level reached for the deadline now in force."""
-        return max((lvl for d, lvl in self.steps_taken if d == self.deadline), default=0)
+        return level_reached(self.steps_taken, self.deadline)
 
     # -- rules shared by commands ----------------------------------------------------------
 
@@ -460,43 +453,46 @@ class Rectification(Aggregate):
 
     # -- scheduler steps -------------------------------------------------------------------
 
+    def _due_steps(self, now: datetime, steps: Sequence[EscalationStep]) -> list[DueStep]:
+        return due_steps(deadline=self.deadline, running=self.status in RUNNING, steps_taken=self.steps_taken,
+                         today=local_date(now), schedule=steps)
+
+    def _take(self, step: DueStep, now: datetime, rules_version: int) -> None:
+        assert self.lead_unit is not None  # a running deadline implies an assignment
+        today = local_date(now).isoformat()
+        event_id = step_event_id(self.id, step.deadline, step.level)
+        if step.is_overdue_mark:
+            self.trigger_event(
+                self.RectificationOverdue, timestamp=now, event_id=event_id, agency=self.lead_unit,
+                occurred_on=today, deadline=step.deadline, days_overdue=step.days_overdue,
+                logged_by=SCHEDULER_ACTOR,
+            )
+        else:
+            self.trigger_event(
+                self.RectificationEscalated, timestamp=now, event_id=event_id, agency=self.lead_unit,
+                occurred_on=today, level=step.level, name=step.name, deadline=step.deadline,
+                days_overdue=step.days_overdue, due_on=step.due_on, rules_version=rules_version,
+                logged_by=SCHEDULER_ACTOR,
+            )
+
     def mark_overdue(self, now: datetime) -> bool:
         """Records that the running deadline has passed, once per deadline."""
-        today = local_date(now)
-        days = self.days_overdue(today)
-        if days < 1 or self.deadline is None or (self.deadline, 0) in self.steps_taken:
-            return False
-        assert self.lead_unit is not None
-        self.trigger_event(
-            self.RectificationOverdue, timestamp=now, event_id=step_event_id(self.id, self.deadline, 0),
-            agency=self.lead_unit, occurred_on=today.isoformat(), deadline=self.deadline, days_overdue=days,
-            logged_by=SCHEDULER_ACTOR,
-        )
-        return True
+        marks = [s for s in self._due_steps(now, ()) if s.is_overdue_mark]
+        for step in marks:
+            self._take(step, now, rules_version=1)  # the overdue mark carries no rules version
+        return bool(marks)
 
     def escalate(self, now: datetime, steps: Sequence[EscalationStep], rules_version: int = 1) -> list[int]:
         """Takes every escalation step now due and not yet taken for this deadline, in level
         order (a sweep that missed days catches up step by step). Returns the levels taken."""
-        today = local_date(now)
-        days = self.days_overdue(today)
-        if days < 1 or self.deadline is None:
-            return []
-        assert self.lead_unit is not None
-        deadline = date.fromisoformat(self.deadline)
-        taken = []
-        for step in sorted(steps, key=lambda s: s.level):
-            if days < step.days_overdue or (self.deadline, step.level) in self.steps_taken:
-                continue
-            self.trigger_event(
-                self.RectificationEscalated, timestamp=now,
-                event_id=step_event_id(self.id, self.deadline, step.level), agency=self.lead_unit,
-                occurred_on=today.isoformat(), level=step.level, name=step.name, deadline=self.deadline,
-                days_overdue=days, due_on=(deadline + timedelta(days=step.days_overdue)).isoformat(),
-                rules_version=rules_version, logged_by=SCHEDULER_ACTOR,
-            )
-            taken.append(step.level)
-        return taken
+        escalations = [s for s in self._due_steps(now, steps) if not s.is_overdue_mark]
+        for step in escalations:
+            self._take(step, now, rules_version)
+        return [s.level for s in escalations]
 
     def sweep(self, now: datetime, steps: Sequence[EscalationStep], rules_version: int = 1) -> int:
         """Overdue first, then escalations. Returns how many events were taken."""
-        return int(self.mark_overdue(now)) + len(self.escalate(now, steps, rules_version))
+        due = self._due_steps(now, steps)
+        for step in due:
+            self._take(step, now, rules_version)
+        return len(due)

@@ -305,9 +305,3 @@ def compliance_rates(matrix: Sequence[dict[str, Any]], *, per_school: bool = Tru
             continue
         out[f"by_{g}"] = {k: _rate(v) for k, v in sorted(by.items())}
     return out
-
-
-def records_for_cell(conn: sa.Connection, school_id: str, kind: str, period: str) -> list[dict[str, Any]]:
-    q = (sa.select(records).where(records.c.school_id == school_id, records.c.kind == kind,
-                                  records.c.period == period).order_by(records.c.position))
-    return [dict(r) for r in conn.execute(q).mappings()]

@@ -2,67 +2,28 @@
 acknowledged, the latency, and whether the warning was escalated.
 
 The response rules (who may issue, hours before escalation and before an acknowledgement
-counts as slow, per level) are data in contracts/catalogue/warning_escalation.yaml.
+counts as slow, per level) are data in contracts/catalogue/warning_escalation.yaml, read by
+``contracts.escalation.WarningRules``.
 """
 
 from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
-from functools import cache
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
 from eventsourcing.utils import get_topic
-from pydantic import Field, model_validator
 
-from contracts.catalogue import CATALOGUE_DIR, Slug, _Strict, load_file
-from events.warnings import WARNING_LEVELS, EarlyWarning, WarningAcknowledgement
+from contracts.escalation import WarningRules, default_warning_rules
+from events.warnings import EarlyWarning, WarningAcknowledgement
 from projections.base import LoggedEvent, Projection, insert_ignore, metadata, utc_text
-
-WARNING_RULES_FILE = CATALOGUE_DIR / "warning_escalation.yaml"
 
 LEVEL_NAMES = {"blue": "蓝色", "yellow": "黄色", "orange": "橙色", "red": "红色"}
 TYPE_NAMES = {"rainstorm": "暴雨", "gale": "大风", "lightning": "雷电", "heat": "高温", "cold": "寒潮",
               "heavy-pollution": "重污染天气", "other": "其他"}
-
-
-class LevelRule(_Strict):
-    name: str = Field(min_length=1)
-    escalate_after_hours: float = Field(gt=0, le=24 * 30)
-    slow_after_hours: float = Field(gt=0, le=24 * 30)
-
-
-class WarningRules(_Strict):
-    version: int = Field(ge=1)
-    issuing_duties: tuple[str, ...] = Field(min_length=1)
-    default_units: tuple[Slug, ...] = ()
-    levels: dict[str, LevelRule]
-
-    @model_validator(mode="after")
-    def _every_level(self) -> WarningRules:
-        if sorted(self.levels) != sorted(WARNING_LEVELS):
-            raise ValueError(f"levels must be exactly {', '.join(WARNING_LEVELS)}")
-        return self
-
-    def escalate_after(self, level: str) -> timedelta:
-        return timedelta(hours=self.levels[level].escalate_after_hours)
-
-    def slow_after(self, level: str) -> timedelta:
-        return timedelta(hours=self.levels[level].slow_after_hours)
-
-
-def load_warning_rules(path: Path = WARNING_RULES_FILE) -> WarningRules:
-    rules: WarningRules = load_file(path, WarningRules)
-    return rules
-
-
-@cache
-def default_warning_rules() -> WarningRules:
-    return load_warning_rules()
 
 
 warnings_table = sa.Table(

@@ -15,7 +15,8 @@ from contracts.catalogue import CatalogueError, default_catalogue
 from contracts.escalation import default_escalation_rules, load_escalation_rules
 from events.base import COUNTY_TZ
 from events.errors import InvariantViolated, NotPermitted
-from events.rectifications import Actor, EscalationStep, Rectification, rectification_id, step_event_id
+from events.escalation import EscalationStep
+from events.rectifications import Actor, Rectification, rectification_id, step_event_id
 
 CAT = default_catalogue()
 CATEGORIES = [c.code for c in CAT.hazards.categories]

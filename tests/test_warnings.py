@@ -10,15 +10,11 @@ from pathlib import Path
 import pytest
 
 from contracts.catalogue import CatalogueError
+from contracts.escalation import default_warning_rules, load_warning_rules
 from events.agencies import Agency
 from events.errors import Conflict, InvariantViolated, NotPermitted
 from events.warnings import EarlyWarning, WarningAcknowledgement
-from projections.warning_response import (
-    default_warning_rules,
-    load_warning_rules,
-    response_by_recipient,
-    warnings_between,
-)
+from projections.warning_response import response_by_recipient, warnings_between
 from services.kernel.principal import Principal
 from services.platform import Platform
 from services.scheduler import LianxiScheduler

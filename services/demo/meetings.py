@@ -25,13 +25,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from contracts.catalogue import Catalogue
-from contracts.escalation import EscalationRules, default_escalation_rules
+from contracts.escalation import EscalationRules, WarningRules, default_escalation_rules, default_warning_rules
 from events.base import COUNTY_TZ, derive_id, local_date
 from events.campaigns import MAX_SCHOOLS_PER_INSPECTION, Campaign, JointInspection, SelfCheck
 from events.meetings import Meeting, Task
 from events.rectifications import RUNNING, Actor, Rectification
 from events.warnings import EarlyWarning, WarningAcknowledgement
-from projections.warning_response import WarningRules, default_warning_rules
 from services.app import LianxiApp
 
 BATCH = 1000

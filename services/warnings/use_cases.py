@@ -9,10 +9,10 @@ from datetime import datetime
 
 from eventsourcing.persistence import IntegrityError
 
+from contracts.escalation import WarningRules, default_warning_rules
 from events.base import derive_id
 from events.errors import Conflict
 from events.warnings import EarlyWarning, WarningAcknowledgement
-from projections.warning_response import WarningRules, default_warning_rules
 from services.kernel.principal import Principal
 from services.kernel.results import Written, written
 from services.kernel.use_cases import ATTEMPTS, UseCases
