@@ -41,7 +41,8 @@ class Layer:
 
 def _layers() -> tuple[Layer, ...]:
     below_services = {"events", "contracts", "projections"}
-    leaves = {"settings", "documents"}
+    # Principal (who acts) is a plain value that the kernel and security both speak in.
+    leaves = {"settings", "documents", "principal"}
     infrastructure = {"store & security", *leaves, *below_services}
     kernel = {"kernel", *infrastructure}
     contexts = {f"context {c}" for c in CONTEXTS}
@@ -52,6 +53,7 @@ def _layers() -> tuple[Layer, ...]:
         # services/, bottom to top; settings and documents are leaves anything in services/ may import
         Layer("settings", ("services.settings",), frozenset({"settings"})),
         Layer("documents", ("services.documents",), frozenset({"documents", "settings"})),
+        Layer("principal", ("services.kernel.principal",), frozenset({"principal"})),
         Layer("store & security", ("services.store", "services.security"), frozenset(infrastructure)),
         Layer("kernel", ("services.kernel",), frozenset(kernel)),
         *(Layer(f"context {c}", (f"services.{c}",), frozenset({f"context {c}", *kernel})) for c in CONTEXTS),
