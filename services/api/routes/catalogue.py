@@ -1,8 +1,7 @@
-"""Member units, their duties and ledgers; the schools registry."""
+"""Member units and their duties; the schools registry."""
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
@@ -11,17 +10,11 @@ from contracts.api import (
     AgencyOut,
     Created,
     DutyOut,
-    LedgerOut,
     Page,
-    RectificationStatsOut,
     SchoolIn,
     SchoolOut,
 )
-from events.base import local_date
 from projections.catalogue_view import current_duties, get_agency, list_agencies, list_schools
-from projections.ledger import asof_ledger, end_of_day_utc, live_ledger
-from projections.periods import Period
-from projections.rectification_board import unit_stats
 from services.api.deps import (
     CursorQ,
     LimitQ,
@@ -30,7 +23,6 @@ from services.api.deps import (
     decode_cursor,
     encode_cursor,
     require_lead,
-    require_reader_of,
 )
 from services.api.problems import ProblemError
 
@@ -53,34 +45,6 @@ def agency_detail(code: str, platform: PlatformDep, principal: PrincipalDep) -> 
         if agency is None:
             raise ProblemError(404, f"unknown member unit {code!r}")
         return AgencyOut(**agency, duties=[DutyOut(**d) for d in current_duties(conn, code)])
-
-
-@router.get("/agencies/{code}/ledger", response_model=LedgerOut,
-            responses={403: {"description": "another unit's ledger"}, 404: {"description": "unknown unit"}})
-def agency_ledger(
-    code: str, platform: PlatformDep, principal: PrincipalDep,
-    period: Annotated[str | None, Query(max_length=10, description="YYYY, YYYY-S1|S2, YYYY-Q1..4 or YYYY-MM")] = None,
-    as_of: Annotated[date | None, Query(description="the ledger as it stood at the end of this day")] = None,
-) -> LedgerOut:
-    require_reader_of(principal, code)
-    today = local_date(platform.clock())
-    if as_of is not None and as_of > today:
-        raise ProblemError(422, f"as_of {as_of.isoformat()} is in the future")
-    try:
-        chosen = Period.parse(period) if period else Period.year_of(as_of or today)
-    except ValueError as e:
-        raise ProblemError(422, str(e)) from None
-    with platform.read_engine.connect() as conn:
-        if get_agency(conn, code) is None:
-            raise ProblemError(404, f"unknown member unit {code!r}")
-        if as_of is None:
-            stats = unit_stats(conn, code, today=today, period_start=chosen.start, period_end=chosen.end)
-            return LedgerOut(**live_ledger(conn, code, chosen, today), source="live",
-                             rectifications=RectificationStatsOut(**stats))
-        stats = unit_stats(conn, code, today=as_of, period_start=chosen.start, period_end=chosen.end,
-                           known_by=end_of_day_utc(as_of))
-        return LedgerOut(**asof_ledger(conn, code, chosen, as_of), source="as_of",
-                         rectifications=RectificationStatsOut(**stats))
 
 
 def _school_out(row: dict[str, object]) -> SchoolOut:

@@ -1,13 +1,20 @@
-"""The duty log (履职记录)."""
+"""The duty log (履职记录): a unit records what it did, and reads its ledger (责任台账) built from it."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Response
+from fastapi import APIRouter, Header, Query, Response
 
-from contracts.api import Created, DutyLogIn
-from services.api.deps import PlatformDep, PrincipalDep, require_writer
+from contracts.api import Created, DutyLogIn, LedgerOut, RectificationStatsOut
+from events.base import local_date
+from projections.catalogue_view import get_agency
+from projections.ledger import asof_ledger, end_of_day_utc, live_ledger
+from projections.periods import Period
+from projections.rectification_board import unit_stats
+from services.api.deps import PlatformDep, PrincipalDep, require_reader_of, require_writer
+from services.api.problems import ProblemError
 
 router = APIRouter(prefix="/api/v1", tags=["duty log"])
 
@@ -37,3 +44,31 @@ async def log_duty(
     )
     # A replay answers with the same id and position; 201 either way keeps clients simple.
     return Created(id=appended.id, position=appended.position, replayed=appended.replayed)
+
+
+@router.get("/agencies/{code}/ledger", response_model=LedgerOut,
+            responses={403: {"description": "another unit's ledger"}, 404: {"description": "unknown unit"}})
+def agency_ledger(
+    code: str, platform: PlatformDep, principal: PrincipalDep,
+    period: Annotated[str | None, Query(max_length=10, description="YYYY, YYYY-S1|S2, YYYY-Q1..4 or YYYY-MM")] = None,
+    as_of: Annotated[date | None, Query(description="the ledger as it stood at the end of this day")] = None,
+) -> LedgerOut:
+    require_reader_of(principal, code)
+    today = local_date(platform.clock())
+    if as_of is not None and as_of > today:
+        raise ProblemError(422, f"as_of {as_of.isoformat()} is in the future")
+    try:
+        chosen = Period.parse(period) if period else Period.year_of(as_of or today)
+    except ValueError as e:
+        raise ProblemError(422, str(e)) from None
+    with platform.read_engine.connect() as conn:
+        if get_agency(conn, code) is None:
+            raise ProblemError(404, f"unknown member unit {code!r}")
+        if as_of is None:
+            stats = unit_stats(conn, code, today=today, period_start=chosen.start, period_end=chosen.end)
+            return LedgerOut(**live_ledger(conn, code, chosen, today), source="live",
+                             rectifications=RectificationStatsOut(**stats))
+        stats = unit_stats(conn, code, today=as_of, period_start=chosen.start, period_end=chosen.end,
+                           known_by=end_of_day_utc(as_of))
+        return LedgerOut(**asof_ledger(conn, code, chosen, as_of), source="as_of",
+                         rectifications=RectificationStatsOut(**stats))
