@@ -209,6 +209,24 @@ def test_the_auditor_reads_everything_and_writes_nothing(api: Api, schools: list
     assert head(api) == before
 
 
+def test_each_refusal_is_the_apis_rule_in_the_pages_words(api: Api) -> None:
+    """The pages ask services/api/deps.py who may do what; each refusal keeps its own Chinese page."""
+    liaison = Browser(api, LIAISON)
+    r = liaison.client.get("/dashboard")
+    assert r.status_code == 403 and h1(r) == "此页面仅限牵头单位和考核组查看"
+    assert "联络员请使用本单位的台账页面" in r.text
+    auditor = Browser(api, "education", "auditor")
+    r = auditor.post(f"/units/{LIAISON}/log", {"summary": "x"}, form_page="/dashboard")
+    assert r.status_code == 403 and h1(r) == "只读账号不能提交" and "考核/纪检账号只能查看" in r.text
+    r = auditor.post("/meetings", {"scheduled_for": "2025-07-10"}, form_page="/meetings")
+    assert r.status_code == 403 and "只有牵头单位（教育局）可以安排和记录联席会议" in r.text
+    lead = Browser(api, "education", "lead")
+    r = lead.post(f"/units/{LIAISON}/log", {"summary": "x"}, form_page="/dashboard")
+    assert r.status_code == 403 and h1(r) == "只能为本单位填报"
+    r = lead.client.get("/meetings/not-a-uuid")
+    assert r.status_code == 404 and h1(r) == "未找到该会议"
+
+
 def test_only_auditors_read_the_audit_trail_page(api: Api) -> None:
     lead = Browser(api, "education", "lead")
     assert lead.client.get("/audit").status_code == 403

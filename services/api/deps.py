@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+from datetime import date
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
+from events.base import local_date
 from services.api.problems import ProblemError
 from services.kernel.principal import Principal
 from services.kernel.results import Written
@@ -25,12 +27,21 @@ _bearer = HTTPBearer(auto_error=False, description="Token from `lianxi token iss
 MAX_PAGE = get_settings().max_page_size
 
 
-async def get_platform(request: Request) -> Platform:  # async: no thread hop to read app state
+def platform_of(request: Request) -> Platform:
     platform: Platform = request.app.state.platform
     return platform
 
 
+async def get_platform(request: Request) -> Platform:  # async: no thread hop to read app state
+    return platform_of(request)
+
+
 PlatformDep = Annotated[Platform, Depends(get_platform)]
+
+
+def today_of(platform: Platform) -> date:
+    """Today in the county (its calendar day, not UTC's): what "overdue" and "this year" count from."""
+    return local_date(platform.clock())
 
 
 async def get_principal(  # async: a token-cache hit needs no worker thread

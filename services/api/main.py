@@ -28,7 +28,7 @@ from services.api.routes import (
 from services.platform import Platform
 from services.scheduler import LianxiScheduler
 from services.security import audit
-from services.web import routes as web_pages
+from services.web import site as web_pages
 
 
 def create_app(platform: Platform, *, background: bool = False) -> FastAPI:

@@ -15,6 +15,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 EVIDENCE = re.compile(r"^\S{1,500}$")
+EVIDENCE_HINT = "每行填写一个链接或文件哈希，中间不能有空格。"
+UUID_TEXT = re.compile(r"^[0-9a-fA-F-]{32,36}$")  # a form's own id, or an id it lists
 UNIT_CODE = re.compile(r"^[a-z][a-z0-9-]{0,59}$")
 
 

@@ -13,9 +13,13 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from contracts.catalogue import default_catalogue
+from contracts.rules import DEFAULT_RULES, RulesError, named_rules
 from projections.base import LoggedEvent
+from services.api.deps import PlatformDep
 from services.platform import Platform
-from services.web.routes import PlatformDep, SessionDep, WebError, event_summary, render, require_overview
+from services.review import ReviewError, compute_review
+from services.security.checkpoint import CheckpointError
+from services.web.base import SessionDep, WebError, event_summary, render, require_overview
 
 router = APIRouter(include_in_schema=False)
 
@@ -24,10 +28,6 @@ SCAN_BATCH = 2000
 
 
 def _review(platform: Platform, year: int, as_of: datetime | None = None) -> dict[str, Any]:
-    from contracts.rules import DEFAULT_RULES, RulesError, named_rules
-    from services.review import ReviewError, compute_review
-    from services.security.checkpoint import CheckpointError
-
     if not 2000 <= year <= 2100:
         raise WebError(422, "考核年度不正确", "请填写 2000 到 2100 之间的年份。")
     try:

@@ -1,0 +1,210 @@
+"""Joint meetings (联席会议): the list, scheduling, the agenda assembled from the log, the
+record of a held meeting, its resolutions, and the brief for download."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from contracts.api_meetings import AgendaItemIn, HeldIn, MeetingIn, ResolutionIn
+from events.errors import DomainError
+from projections.meetings import MeetingsView, assemble_agenda, list_meetings, list_resolutions, next_number
+from services.api.deps import PlatformDep, today_of
+from services.brief import build_brief
+from services.brief import render as render_brief
+from services.platform import Platform
+from services.web.base import (
+    Posted,
+    PostedDep,
+    SessionDep,
+    WebError,
+    domain_message,
+    redirect,
+    render,
+    require_lead,
+    require_overview,
+    unit_names,
+    unshown_error,
+    uuid_or_404,
+)
+from services.web.forms import UUID_TEXT, Form
+from services.web.session import WebSession
+
+router = APIRouter(include_in_schema=False)
+
+BRIEF_MEDIA = {
+    "html": "text/html; charset=utf-8",
+    "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "pdf": "application/pdf",
+}
+
+
+@router.get("/meetings", response_class=HTMLResponse)
+def meetings(request: Request, session: SessionDep, platform: PlatformDep) -> HTMLResponse:
+    require_overview(session)
+    with platform.read_engine.connect() as conn:
+        rows = list(reversed(list_meetings(conn)))
+    return render(request, "meetings.html.j2", session, meetings=rows, errors={}, values={})
+
+
+@router.post("/meetings", response_class=HTMLResponse)
+def schedule_meeting(request: Request, post: PostedDep, platform: PlatformDep) -> Response:
+    require_lead(post.session)
+    f = Form(post.form)
+    day = f.day("scheduled_for", "会议日期")
+    place = f.text("place", "会议地点", required=False, max_len=200)
+    title = f.text("title", "会议名称", required=False, max_len=200)
+    body = f.model(MeetingIn, {"scheduled_for": day, "place": place, "title": title or None},
+                   {"scheduled_for": "scheduled_for", "place": "place", "title": "title"})
+    if body is not None:
+        assert day is not None
+        platform.runner.catch_up(MeetingsView.name)
+        with platform.read_engine.connect() as conn:
+            number = next_number(conn, day.year)
+        try:
+            w = platform.app.schedule_meeting(
+                post.session.principal, number=number, scheduled_for=body.scheduled_for, place=body.place,
+                title=body.title or f"旗校园安全局际联席会议{day.year}年第{number}次会议", now=platform.clock())
+        except DomainError as e:
+            f.fail("_form", domain_message(e))
+        else:
+            platform.runner.catch_up(MeetingsView.name)
+            return redirect(f"/meetings/{w.id}?done=meeting-scheduled")
+    with platform.read_engine.connect() as conn:
+        rows = list(reversed(list_meetings(conn)))
+    return render(request, "meetings.html.j2", post.session, status=422, meetings=rows, errors=f.errors,
+                  values=f.values)
+
+
+def _meeting_page(request: Request, session: WebSession, platform: Platform, meeting_id: str, *,
+                  errors: dict[str, dict[str, str]] | None = None, values: dict[str, dict[str, Any]] | None = None,
+                  status: int = 200) -> HTMLResponse:
+    mid = str(uuid_or_404(meeting_id, "会议"))
+    names = unit_names(platform)
+    with platform.read_engine.connect() as conn:
+        agenda = assemble_agenda(conn, mid, today_of(platform))
+        if agenda is None:
+            raise WebError(404, "未找到该会议")
+        resolutions = list_resolutions(conn, mid)
+    is_lead = session.principal.role == "lead"
+    held = agenda["meeting"]["status"] == "held"
+    shown = ({"resolution"} if held else {"item", "held"}) if is_lead else set()
+    return render(request, "meeting.html.j2", session, status=status, units=names, m=agenda["meeting"],
+                  agenda=agenda, resolutions=resolutions, errors=errors or {}, values=values or {},
+                  is_lead=is_lead, task_rows=range(3), page_error=unshown_error(errors, shown))
+
+
+@router.get("/meetings/{meeting_id}", response_class=HTMLResponse)
+def meeting(request: Request, meeting_id: str, session: SessionDep, platform: PlatformDep) -> HTMLResponse:
+    require_overview(session)
+    return _meeting_page(request, session, platform, meeting_id)
+
+
+def _meeting_write(request: Request, meeting_id: str, post: Posted, platform: Platform, key: str, done: str,
+                   act: Callable[[Form, uuid.UUID], bool]) -> Response:
+    require_lead(post.session)
+    mid = uuid_or_404(meeting_id, "会议")
+    f = Form(post.form)
+    try:
+        ok = act(f, mid)
+    except DomainError as e:
+        f.fail("_form", domain_message(e))
+        ok = False
+    if ok and f.ok:
+        platform.runner.catch_up(MeetingsView.name)
+        return redirect(f"/meetings/{mid}?done={done}")
+    return _meeting_page(request, post.session, platform, meeting_id, errors={key: f.errors},
+                         values={key: f.values}, status=422)
+
+
+@router.post("/meetings/{meeting_id}/items", response_class=HTMLResponse)
+def add_item(request: Request, meeting_id: str, post: PostedDep, platform: PlatformDep) -> Response:
+    def act(f: Form, mid: uuid.UUID) -> bool:
+        title = f.text("title", "议题", max_len=200)
+        detail = f.text("detail", "说明", required=False, max_len=4000)
+        body = f.model(AgendaItemIn, {"title": title, "detail": detail}, {"title": "title", "detail": "detail"})
+        if body is None:
+            return False
+        platform.app.propose_agenda_item(post.session.principal, mid, title=body.title, detail=body.detail,
+                                         related_event_ids=[], now=platform.clock())
+        return True
+
+    return _meeting_write(request, meeting_id, post, platform, "item", "item-added", act)
+
+
+@router.post("/meetings/{meeting_id}/held", response_class=HTMLResponse)
+def record_meeting(request: Request, meeting_id: str, post: PostedDep, platform: PlatformDep) -> Response:
+    names = unit_names(platform)
+
+    def act(f: Form, mid: uuid.UUID) -> bool:
+        day = f.day("held_on", "召开日期", not_after=today_of(platform))
+        present = f.units("attendance", "出席单位", names, required=True)
+        minutes = f.text("minutes", "会议纪要", max_len=20000)
+        absent = [u for u in names if u not in present]
+        body = f.model(HeldIn, {"held_on": day, "attendance": present, "absent": absent, "minutes": minutes},
+                       {"held_on": "held_on", "attendance": "attendance", "minutes": "minutes"})
+        if body is None:
+            return False
+        platform.app.hold_meeting(post.session.principal, mid, held_on=body.held_on, attendance=list(body.attendance),
+                                  absent=list(body.absent), minutes=body.minutes, now=platform.clock())
+        return True
+
+    return _meeting_write(request, meeting_id, post, platform, "held", "held", act)
+
+
+@router.post("/meetings/{meeting_id}/resolutions", response_class=HTMLResponse)
+def adopt_resolution(request: Request, meeting_id: str, post: PostedDep, platform: PlatformDep) -> Response:
+    names = unit_names(platform)
+    today = today_of(platform)
+
+    def act(f: Form, mid: uuid.UUID) -> bool:
+        text = f.text("text", "决议内容", max_len=4000)
+        items = [i for i in f.many("agenda_item_ids") if UUID_TEXT.match(i)]
+        tasks = []
+        for i in range(10):
+            unit = f.raw(f"task_{i}_unit")
+            desc = f.text(f"task_{i}_description", "任务内容", required=False, max_len=2000)
+            deadline = f.day(f"task_{i}_deadline", "办结期限", required=False, not_before=today)
+            f.values[f"task_{i}_unit"] = unit
+            if not (unit or desc or deadline):
+                continue
+            if unit not in names:
+                f.fail(f"task_{i}_unit", "请选择承办单位。")
+            if not desc:
+                f.fail(f"task_{i}_description", "请填写任务内容。")
+            if deadline is None and f"task_{i}_deadline" not in f.errors:
+                f.fail(f"task_{i}_deadline", "请选择办结期限。")
+            tasks.append({"unit": unit, "description": desc, "deadline": deadline})
+        body = f.model(ResolutionIn, {"text": text, "agenda_item_ids": items, "tasks": tasks},
+                       {"text": "text", "agenda_item_ids": "text", "tasks": "text"})
+        if body is None:
+            return False
+        platform.app.adopt_resolution(post.session.principal, mid, text=body.text,
+                                      agenda_item_ids=list(body.agenda_item_ids),
+                                      tasks=[t.model_dump() for t in body.tasks], now=platform.clock())
+        return True
+
+    return _meeting_write(request, meeting_id, post, platform, "resolution", "resolution", act)
+
+
+@router.get("/meetings/{meeting_id}/brief.{fmt}")
+def meeting_brief(meeting_id: str, fmt: str, session: SessionDep, platform: PlatformDep) -> Response:
+    require_overview(session)
+    if fmt not in BRIEF_MEDIA:
+        raise WebError(404, "不支持该简报格式", "可下载的格式：HTML、DOCX、PDF。")
+    mid = str(uuid_or_404(meeting_id, "会议"))
+    data = build_brief(platform, mid, today_of(platform))
+    if data is None:
+        raise WebError(404, "未找到该会议")
+    try:
+        body = render_brief(data, fmt)
+    except (ImportError, OSError):  # e.g. the PDF engine or its fonts are not installed here
+        raise WebError(503, "该格式的简报暂时无法生成", "请改为下载 HTML 版，或请管理员安装简报所需的组件。") from None
+    filename = f"brief-{data['meeting']['year']}-{data['meeting']['number']}.{fmt}"
+    return Response(body, media_type=BRIEF_MEDIA[fmt], headers={
+        "Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff"})
