@@ -32,6 +32,7 @@ from services.api.deps import PlatformDep, platform_of, today_of
 from services.api.problems import ProblemError
 from services.documents import labels
 from services.documents.charts import percent
+from services.kernel.use_cases import parse_id
 from services.platform import Platform
 from services.security.audit import note_principal
 from services.web.session import SESSION_COOKIE, WebSession, same, sessions_for
@@ -124,8 +125,8 @@ PostedDep = Annotated[Posted, Depends(posted)]
 def uuid_or_404(text: str, what: str) -> uuid.UUID:
     """An id from the path; one that is not a UUID names nothing, so the page is "not found"."""
     try:
-        return uuid.UUID(text)
-    except ValueError:
+        return parse_id(text, what)
+    except NotFound:
         raise WebError(404, f"未找到该{what}") from None
 
 
