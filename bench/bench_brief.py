@@ -27,7 +27,8 @@ def run(ctx: Ctx) -> Report:
     report = Report()
     try:
         from projections.meetings import list_meetings
-        from services.brief import brief_data, render
+        from services.documents.brief import render
+        from services.meetings.brief_data import brief_data
     except ImportError as e:
         report.notes.append(f"- Slot: the brief renderer is not available ({e}).")
         return report

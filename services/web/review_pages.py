@@ -25,7 +25,8 @@ SCAN_BATCH = 2000
 
 def _review(platform: Platform, year: int, as_of: datetime | None = None) -> dict[str, Any]:
     from contracts.rules import DEFAULT_RULES, RulesError, named_rules
-    from services.review import ReviewError, compute_review
+    from services.reviews.document import compute_review
+    from services.reviews.facts import ReviewError
     from services.security.checkpoint import CheckpointError
 
     if not 2000 <= year <= 2100:

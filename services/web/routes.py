@@ -929,11 +929,11 @@ def meeting_brief(meeting_id: str, fmt: str, session: SessionDep, platform: Plat
     require_overview(session)
     if fmt not in BRIEF_MEDIA:
         raise WebError(404, "不支持该简报格式", "可下载的格式：HTML、DOCX、PDF。")
-    from services.brief import build_brief
-    from services.brief import render as render_brief
+    from services.documents.brief import render as render_brief
+    from services.meetings.brief_data import build_brief
 
     mid = str(_uuid(meeting_id, "会议"))
-    data = build_brief(platform, mid, today_of(platform))
+    data = build_brief(platform.read_engine, platform.runner.catch_up, mid, today_of(platform))
     if data is None:
         raise WebError(404, "未找到该会议")
     try:

@@ -174,10 +174,11 @@ def brief(
 ) -> Response:
     """The joint-meeting brief (联席会议简报) rendered from the read models."""
     require_all_reader(principal)
-    from services.brief import build_brief, render
+    from services.documents.brief import render
+    from services.meetings.brief_data import build_brief
 
     mid = str(_uuid(meeting_id, "meeting"))
-    data = build_brief(platform, mid, local_date(platform.clock()))
+    data = build_brief(platform.read_engine, platform.runner.catch_up, mid, local_date(platform.clock()))
     if data is None:
         raise ProblemError(404, f"unknown meeting {meeting_id!r}")
     body = render(data, format)
