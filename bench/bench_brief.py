@@ -1,5 +1,5 @@
 """5 — The joint-meeting brief of the county demo year as HTML, DOCX and PDF
-(``services.brief``: ``build_brief`` from the read models, then ``render``).
+(``services.meetings.brief_data``: the data from the read models, then ``services.documents.brief.render``).
 
 Measured in-process on the last meeting of the demo year; each figure is data assembly plus
 rendering, median of the runs. Baseline: assembling the brief's data alone (no rendering),
