@@ -1,5 +1,5 @@
 """5 — The joint-meeting brief of the county demo year as HTML, DOCX and PDF
-(``services.brief``: ``build_brief`` from the read models, then ``render``).
+(``services.meetings.brief_data``: the data from the read models, then ``services.documents.brief.render``).
 
 Measured in-process on the last meeting of the demo year; each figure is data assembly plus
 rendering, median of the runs. Baseline: assembling the brief's data alone (no rendering),
@@ -27,7 +27,8 @@ def run(ctx: Ctx) -> Report:
     report = Report()
     try:
         from projections.meetings import list_meetings
-        from services.brief import brief_data, render
+        from services.documents.brief import render
+        from services.meetings.brief_data import brief_data
     except ImportError as e:
         report.notes.append(f"- Slot: the brief renderer is not available ({e}).")
         return report

@@ -353,7 +353,8 @@ def brief(
     from events.base import local_date
     from events.meetings import meeting_id
     from projections.meetings import list_meetings
-    from services.brief import FORMATS, build_brief, render
+    from services.documents.brief import FORMATS, render
+    from services.meetings.brief_data import build_brief
 
     if format not in FORMATS:
         raise CliError(f"--format {format!r} is not one of {', '.join(FORMATS)}")
@@ -377,7 +378,7 @@ def brief(
             except ValueError:
                 raise CliError(f"--meeting {meeting!r} is not a meeting id, YEAR-NUMBER or 'latest'") from None
         started = time.perf_counter()
-        data = build_brief(platform, mid, local_date(platform.clock()))
+        data = build_brief(platform.read_engine, platform.runner.catch_up, mid, local_date(platform.clock()))
         if data is None:
             raise CliError(f"unknown meeting {meeting!r}")
         body = render(data, format)
@@ -460,8 +461,9 @@ def review(
     from pathlib import Path
 
     from contracts.rules import RulesError, default_rules
-    from services.review import ReviewError, compute_review, load_rules_arg, parse_as_of
-    from services.review_render import FORMATS, render
+    from services.documents.review import FORMATS, render
+    from services.reviews.document import compute_review
+    from services.reviews.facts import ReviewError, load_rules_arg, parse_as_of
     from services.security.checkpoint import CheckpointError
 
     if fmt not in FORMATS:

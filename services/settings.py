@@ -72,6 +72,17 @@ class Settings(BaseSettings):
     def email_enabled(self) -> bool:
         return bool(self.smtp_host)
 
+    # -- documents (the brief and the review): the font map, LIANXI_BRIEF_* --------------------
+    # Family names go to CSS (PDF, via fontconfig) and to Word (DOCX); defaults are Debian's
+    # fonts-noto-cjk, so a bureau with the official 公文 fonts (方正小标宋简体, 黑体, 仿宋_GB2312) can
+    # name them. The chart font is a font file Pillow draws the DOCX charts with (the index
+    # picks a face in a .ttc); unset, fontconfig finds the heading family's file.
+    brief_font_title: str = "Noto Serif CJK SC"
+    brief_font_heading: str = "Noto Sans CJK SC"
+    brief_font_body: str = "Noto Serif CJK SC"
+    brief_chart_font_file: str | None = None
+    brief_chart_font_index: int = 0
+
 
 @cache
 def get_settings() -> Settings:

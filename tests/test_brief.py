@@ -22,9 +22,11 @@ from docx.oxml.ns import qn
 from contracts.catalogue import default_catalogue
 from projections.meetings import list_meetings
 from projections.rectification_board import list_items
-from services.brief import BriefSettings, build_brief, render, render_html
 from services.demo.year import run_demo
+from services.documents.brief import render, render_html
+from services.meetings.brief_data import build_brief
 from services.platform import Platform
+from services.settings import Settings
 from tests.conftest import FIXED_NOW, REQUIRE_SERVICES, Api, make_platform
 
 UNIT_NAMES = [u.name for u in default_catalogue().units.units]
@@ -46,7 +48,7 @@ def brief(demo: Platform) -> dict[str, Any]:
     with demo.read_engine.connect() as conn:
         meetings = list_meetings(conn, 2024)
     assert len(meetings) == 4 and all(m["status"] == "held" for m in meetings)  # one per quarter
-    data = build_brief(demo, meetings[-1]["meeting_id"], FIXED_NOW.date())
+    data = build_brief(demo.read_engine, demo.runner.catch_up, meetings[-1]["meeting_id"], FIXED_NOW.date())
     assert data is not None
     return data
 
@@ -124,7 +126,7 @@ def test_pdf_text_through_pdftotext(brief: dict[str, Any], demo: Platform, tmp_p
 def test_the_font_map_is_configurable(brief: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LIANXI_BRIEF_FONT_BODY", "仿宋_GB2312")
     monkeypatch.setenv("LIANXI_BRIEF_FONT_TITLE", "方正小标宋简体")
-    settings = BriefSettings()
+    settings = Settings()
     assert '"仿宋_GB2312"' in render_html(brief, settings=settings)
     doc = Document(io.BytesIO(render(brief, "docx", settings)))
     fonts = {r._element.rPr.rFonts.get(qn("w:eastAsia")) for p in doc.paragraphs for r in p.runs}

@@ -20,10 +20,12 @@ import yaml
 from contracts.escalation import default_escalation_rules
 from contracts.rules import MEASURES, RULES_DIR, RulesError, default_rules, load_rules, parse_rules
 from services.demo.year import run_demo
+from services.documents.review import render, to_json
 from services.kernel.principal import Principal
 from services.platform import Platform
-from services.review import SCORERS, ReviewError, compute_review, find_deduction, parse_as_of, to_json
-from services.review_render import render
+from services.reviews.document import compute_review, find_deduction
+from services.reviews.facts import ReviewError, parse_as_of
+from services.reviews.scoring import SCORERS
 from tests.conftest import Clock, make_platform
 
 LEAD = Principal("t-lead", "education", "lead", "lead")

@@ -1,4 +1,5 @@
-"""Chinese names for the codes the read models hold (statuses, roles, event types)."""
+"""Chinese names for the codes the read models hold (statuses, roles, event types): the one
+set the pages, the brief and the review all show (tests/test_labels.py keeps it complete)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ APPLIES_TO = {
 }
 MEETING_STATUS = {"scheduled": "待召开", "held": "已召开"}
 PHASE_STATE = {"closed": "已截止", "open": "进行中", "not-started": "未开始"}
+PETITION_STATUS = {"received": "已受理", "answered": "已答复", "closed": "已办结"}
+APPEAL_STATUS = {"pending": "待裁定", "upheld": "申诉成立,不予扣分", "rejected": "申诉驳回"}
 AGENDA_SECTIONS = {
     "overdue_rectifications": "逾期及升级督办的整改事项", "critical_hazards": "重大隐患",
     "campaigns": "专项整治进度", "warnings": "预警响应情况", "blind_spots": "责任盲区",
@@ -33,16 +36,21 @@ EVENT_TYPES = {
     "HazardReported": "隐患上报", "RectificationAssigned": "整改交办",
     "RectificationProgressReported": "整改进展", "RectificationCompleted": "整改回告",
     "RectificationVerified": "核验销号", "RectificationRejected": "退回/回头看",
-    "RectificationDeadlineExtended": "整改延期", "RectificationOverdue": "整改逾期",
+    "DeadlineExtended": "整改延期", "RectificationOverdue": "整改逾期",
     "RectificationEscalated": "逾期升级",
     "CampaignLaunched": "专项整治启动", "SelfCheckSubmitted": "学校自查", "JointInspectionConducted": "联合督查",
-    "PhaseReminderIssued": "阶段提醒",
+    "CampaignPhaseReminderIssued": "专项整治阶段提醒",
     "WarningIssued": "预警发布", "WarningAcknowledged": "预警签收", "WarningEscalated": "预警未签收上报",
     "MeetingScheduled": "会议安排", "AgendaItemProposed": "提请议题", "AgendaDrafted": "议程草案",
     "MeetingHeld": "会议召开", "ResolutionAdopted": "通过决议",
     "TaskAssigned": "任务交办", "TaskProgressReported": "任务进展", "TaskCompleted": "任务回告",
     "TaskVerified": "任务核销", "TaskRejected": "任务退回", "TaskDeadlineExtended": "任务延期",
     "TaskOverdue": "任务逾期", "TaskEscalated": "任务升级督办",
+    "TargetSet": "后勤目标设定", "TargetRevised": "后勤目标调整",
+    "SchoolRecognised": "学校获评认定", "RecognitionWithdrawn": "撤销认定",
+    "ComplianceRecordLogged": "台账登记", "ComplianceRecordMissing": "台账缺失",
+    "PetitionReceived": "信访受理", "PetitionAnswered": "信访答复", "PetitionClosed": "信访办结",
+    "ReviewAppealFiled": "考核申诉", "ReviewAppealDecided": "申诉裁定",
 }
 
 
@@ -50,6 +58,7 @@ def name_of(table: dict[str, str], code: str | None) -> str:
     if code is None:
         return "—"
     return table.get(code, code)
+
 
 # Payload fields shown in an item's history, in this order.
 HISTORY_FIELDS = {

@@ -55,7 +55,9 @@ from services.api.deps import (
     require_writer,
 )
 from services.api.problems import WRITE_ERRORS, ProblemError
+from services.documents.brief import render
 from services.kernel.use_cases import parse_id
+from services.meetings.brief_data import build_brief
 
 router = APIRouter(prefix="/api/v1", tags=["meetings"])
 
@@ -167,10 +169,8 @@ def brief(
 ) -> Response:
     """The joint-meeting brief (联席会议简报) rendered from the read models."""
     require_all_reader(principal)
-    from services.brief import build_brief, render
-
     mid = str(parse_id(meeting_id, "meeting"))
-    data = build_brief(platform, mid, local_date(platform.clock()))
+    data = build_brief(platform.read_engine, platform.runner.catch_up, mid, local_date(platform.clock()))
     if data is None:
         raise ProblemError(404, f"unknown meeting {meeting_id!r}")
     body = render(data, format)

@@ -17,9 +17,10 @@ from contracts.api import Created
 from contracts.rules import DEFAULT_RULES, RulesError, RuleSet, named_rules
 from services.api.deps import PlatformDep, PrincipalDep, require_all_reader, require_reader_of, require_writer
 from services.api.problems import ProblemError
+from services.documents.review import MEDIA_TYPES, render, to_json
 from services.kernel.use_cases import parse_id
-from services.review import ReviewError, compute_review, find_deduction, parse_as_of, to_json
-from services.review_render import MEDIA_TYPES, render
+from services.reviews.document import compute_review, find_deduction
+from services.reviews.facts import ReviewError, parse_as_of
 from services.security.checkpoint import CheckpointError
 
 router = APIRouter(prefix="/api/v1", tags=["reviews"])

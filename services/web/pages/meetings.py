@@ -14,8 +14,8 @@ from contracts.api_meetings import AgendaItemIn, HeldIn, MeetingIn, ResolutionIn
 from events.errors import DomainError
 from projections.meetings import MeetingsView, assemble_agenda, list_meetings, list_resolutions, next_number
 from services.api.deps import PlatformDep, today_of
-from services.brief import build_brief
-from services.brief import render as render_brief
+from services.documents.brief import render as render_brief
+from services.meetings.brief_data import build_brief
 from services.platform import Platform
 from services.web.base import (
     Posted,
@@ -197,7 +197,7 @@ def meeting_brief(meeting_id: str, fmt: str, session: SessionDep, platform: Plat
     if fmt not in BRIEF_MEDIA:
         raise WebError(404, "不支持该简报格式", "可下载的格式：HTML、DOCX、PDF。")
     mid = str(uuid_or_404(meeting_id, "会议"))
-    data = build_brief(platform, mid, today_of(platform))
+    data = build_brief(platform.read_engine, platform.runner.catch_up, mid, today_of(platform))
     if data is None:
         raise WebError(404, "未找到该会议")
     try:

@@ -1,5 +1,5 @@
 """The annual review pages (年度考核): the year, the rules, the ranking, and a drill-down from
-any score to the events behind it. The review itself is services/review.py's replay of the
+any score to the events behind it. The review itself is services/reviews/'s replay of the
 verified log (the same call as /api/v1/reviews); these pages only present it."""
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from contracts.rules import DEFAULT_RULES, RulesError, named_rules
 from projections.base import LoggedEvent
 from services.api.deps import PlatformDep
 from services.platform import Platform
-from services.review import ReviewError, compute_review
+from services.reviews.document import compute_review
+from services.reviews.facts import ReviewError
 from services.security.checkpoint import CheckpointError
 from services.web.base import SessionDep, WebError, event_summary, render, require_overview
 
