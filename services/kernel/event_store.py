@@ -16,9 +16,8 @@ from eventsourcing.persistence import Recording, Transcoder
 from events.agencies import Agency, agency_id
 from events.errors import NotFound
 from events.schools import school_aggregate_id
-from services.store.bulk import pending_events
 from services.store.database import Database, OrjsonTranscoder, SideRows
-from services.store.group_commit import GroupCommitter
+from services.store.group_commit import GroupCommitter, pending_events
 
 AGENCY_CACHE_TTL_S = 5.0
 

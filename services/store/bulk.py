@@ -28,13 +28,15 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from eventsourcing.application import Application
 from eventsourcing.persistence import IntegrityError, Mapper, Recorder, StoredEvent
 from eventsourcing.utils import get_topic
+
+from services.store.group_commit import pending_events
 
 # 20,000 events per transaction: against 5,000, a quarter of the commits (fsyncs) and of
 # the WAL writes of the primary-key index pages every batch dirties (bench/RESULTS.md §2).
@@ -103,16 +105,6 @@ def row_encoder(mapper: Mapper[Any], key: Callable[[Any], Any]) -> Callable[[Any
         return key(originator_id), version, get_topic(cls), encode(state)
 
     return row
-
-
-def pending_events(items: Iterable[Any]) -> Iterator[Any]:
-    """Aggregates' pending events, or the items themselves when they are events."""
-    for item in items:
-        collect = getattr(item, "collect_events", None)
-        if collect is None:
-            yield item
-        else:
-            yield from collect()
 
 
 class BulkAppender:

@@ -19,9 +19,9 @@ import asyncio
 import logging
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -100,3 +100,13 @@ class GroupCommitter(Generic[T, R]):
                 fut.set_result(self._commit_batch([item])[0])
             except Exception as e:  # handed to the waiting writer
                 fut.set_exception(e)
+
+
+def pending_events(items: Iterable[Any]) -> Iterator[Any]:
+    """Aggregates' pending events, or the items themselves when they are events."""
+    for item in items:
+        collect = getattr(item, "collect_events", None)
+        if collect is None:
+            yield item
+        else:
+            yield from collect()
