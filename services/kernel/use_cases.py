@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, Recording
 
 from contracts.catalogue import Catalogue, default_catalogue
 from contracts.escalation import EscalationRules, default_escalation_rules
@@ -97,19 +97,37 @@ class UseCases(EventStore):
 
     # -- writing ---------------------------------------------------------------------------
 
-    def act(self, agg_id: uuid.UUID, cls: type[A], what: str, command: Callable[[A], Any]) -> Written:
-        """Load, decide, commit; a stale commit (another writer got there first) is decided
-        again from a fresh load, so the command's rules hold against the new state."""
+    def decide(self, what: str, decision: Callable[[], Sequence[Any]],
+               on_conflict: Callable[[], None] | None = None) -> Sequence[Recording[uuid.UUID]] | None:
+        """Load, decide, commit. ``decision`` loads afresh, calls the aggregates' commands and
+        returns the aggregates to commit (none: nothing to do, and the answer is None). A commit
+        that loses an optimistic-concurrency race to another writer is decided again from a
+        fresh load, so the command's rules hold against the new state; after ATTEMPTS losses,
+        Conflict."""
         for attempt in range(ATTEMPTS):
-            agg: Any = self.load(agg_id, cls, what)
-            command(agg)
+            aggregates = decision()
+            if not aggregates:
+                return None
             try:
-                recordings = self.commit(agg)
+                return self.commit(*aggregates)
             except IntegrityError:
-                log.info("%s %s changed meanwhile (attempt %d); deciding again", what, agg_id, attempt + 1)
-                continue
-            return written(agg.id, recordings, status=getattr(agg, "status", None))
-        raise Conflict(f"{what} {agg_id} kept changing while this request was processed; retry")
+                log.info("%s changed meanwhile (attempt %d); deciding again", what, attempt + 1)
+                if on_conflict is not None:
+                    on_conflict()
+        raise Conflict(f"{what} kept changing while this request was processed; retry")
+
+    def act(self, agg_id: uuid.UUID, cls: type[A], what: str, command: Callable[[A], Any]) -> Written:
+        """``decide`` for one command on one aggregate; answers with its last event."""
+        loaded: list[Any] = []
+
+        def decision() -> list[Any]:
+            loaded[:] = [self.load(agg_id, cls, what)]
+            command(loaded[0])
+            return loaded
+
+        recordings = self.decide(f"{what} {agg_id}", decision)
+        assert recordings is not None  # the command either raised or left events to commit
+        return written(agg_id, recordings, status=getattr(loaded[0], "status", None))
 
     def create(self, agg_id: uuid.UUID, what: str, *aggs: Any, related: Sequence[str] = (),
                status: str | None = None) -> Written:

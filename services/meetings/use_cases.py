@@ -13,11 +13,11 @@ from eventsourcing.persistence import IntegrityError
 
 from contracts.escalation import EscalationRules
 from events.base import local_date
-from events.errors import Conflict, NotFound
+from events.errors import Conflict
 from events.meetings import Meeting, Task
 from services.kernel.principal import Principal
 from services.kernel.results import Written, written
-from services.kernel.use_cases import ATTEMPTS, UseCases
+from services.kernel.use_cases import UseCases
 
 
 class MeetingUseCases(UseCases):
@@ -50,18 +50,19 @@ class MeetingUseCases(UseCases):
         self, mid: uuid.UUID, *, period_start: date, period_end: date, sections: list[Any], now: datetime,
     ) -> bool:
         """The scheduler's draft agenda: once per meeting. False when already drafted."""
-        for _ in range(ATTEMPTS):
+
+        def decision() -> list[Meeting]:
             m = self.meeting(mid)
             if m.drafted or m.held_on is not None:
-                return False
+                return []
             m.record_draft(lead=self.lead_code, period_start=period_start, period_end=period_end,
                            sections=sections, now=now)
-            try:
-                self.commit(m)
-            except IntegrityError:
-                continue
-            return True
-        return False
+            return [m]
+
+        try:
+            return self.decide(f"meeting {mid}", decision) is not None
+        except Conflict:  # another instance keeps winning: it is drafting this agenda
+            return False
 
     def hold_meeting(
         self, principal: Principal, mid: uuid.UUID, *, held_on: date, attendance: Sequence[str],
@@ -82,21 +83,21 @@ class MeetingUseCases(UseCases):
         self.require_writer(principal)
         is_lead = self.is_lead(principal)
         known = self.unit_codes()
-        for _ in range(ATTEMPTS):
+        adopted: dict[str, Any] = {}
+
+        def decision() -> list[Any]:
             m = self.meeting(mid)
-            resolution_id, specs = m.adopt_resolution(
+            adopted["id"], specs = m.adopt_resolution(
                 lead=principal.agency, is_lead=is_lead, text=text, agenda_item_ids=agenda_item_ids, tasks=tasks,
                 known_units=known, now=now)
-            created = [Task.assign(spec=s, meeting_id=str(mid), resolution_id=resolution_id, lead=principal.agency,
-                                   now=now) for s in specs]
-            try:
-                recordings = self.commit(m, *created)
-            except IntegrityError:
-                continue
-            w = written(m.id, recordings, related=[s["task_id"] for s in specs])
-            return Written(id=resolution_id, event_id=w.event_id, type=w.type, position=w.position,
-                           related=w.related)
-        raise Conflict(f"meeting {mid} kept changing while this request was processed; retry")
+            adopted["tasks"] = [s["task_id"] for s in specs]
+            return [m, *(Task.assign(spec=s, meeting_id=str(mid), resolution_id=adopted["id"], lead=principal.agency,
+                                     now=now) for s in specs)]
+
+        recordings = self.decide(f"meeting {mid}", decision)
+        assert recordings is not None
+        w = written(mid, recordings, related=adopted["tasks"])
+        return Written(id=adopted["id"], position=w.position, event_id=w.event_id, type=w.type, related=w.related)
 
     # -- tasks -----------------------------------------------------------------------------
 
@@ -151,20 +152,18 @@ class MeetingUseCases(UseCases):
         Steps are the aggregate's decision, once per (task, deadline, level)."""
         steps = rules.domain_steps()
         out = {"candidates": len(task_ids), "events": 0, "conflicts": 0}
+
+        def conflict() -> None:
+            out["conflicts"] += 1
+
         for tid in task_ids:
-            for _ in range(ATTEMPTS):
-                try:
-                    t = self.task(tid)
-                except NotFound:
-                    break
-                n = t.sweep(steps=steps, now=now, rules_version=rules.version)
-                if not n:
-                    break
-                try:
-                    self.commit(t)
-                except IntegrityError:
-                    out["conflicts"] += 1
-                    continue
-                out["events"] += n
-                break
+            def decision(tid: uuid.UUID = tid) -> list[Task]:
+                t = self.maybe(tid)
+                return [t] if isinstance(t, Task) and t.sweep(now, steps, rules.version) else []
+
+            try:
+                recordings = self.decide(f"task {tid}", decision, conflict)
+            except Conflict:
+                continue  # the next run retries
+            out["events"] += len(recordings or ())
         return out

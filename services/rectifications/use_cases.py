@@ -18,7 +18,7 @@ from typing import Any
 from eventsourcing.persistence import IntegrityError
 
 from contracts.escalation import EscalationRules
-from events.errors import NotFound
+from events.errors import Conflict, NotFound
 from events.rectifications import Actor, Funds, Rectification, rectification_id
 from services.kernel.principal import Principal
 from services.kernel.results import Written, request_digest
@@ -174,19 +174,21 @@ class RectificationUseCases(UseCases):
         return result
 
     def _sweep_one(self, item_id: uuid.UUID, *, now: datetime, rules: EscalationRules, result: SweepResult) -> None:
-        for _ in range(ATTEMPTS):
+        def decision() -> list[Rectification]:
             agg = self.rectification(item_id)
-            if not agg.sweep(now, rules.domain_steps(), rules.version):
-                return
-            try:
-                recordings = self.commit(agg)
-            except IntegrityError:
-                result.conflicts += 1
-                continue
+            return [agg] if agg.sweep(now, rules.domain_steps(), rules.version) else []
+
+        def conflict() -> None:
+            result.conflicts += 1
+
+        try:
+            recordings = self.decide(f"rectification {item_id}", decision, conflict)
+        except Conflict:
+            log.warning("overdue sweep gave up on %s after %d conflicts; the next run retries", item_id, ATTEMPTS)
+            return
+        if recordings:
             self._count_steps(recordings, result)
             result.items_changed += 1
-            return
-        log.warning("overdue sweep gave up on %s after %d conflicts; the next run retries", item_id, ATTEMPTS)
 
     @staticmethod
     def _count_steps(recordings: Sequence[Any], result: SweepResult) -> None:

@@ -15,7 +15,7 @@ from events.errors import Conflict
 from events.warnings import EarlyWarning, WarningAcknowledgement
 from services.kernel.principal import Principal
 from services.kernel.results import Written, written
-from services.kernel.use_cases import ATTEMPTS, UseCases
+from services.kernel.use_cases import UseCases
 
 
 class WarningUseCases(UseCases):
@@ -70,15 +70,16 @@ class WarningUseCases(UseCases):
     ) -> bool:
         """The scheduler's escalation to the lead: once per warning. False when it was
         already escalated (by this or another instance)."""
-        for _ in range(ATTEMPTS):
-            warning: EarlyWarning = self.load(warning_id, EarlyWarning, "warning")
+
+        def decision() -> list[EarlyWarning]:
+            warning = self.load(warning_id, EarlyWarning, "warning")
             if warning.escalated:
-                return False
+                return []
             warning.escalate(lead=self.lead_code, unacknowledged_schools=list(schools),
                              unacknowledged_units=list(units), now=now)
-            try:
-                self.commit(warning)
-            except IntegrityError:
-                continue
-            return True
-        return False
+            return [warning]
+
+        try:
+            return self.decide(f"warning {warning_id}", decision) is not None
+        except Conflict:  # another instance keeps winning: it is escalating this warning
+            return False
