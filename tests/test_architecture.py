@@ -328,3 +328,21 @@ def test_only_the_settings_module_reads_the_environment() -> None:
         problems.append(f"{SETTINGS_MODULE} reads no environment, yet it is meant to be the one that does")
     assert not problems, _report("modules of services/ that read the environment besides "
                                  f"{SETTINGS_MODULE}", problems)
+
+
+def test_the_contexts_composed_into_the_app_define_no_member_twice() -> None:
+    """LianxiApp composes one use-case class per context over the kernel; a name two contexts
+    both define would silently resolve to whichever comes first in the MRO."""
+    from services.app import LianxiApp
+    from services.kernel.use_cases import UseCases
+
+    contexts = [c for c in LianxiApp.__mro__[1:] if issubclass(c, UseCases) and c.__module__.startswith("services.")
+                and c.__module__.split(".")[1] in CONTEXTS]
+    assert len(contexts) >= len(CONTEXTS) - 1, [c.__name__ for c in contexts]  # notify has no use-case class
+    owners: dict[str, list[str]] = {}
+    for cls in contexts:
+        for name in vars(cls):
+            if not name.startswith("__") and name != "name":  # eventsourcing names every subclass
+                owners.setdefault(name, []).append(cls.__name__)
+    clashes = {name: who for name, who in owners.items() if len(who) > 1}
+    assert not clashes, f"members defined by more than one context: {clashes}"
