@@ -23,7 +23,9 @@ from projections.runner import ProjectionRunner
 from projections.targets import TargetsView
 from projections.warning_response import WarningResponseView
 from services.app import LianxiApp
+from services.documents.brief import render as render_brief
 from services.kernel.jobs import JobContext
+from services.meetings.briefs import BriefCache
 from services.security import hashchain
 from services.security.audit import AuditTrail
 from services.security.tokens import TokenStore
@@ -67,6 +69,7 @@ class Platform:
             setup_notify_tables(self.write_engine)
         chain: Any = self.runner.projections[hashchain.CHAIN_NAME]
         chain.bind(self.runner)
+        self.briefs = BriefCache(render_brief, workers=self.settings.brief_render_workers)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.clock = utcnow
@@ -81,6 +84,7 @@ class Platform:
         self._stop.set()
         for t in self._threads:
             t.join(timeout=10)
+        self.briefs.close()
         self.app.close()
         self.write_engine.dispose()
         self.read_engine.dispose()

@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     # Campaign phase reminders start this many days before a phase deadline.
     campaign_reminder_days: int = 7
 
+    # -- briefs (services/meetings/briefs.py) --
+    # A brief request waits this long for its render, then is answered 正在生成 (keep it
+    # below request_timeout_s); renders run in a pool of this many threads.
+    brief_wait_s: float = 10.0
+    brief_render_workers: int = 2
+
     # -- notifications (services/notify/) --
     # Email is off unless LIANXI_SMTP_HOST is set.
     smtp_host: str | None = None

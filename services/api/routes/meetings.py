@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
+from fastapi.responses import JSONResponse
 
 from contracts.api import Page
 from contracts.api_meetings import (
@@ -55,9 +56,9 @@ from services.api.deps import (
     require_writer,
 )
 from services.api.problems import WRITE_ERRORS, ProblemError
-from services.documents.brief import render
 from services.kernel.use_cases import parse_id
 from services.meetings.brief_data import build_brief
+from services.meetings.briefs import RETRY_AFTER_S
 
 router = APIRouter(prefix="/api/v1", tags=["meetings"])
 
@@ -161,6 +162,7 @@ _MEDIA = {
 
 @router.get("/meetings/{meeting_id}/brief", response_class=Response,
             responses={200: {"content": {m: {} for m in _MEDIA.values()}, "description": "the brief"},
+                       202: {"description": "still rendering (正在生成): ask again after Retry-After seconds"},
                        403: {"description": "not the lead bureau or an auditor"},
                        404: {"description": "unknown meeting"}})
 def brief(
@@ -173,7 +175,10 @@ def brief(
     data = build_brief(platform.read_engine, platform.runner.catch_up, mid, local_date(platform.clock()))
     if data is None:
         raise ProblemError(404, f"unknown meeting {meeting_id!r}")
-    body = render(data, format)
+    body = platform.briefs.get(data, format, wait_s=platform.settings.brief_wait_s)
+    if body is None:
+        return JSONResponse({"status": "rendering", "detail": "简报正在生成，请稍后再取。"}, status_code=202,
+                            headers={"Retry-After": str(RETRY_AFTER_S)})
     filename = f"brief-{data['meeting']['year']}-{data['meeting']['number']}.{format}"
     return Response(body, media_type=_MEDIA[format],
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})

@@ -14,8 +14,8 @@ from contracts.api_meetings import AgendaItemIn, HeldIn, MeetingIn, ResolutionIn
 from events.errors import DomainError
 from projections.meetings import MeetingsView, assemble_agenda, list_meetings, list_resolutions, next_number
 from services.api.deps import PlatformDep, today_of
-from services.documents.brief import render as render_brief
 from services.meetings.brief_data import build_brief
+from services.meetings.briefs import RETRY_AFTER_S
 from services.platform import Platform
 from services.web.base import (
     Posted,
@@ -192,7 +192,7 @@ def adopt_resolution(request: Request, meeting_id: str, post: PostedDep, platfor
 
 
 @router.get("/meetings/{meeting_id}/brief.{fmt}")
-def meeting_brief(meeting_id: str, fmt: str, session: SessionDep, platform: PlatformDep) -> Response:
+def meeting_brief(request: Request, meeting_id: str, fmt: str, session: SessionDep, platform: PlatformDep) -> Response:
     require_overview(session)
     if fmt not in BRIEF_MEDIA:
         raise WebError(404, "不支持该简报格式", "可下载的格式：HTML、DOCX、PDF。")
@@ -201,9 +201,12 @@ def meeting_brief(meeting_id: str, fmt: str, session: SessionDep, platform: Plat
     if data is None:
         raise WebError(404, "未找到该会议")
     try:
-        body = render_brief(data, fmt)
+        body = platform.briefs.get(data, fmt, wait_s=platform.settings.brief_wait_s)
     except (ImportError, OSError):  # e.g. the PDF engine or its fonts are not installed here
         raise WebError(503, "该格式的简报暂时无法生成", "请改为下载 HTML 版，或请管理员安装简报所需的组件。") from None
+    if body is None:
+        return render(request, "generating.html.j2", session, status=202, refresh_s=RETRY_AFTER_S,
+                      title="简报正在生成", back=f"/meetings/{mid}")
     filename = f"brief-{data['meeting']['year']}-{data['meeting']['number']}.{fmt}"
     return Response(body, media_type=BRIEF_MEDIA[fmt], headers={
         "Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store",

@@ -1,0 +1,131 @@
+"""Briefs rendered once per (data, format): concurrent readers share one render, a repeat is
+served from memory, changed data renders afresh, a slow render answers 正在生成 (202) rather
+than running into the request timeout, and a failed render is not kept."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from contracts.catalogue import default_catalogue
+from projections.meetings import list_meetings
+from services.meetings.briefs import BriefCache
+from services.platform import Platform
+from tests.conftest import Api, make_platform
+from tests.test_web_pages import Browser
+
+
+class SlowRender:
+    def __init__(self, seconds: float = 0.2, fail: bool = False) -> None:
+        self.seconds, self.fail = seconds, fail
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, data: dict[str, Any], fmt: str) -> bytes:
+        with self._lock:
+            self.calls += 1
+        time.sleep(self.seconds)
+        if self.fail:
+            raise OSError("no PDF engine here")
+        return f"{fmt}:{data.get('n', 'brief')}".encode()
+
+
+def test_concurrent_readers_share_one_render_and_repeats_come_from_memory() -> None:
+    render = SlowRender(0.3)
+    cache = BriefCache(render)
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            bodies = list(pool.map(lambda _: cache.get({"n": 1}, "pdf", wait_s=5), range(8)))
+        assert bodies == [b"pdf:1"] * 8 and render.calls == 1
+        assert cache.get({"n": 1}, "pdf", wait_s=5) == b"pdf:1" and render.calls == 1
+        assert cache.get({"n": 1}, "docx", wait_s=5) == b"docx:1" and render.calls == 2  # another format
+        assert cache.get({"n": 2}, "pdf", wait_s=5) == b"pdf:2" and render.calls == 3  # the data changed
+    finally:
+        cache.close()
+
+
+def test_a_slow_render_is_answered_still_rendering_then_served() -> None:
+    render = SlowRender(0.5)
+    cache = BriefCache(render)
+    try:
+        assert cache.get({"n": 1}, "pdf", wait_s=0.05) is None
+        assert cache.get({"n": 1}, "pdf", wait_s=0.05) is None and render.calls == 1  # still the one render
+        assert cache.get({"n": 1}, "pdf", wait_s=5) == b"pdf:1" and render.calls == 1  # waits for it
+        assert cache.get({"n": 1}, "pdf", wait_s=0.05) == b"pdf:1" and render.calls == 1
+    finally:
+        cache.close()
+
+
+def test_a_failed_render_raises_to_its_readers_and_is_not_kept() -> None:
+    render = SlowRender(0.0, fail=True)
+    cache = BriefCache(render)
+    try:
+        for expected_calls in (1, 2):
+            with pytest.raises(OSError):
+                cache.get({"n": 1}, "pdf", wait_s=5)
+            assert render.calls == expected_calls
+    finally:
+        cache.close()
+
+
+def test_the_cache_keeps_a_bounded_number_of_briefs() -> None:
+    render = SlowRender(0.0)
+    cache = BriefCache(render, keep=2)
+    try:
+        for n in (1, 2, 3):
+            cache.get({"n": n}, "html", wait_s=5)
+        cache.get({"n": 1}, "html", wait_s=5)  # the oldest was dropped: rendered again
+        assert render.calls == 4
+    finally:
+        cache.close()
+
+
+@pytest.fixture(scope="module")
+def county(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Platform, str]]:
+    from services.demo.year import run_demo
+
+    p = make_platform(f"sqlite:///{tmp_path_factory.mktemp('briefs') / 'demo.db'}")
+    now = datetime(2025, 1, 10, tzinfo=UTC)
+    run_demo(p.app, default_catalogue(), schools=20, year=2024, seed=5, now=now)
+    p.runner.catch_up()
+    with p.read_engine.connect() as conn:
+        meeting = str(list_meetings(conn, 2024)[-1]["meeting_id"])
+    yield p, meeting
+    p.close()
+
+
+def test_the_api_and_the_page_render_a_brief_once_and_say_when_it_is_still_rendering(
+        county: tuple[Platform, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    platform, meeting = county
+    api = Api(platform)
+    lead = api.as_("education", "lead")
+    url = f"/api/v1/meetings/{meeting}/brief?format=html"
+    first = api.client.get(url, headers=lead)
+    renders = SlowRender(0.4)
+    monkeypatch.setattr(platform.briefs, "_render", renders)
+    second = api.client.get(url, headers=lead)
+    assert first.status_code == second.status_code == 200 and first.content == second.content
+    assert renders.calls == 0  # unchanged data: served from memory
+
+    monkeypatch.setattr(platform.settings, "brief_wait_s", 0.05)
+    slow = api.client.get(f"/api/v1/meetings/{meeting}/brief?format=docx", headers=lead)
+    assert slow.status_code == 202 and slow.headers["retry-after"] == "3"
+    assert slow.json()["status"] == "rendering"
+    time.sleep(1.0)
+    done = api.client.get(f"/api/v1/meetings/{meeting}/brief?format=docx", headers=lead)
+    assert done.status_code == 200 and done.content == b"docx:brief" and renders.calls == 1
+
+    # The page says so in Chinese and refreshes itself.
+    browser = Browser(api, "education", "lead")
+    page = browser.client.get(f"/meetings/{meeting}/brief.pdf")
+    assert page.status_code == 202 and "简报正在生成" in page.text
+    assert 'http-equiv="refresh" content="3"' in page.text
+    time.sleep(1.0)
+    pdf = browser.client.get(f"/meetings/{meeting}/brief.pdf")
+    assert pdf.status_code == 200 and pdf.content == b"pdf:brief" and renders.calls == 2
