@@ -129,3 +129,22 @@ def test_the_api_and_the_page_render_a_brief_once_and_say_when_it_is_still_rende
     time.sleep(1.0)
     pdf = browser.client.get(f"/meetings/{meeting}/brief.pdf")
     assert pdf.status_code == 200 and pdf.content == b"pdf:brief" and renders.calls == 2
+
+
+def test_the_data_is_built_once_per_source_and_an_unknown_meeting_is_not_kept() -> None:
+    cache = BriefCache(SlowRender(0.0))
+    built: list[str] = []
+
+    def build(tag: str) -> dict[str, Any] | None:
+        built.append(tag)
+        return None if tag == "unknown" else {"n": tag}
+
+    try:
+        assert cache.data_for(("m1", "2024-12-31", 100), lambda: build("a")) == {"n": "a"}
+        assert cache.data_for(("m1", "2024-12-31", 100), lambda: build("b")) == {"n": "a"}  # same log head
+        assert cache.data_for(("m1", "2024-12-31", 101), lambda: build("c")) == {"n": "c"}  # an event since
+        assert cache.data_for(("m9", "2024-12-31", 101), lambda: build("unknown")) is None
+        assert cache.data_for(("m9", "2024-12-31", 101), lambda: build("unknown")) is None
+        assert built == ["a", "c", "unknown", "unknown"]
+    finally:
+        cache.close()

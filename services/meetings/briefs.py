@@ -1,8 +1,10 @@
 """Briefs rendered once per (the data they come from, format).
 
-Rendering a brief (above all the PDF) takes seconds while assembling its data takes a fraction
-of one. The bytes are kept under a digest of the data, so a second request for an unchanged
-brief is served from memory, and readers asking at the same time share one render. Renders run
+Rendering a brief (above all the PDF) takes seconds, and assembling its data (catching the read
+models up, then reading them) a good part of one. The data is kept under its source (meeting,
+county day, log head): while nothing was appended, the same request reads nothing again. The
+bytes are kept under a digest of the data, so an unchanged brief is served from memory, and
+readers asking at the same time share one render. Renders run
 in a small pool of their own, so they never hold the request path; a request that has waited
 ``wait_s`` is answered "still rendering" (the pages show 正在生成 and refresh) instead of
 running into the request timeout.
@@ -13,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as WaitedTooLong
 from typing import Any
@@ -33,9 +35,25 @@ class BriefCache:
         self._render = render
         self._keep = keep
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="brief-render")
+        self._data: OrderedDict[Hashable, dict[str, Any]] = OrderedDict()
         self._done: OrderedDict[tuple[str, str], bytes] = OrderedDict()
         self._rendering: dict[tuple[str, str], Future[bytes]] = {}
         self._lock = threading.Lock()
+
+    def data_for(self, source: Hashable, build: Callable[[], dict[str, Any] | None]) -> dict[str, Any] | None:
+        """The brief's data for ``source`` (meeting, day, log head), built once per source."""
+        with self._lock:
+            hit = self._data.get(source)
+            if hit is not None:
+                self._data.move_to_end(source)
+                return hit
+        data = build()
+        if data is not None:
+            with self._lock:
+                self._data[source] = data
+                while len(self._data) > self._keep:
+                    self._data.popitem(last=False)
+        return data
 
     def get(self, data: dict[str, Any], fmt: str, *, wait_s: float) -> bytes | None:
         """The brief's bytes, or None while its render is still running after ``wait_s``.

@@ -172,7 +172,10 @@ def brief(
     """The joint-meeting brief (联席会议简报) rendered from the read models."""
     require_all_reader(principal)
     mid = str(parse_id(meeting_id, "meeting"))
-    data = build_brief(platform.read_engine, platform.runner.catch_up, mid, local_date(platform.clock()))
+    today = local_date(platform.clock())
+    data = platform.briefs.data_for(
+        (mid, today, platform.app.recorder.max_notification_id()),
+        lambda: build_brief(platform.read_engine, platform.runner.catch_up, mid, today))
     if data is None:
         raise ProblemError(404, f"unknown meeting {meeting_id!r}")
     body = platform.briefs.get(data, format, wait_s=platform.settings.brief_wait_s)

@@ -197,7 +197,10 @@ def meeting_brief(request: Request, meeting_id: str, fmt: str, session: SessionD
     if fmt not in BRIEF_MEDIA:
         raise WebError(404, "不支持该简报格式", "可下载的格式：HTML、DOCX、PDF。")
     mid = str(uuid_or_404(meeting_id, "会议"))
-    data = build_brief(platform.read_engine, platform.runner.catch_up, mid, today_of(platform))
+    today = today_of(platform)
+    data = platform.briefs.data_for(
+        (mid, today, platform.app.recorder.max_notification_id()),
+        lambda: build_brief(platform.read_engine, platform.runner.catch_up, mid, today))
     if data is None:
         raise WebError(404, "未找到该会议")
     try:
