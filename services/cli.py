@@ -277,6 +277,29 @@ def projections_rebuild(
         platform.close()
 
 
+@projections_cli.command("quarantine")
+def projections_quarantine(
+    name: Annotated[str | None, typer.Argument(help="one read model; default all")] = None,
+    retry: Annotated[bool, typer.Option("--retry", help="apply the quarantined events again")] = False,
+) -> None:
+    """List the events a read model could not apply (position, type, error); --retry applies
+    them again, and those that now apply leave the quarantine."""
+    platform = _platform(group_commit=False)
+    try:
+        if name and name not in platform.runner.projections:
+            raise CliError(f"unknown read model {name!r}; known: {', '.join(platform.runner.projections)}")
+        if retry:
+            applied, failing = platform.runner.retry_quarantined(name)
+            typer.echo(f"retried: {applied} applied, {failing} still failing")
+        entries = platform.runner.quarantined(name)
+        for q in entries:
+            typer.echo(f"{q['name']}\t{q['position']}\t{q['topic']}\t{q['attempts']}\t{q['error']}")
+        if not entries:
+            typer.echo("no quarantined events")
+    finally:
+        platform.close()
+
+
 
 # -- scheduled jobs (services/scheduler.py) ------------------------------------------------
 

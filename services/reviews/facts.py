@@ -182,7 +182,7 @@ class Collector:
         self.f = facts
         self.year = str(facts.year)
         self.prev_year = str(facts.year - 1)
-        self.year_end = f"{facts.year}-12-31"
+        self.year_end = f"{facts.year:04d}-12-31"
         self.days = _Days()
         self.handlers: dict[str, Callable[[dict[str, Any], Any, str], None]] = {
             name[3:]: getattr(self, name) for name in dir(self) if name.startswith("on_")
@@ -407,7 +407,7 @@ def replay(conn: Any, *, upto: int, year: int, as_of: datetime, rule_sets: Itera
     """One verified pass over the log; raises ``hashchain.ChainBroken`` on a tampered log."""
     sets = list(rule_sets)
     key = as_of_key(as_of)
-    cutoff = min(f"{year}-12-31", as_of.astimezone(COUNTY_TZ).date().isoformat())
+    cutoff = min(f"{year:04d}-12-31", as_of.astimezone(COUNTY_TZ).date().isoformat())
     facts = Facts(
         year=year, as_of=key, cutoff=cutoff, evidence_limit=max(s.evidence_limit for s in sets),
         min_grace=min(s.backdated.grace_days for s in sets),

@@ -90,7 +90,7 @@ def channels_webhook(body: WebhookIn, platform: PlatformDep, principal: Principa
     requests carry ``X-Lianxi-Signature: sha256=HMAC-SHA256(secret, timestamp + "." + body)``."""
     require_writer(principal)
     return ChannelSetOut(**set_channel(platform.write_engine, principal.agency, "webhook", body.url,
-                                       now=platform.clock()))
+                                       now=platform.clock(), settings=platform.settings))
 
 
 @router.put("/channels/email", response_model=ChannelSetOut, responses=_WRITE)
@@ -98,7 +98,7 @@ def channels_email(body: EmailIn, platform: PlatformDep, principal: PrincipalDep
     """Sets the unit's email address (only when the server has SMTP configured)."""
     require_writer(principal)
     return ChannelSetOut(**set_channel(platform.write_engine, principal.agency, "email", body.address,
-                                       now=platform.clock()))
+                                       now=platform.clock(), settings=platform.settings))
 
 
 @router.delete("/channels/{channel}", status_code=204, responses=_WRITE)
