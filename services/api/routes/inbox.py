@@ -19,7 +19,15 @@ from contracts.api_logistics import (
     WebhookIn,
 )
 from projections.notifications import inbox, unread_count
-from services.api.deps import CursorQ, LimitQ, PlatformDep, PrincipalDep, decode_cursor, encode_cursor, require_writer
+from services.api.deps import (
+    CursorQ,
+    LimitQ,
+    PlatformDep,
+    PrincipalDep,
+    decode_position,
+    encode_cursor,
+    require_writer,
+)
 from services.api.problems import ProblemError
 from services.notify.deliver import delete_channel, list_channels, list_deliveries, mark_read, set_channel
 
@@ -49,11 +57,9 @@ def inbox_index(
     """What needs the caller's unit's action, newest first: assigned rectifications and tasks,
     overdue and escalation steps, warnings to acknowledge, missing compliance records,
     petitions to handle, scheduled meetings."""
-    raw = decode_cursor(cursor)
-    if raw is not None and not raw.isdigit():
-        raise ProblemError(400, "cursor is not one this API issued")
+    before = decode_position(cursor)
     with platform.read_engine.connect() as conn:
-        rows = inbox(conn, principal.agency, unread_only=unread, before=int(raw) if raw else None, limit=limit + 1)
+        rows = inbox(conn, principal.agency, unread_only=unread, before=before, limit=limit + 1)
         count = unread_count(conn, principal.agency)
     more = len(rows) > limit
     rows = rows[:limit]
