@@ -13,6 +13,7 @@ import typer
 from tqdm import tqdm
 
 from contracts.catalogue import CatalogueError, load_catalogue
+from contracts.text import find_control_character
 from events.errors import DomainError
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -25,6 +26,14 @@ cli.add_typer(projections_cli, name="projections")
 
 class CliError(Exception):
     """A user-facing failure with a one-line message."""
+
+
+def _storable(option: str, text: str) -> str:
+    """Free text the CLI records obeys the API's rule (contracts/text.py)."""
+    problem = find_control_character(text)
+    if problem is not None:
+        raise CliError(f"{option} 含有不可见的控制字符 U+{ord(problem.char):04X}，请删除后重试")
+    return text
 
 
 def _platform(**kw: Any) -> Any:
@@ -44,6 +53,7 @@ def init(
     reason: Annotated[str, typer.Option(help="why the duties changed (recorded)")] = "catalogue revised",
 ) -> None:
     """Register the catalogue (units, duties) into the event log. Running it twice changes nothing."""
+    _storable("--reason", reason)
     catalogue = load_catalogue()
     platform = _platform(group_commit=False)
     try:
@@ -223,6 +233,7 @@ def token_issue(
     label: Annotated[str, typer.Option(help="who holds it (a role or desk, not an ID number)")] = "",
 ) -> None:
     """Print a new bearer token once (only its hash is stored). The token is the last line."""
+    _storable("--label", label)
     platform = _platform(group_commit=False)
     try:
         token_id, token = platform.tokens.issue(agency=agency, role=role, label=label or f"{agency}-{role}",
