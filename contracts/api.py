@@ -3,20 +3,36 @@ every server-owned field (unit, logged_by, ids, recorded time) come from the ser
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from contracts.text import TEXT_RULE, Day, find_control_character
+
+TRIMMED = ("leading and trailing whitespace is trimmed before the length is checked, so blank text "
+           f"(spaces, \"\\r\") counts as empty; {TEXT_RULE}")
 SchoolId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")]
-ShortText = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-LongText = Annotated[str, StringConstraints(min_length=1, max_length=4000)]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=200), Field(description=TRIMMED)]
+LongText = Annotated[str, StringConstraints(min_length=1, max_length=4000), Field(description=TRIMMED)]
 EvidenceRef = Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=r"^\S+$")]
 T = TypeVar("T")
 
 
 class Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    """Strict: no number becomes a date, string or boolean, no string a number; dates are
+    ``Day`` (YYYY-MM-DD). Every text anywhere in a request (nested objects and free-form
+    ``body`` included) is refused with 422 if it holds a control character other than tab and
+    newline (contracts/text.py)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable_text(cls, value: object) -> object:
+        problem = find_control_character(value)
+        if problem is not None:
+            raise problem
+        return value
 
 
 class FindingsIn(Request):
@@ -27,7 +43,7 @@ class FindingsIn(Request):
 class DutyLogIn(Request):
     duty_code: Annotated[str, StringConstraints(min_length=3, max_length=120)]
     school_ids: list[SchoolId] = Field(default_factory=list, max_length=500)
-    occurred_on: date
+    occurred_on: Day
     summary: LongText
     findings: FindingsIn = Field(default_factory=FindingsIn)
     evidence: list[EvidenceRef] = Field(

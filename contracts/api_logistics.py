@@ -3,12 +3,12 @@ and the notification inbox. Requests forbid extra fields; the acting unit comes 
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
 from contracts.api import EvidenceRef, Request, SchoolId
+from contracts.text import Day
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]*$", max_length=60)]
 Text200 = Annotated[str, StringConstraints(min_length=1, max_length=200)]
@@ -35,13 +35,13 @@ class RecognitionIn(Request):
     school_id: SchoolId
     kind: Slug
     level: Literal["county", "city", "province", "national"]
-    awarded_on: date
+    awarded_on: Day
     awarding_body: Annotated[str, StringConstraints(max_length=200)] = ""
     evidence: list[EvidenceRef] = Field(default_factory=list, max_length=50)
 
 
 class WithdrawalIn(Request):
-    withdrawn_on: date
+    withdrawn_on: Day
     reason: Text2000
 
 
@@ -50,7 +50,7 @@ class ComplianceRecordIn(Request):
     kind: Slug
     period: PeriodLabel = Field(description="YYYY-MM, YYYY-Qn, YYYY-S1|S2, YYYY or YYYY-YYYY (school year), "
                                             "as the kind's cadence requires")
-    occurred_on: date
+    occurred_on: Day
     evidence: list[EvidenceRef] = Field(
         default_factory=list, max_length=50,
         description="References only (URIs or content hashes), never file content or personal data.",
@@ -68,16 +68,16 @@ class PetitionIn(Request):
     school_id: SchoolId | None = None
     summary: Text2000 = Field(description="what is asked, without names, phone or ID numbers")
     handling_unit: Slug = "education"
-    received_on: date
+    received_on: Day
 
 
 class PetitionAnswerIn(Request):
-    answered_on: date
+    answered_on: Day
     answer: Text2000
 
 
 class PetitionCloseIn(Request):
-    closed_on: date
+    closed_on: Day
     satisfaction: Literal["satisfied", "basically-satisfied", "unsatisfied", "not-evaluated"]
     note: Note = ""
 

@@ -3,12 +3,12 @@ Requests forbid extra fields; the acting unit always comes from the token."""
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
 
 from contracts.api import EvidenceRef, LongText, Request, SchoolId, ShortText
+from contracts.text import Day, Moment
 
 UnitCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]*$", max_length=60)]
 Code = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]*$", max_length=60)]
@@ -54,7 +54,7 @@ class AspectResultIn(Request):
 
 class SelfCheckIn(Request):
     school_id: SchoolId
-    occurred_on: date
+    occurred_on: Day
     results: list[AspectResultIn] = Field(min_length=1, max_length=10)
 
 
@@ -64,13 +64,13 @@ class FindingIn(Request):
     description: LongText
     severity: Severity = "general"
     responsible_unit: UnitCode | None = Field(default=None, description="default: by the campaign's category")
-    deadline: date | None = Field(default=None, description="default: 30 days after the inspection")
+    deadline: Day | None = Field(default=None, description="default: 30 days after the inspection")
 
 
 class JointInspectionIn(Request):
     units: list[UnitCode] = Field(min_length=1, max_length=20, description="the other units taking part")
     school_ids: list[SchoolId] = Field(min_length=1, max_length=500)
-    occurred_on: date
+    occurred_on: Day
     summary: LongText
     findings: list[FindingIn] = Field(default_factory=list, max_length=500)
 
@@ -83,8 +83,8 @@ class WarningIn(Request):
     level: Literal["blue", "yellow", "orange", "red"]
     title: ShortText
     towns: list[Town] = Field(min_length=1, max_length=200)
-    valid_from: AwareDatetime
-    valid_until: AwareDatetime
+    valid_from: Moment
+    valid_until: Moment
     measures: list[Item] = Field(min_length=1, max_length=20, description="e.g. 减少或停止户外活动")
     units: list[UnitCode] | None = Field(
         default=None, max_length=30, description="units asked to acknowledge; default from warning_escalation.yaml",
@@ -102,7 +102,7 @@ class AcknowledgementIn(Request):
 
 
 class MeetingIn(Request):
-    scheduled_for: date
+    scheduled_for: Day
     title: ShortText | None = Field(default=None, description="default: 旗校园安全局际联席会议YYYY年第N次会议")
     place: Annotated[str, StringConstraints(max_length=200)] = ""
     number: int | None = Field(default=None, ge=1, le=999, description="default: the next number of the year")
@@ -115,7 +115,7 @@ class AgendaItemIn(Request):
 
 
 class HeldIn(Request):
-    held_on: date
+    held_on: Day
     attendance: list[UnitCode] = Field(min_length=1, max_length=60)
     absent: list[UnitCode] = Field(default_factory=list, max_length=60)
     minutes: Annotated[str, StringConstraints(min_length=1, max_length=20000)]
@@ -125,7 +125,7 @@ class TaskIn(Request):
     unit: UnitCode
     cooperating_units: list[UnitCode] = Field(default_factory=list, max_length=20)
     description: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
-    deadline: date
+    deadline: Day
 
 
 class ResolutionIn(Request):
@@ -137,13 +137,13 @@ class ResolutionIn(Request):
 class TaskProgressIn(Request):
     note: LongText
     percent: int = Field(ge=0, le=100)
-    occurred_on: date | None = None
+    occurred_on: Day | None = None
 
 
 class TaskCompletionIn(Request):
     summary: LongText
     evidence: list[EvidenceRef] = Field(default_factory=list, max_length=50)
-    occurred_on: date | None = None
+    occurred_on: Day | None = None
 
 
 class TaskVerificationIn(Request):
@@ -152,12 +152,12 @@ class TaskVerificationIn(Request):
 
 class TaskRejectionIn(Request):
     reason: LongText
-    new_deadline: date
+    new_deadline: Day
 
 
 class TaskExtensionIn(Request):
     reason: LongText
-    new_deadline: date
+    new_deadline: Day
 
 
 class TaskOut(BaseModel):

@@ -3,13 +3,12 @@ the acting unit always comes from the token."""
 
 from __future__ import annotations
 
-from datetime import date
-from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
 from contracts.api import EvidenceRef, LongText, Request, SchoolId, ShortText
+from contracts.text import Amount, Day
 
 UnitCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]*$", max_length=60)]
 Code = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]*$", max_length=40)]
@@ -31,18 +30,18 @@ class HazardIn(Request):
     category: Code = Field(description="a code from contracts/catalogue/hazard_categories.yaml, e.g. fire")
     severity: Code = Field(description="general (一般) | major (较大) | critical (重大)")
     description: LongText
-    found_on: date
+    found_on: Day
 
 
 class FundsIn(Request):
-    amount_cny: Decimal = Field(ge=0, max_digits=14, decimal_places=2)
+    amount_cny: Amount = Field(ge=0, max_digits=14, decimal_places=2)
     source: ShortText
 
 
 class AssignmentIn(Request):
     lead_unit: UnitCode
     cooperating_units: list[UnitCode] = Field(default_factory=list, max_length=20)
-    deadline: date
+    deadline: Day
     measures: list[Measure] = Field(min_length=1, max_length=30)
     funds: FundsIn
 
@@ -66,12 +65,12 @@ class VerificationIn(Request):
 
 class RejectionIn(Request):
     reason: LongText
-    new_deadline: date
+    new_deadline: Day
 
 
 class ExtensionIn(Request):
     reason: LongText
-    new_deadline: date
+    new_deadline: Day
 
 
 class RectificationWritten(BaseModel):

@@ -30,7 +30,8 @@ def type_of_topic(topic: str) -> str:
 
 def utc_text(moment: datetime) -> str:
     """Fixed-width UTC text, so string order is time order in SQLite and PostgreSQL alike."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    utc = moment.astimezone(UTC)  # the year zero-padded: strftime's %Y gives "999" on glibc
+    return f"{utc.year:04d}" + utc.strftime("-%m-%dT%H:%M:%S.%fZ")
 
 
 def county_day(recorded_at: str) -> str:

@@ -12,6 +12,13 @@ commits (and fsyncs) a few times instead of once per thousand events, and no bat
 slow projection holds SQLite's write lock against the API much longer than a small batch
 would.
 
+An event a projection cannot apply (text its columns cannot hold, a bug in its code) does not
+stop the read model: the batch is applied again one event at a time, each in a savepoint, and
+the events that fail are recorded in ``projection_quarantine`` with their position and error
+while the projection moves past them. ``/readyz`` reports such a projection degraded, and
+``lianxi projections quarantine`` lists and retries them. A failure of the database itself
+(connection lost, deadlock) is no event's fault: the batch is retried, nothing quarantined.
+
 Several workers may run against one PostgreSQL database: each batch locks the
 projection's tracking row (SELECT ... FOR UPDATE), so batches never interleave.
 """
@@ -24,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any, Protocol
 
@@ -31,7 +39,7 @@ import sqlalchemy as sa
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
-from projections.base import Projection, StoredRow, metadata
+from projections.base import Projection, StoredRow, metadata, upsert_add, utc_text
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +50,27 @@ tracking = sa.Table(
     sa.Column("position", sa.BigInteger, nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
 )
+
+
+quarantine = sa.Table(
+    "projection_quarantine",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("position", sa.BigInteger, primary_key=True),
+    sa.Column("topic", sa.String(200), nullable=False),
+    sa.Column("originator_id", sa.String(64), nullable=False),
+    sa.Column("error", sa.String(1000), nullable=False),
+    sa.Column("quarantined_at", sa.String(32), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+)
+
+# The database failed, not the event: retry the batch rather than quarantine anything.
+_NOT_THE_EVENTS_FAULT = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError)
+
+
+def _error_text(e: BaseException) -> str:
+    text = f"{type(e).__name__}: {e}".replace("\x00", "\\x00")
+    return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)[:1000]
 
 
 class LogReader(Protocol):
@@ -151,6 +180,7 @@ class ProjectionRunner:
     def setup(self) -> None:
         """Create tables and tracking rows; rebuild any projection whose version changed."""
         tracking.create(self.engine, checkfirst=True)
+        quarantine.create(self.engine, checkfirst=True)
         for p in self.projections.values():
             with self.engine.begin() as conn:
                 row = conn.execute(sa.select(tracking.c.version).where(tracking.c.name == p.name)).first()
@@ -176,6 +206,7 @@ class ProjectionRunner:
             for retired in p.retired_tables:
                 conn.execute(sa.text(f'DROP TABLE IF EXISTS "{retired}"'))
             conn.execute(tracking.delete().where(tracking.c.name == name))
+            conn.execute(quarantine.delete().where(quarantine.c.name == name))  # the rebuild finds them again
         self._create(p)
 
     # -- following the log -----------------------------------------------------------------
@@ -190,7 +221,17 @@ class ProjectionRunner:
 
     def step(self, name: str) -> BatchResult:
         """Apply at most one batch of one projection, atomically with its position: the
-        projection's events among the next ``limit`` positions of the log."""
+        projection's events among the next ``limit`` positions of the log. A batch that fails
+        is applied again event by event, quarantining the events that fail."""
+        try:
+            return self._step(name, isolate=False)
+        except _NOT_THE_EVENTS_FAULT:
+            raise
+        except Exception:
+            log.warning("projection %s failed a batch; isolating the failing events", name, exc_info=True)
+            return self._step(name, isolate=True)
+
+    def _step(self, name: str, *, isolate: bool) -> BatchResult:
         p = self.projections[name]
         limit = self._limits.get(name, self.batch_size)
         started = time.perf_counter()
@@ -204,7 +245,9 @@ class ProjectionRunner:
                 return BatchResult(0, position, position)
             stop = min(head, position + limit)
             rows = self._read(conn, position, stop, p.topics)
-            if rows:
+            if rows and isolate:
+                self._apply_isolated(conn, p, rows)
+            elif rows:
                 p.apply_stored(conn, rows)
             conn.execute(tracking.update().where(tracking.c.name == name).values(position=stop))
         full = stop < head
@@ -213,6 +256,66 @@ class ProjectionRunner:
         else:
             self._limits.pop(name, None)  # caught up: the next backlog starts small again
         return BatchResult(len(rows), position, stop, full)
+
+    def _apply_isolated(self, conn: sa.Connection, p: Projection, rows: Sequence[StoredRow]) -> None:
+        for row in rows:
+            try:
+                with conn.begin_nested():
+                    p.apply_stored(conn, [row])
+            except _NOT_THE_EVENTS_FAULT:
+                raise
+            except Exception as e:
+                log.error("projection %s quarantined the event at position %d (%s): %s", p.name, row[0], row[3],
+                          _error_text(e))
+                self._quarantine(conn, p.name, row, e)
+
+    def _quarantine(self, conn: sa.Connection, name: str, row: StoredRow, e: BaseException) -> None:
+        upsert_add(conn, quarantine, [{
+            "name": name, "position": int(row[0]), "topic": str(row[3])[:200], "originator_id": str(row[1]),
+            "error": _error_text(e), "quarantined_at": utc_text(datetime.now(UTC)), "attempts": 1}],
+            keys=("name", "position"), add=("attempts",), replace=("error", "quarantined_at"))
+
+    # -- quarantine ------------------------------------------------------------------------
+
+    def quarantined(self, name: str | None = None) -> list[dict[str, Any]]:
+        q = sa.select(quarantine).order_by(quarantine.c.name, quarantine.c.position)
+        if name:
+            q = q.where(quarantine.c.name == name)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(q).mappings()]
+
+    def degraded(self) -> dict[str, int]:
+        """Projections with quarantined events, and how many each."""
+        with self.engine.connect() as conn:
+            return {str(n): int(c) for n, c in conn.execute(
+                sa.select(quarantine.c.name, sa.func.count()).group_by(quarantine.c.name))}
+
+    def retry_quarantined(self, name: str | None = None) -> tuple[int, int]:
+        """Applies each quarantined event again (after a fix), oldest first; those that now
+        apply leave the quarantine. Returns (applied, still failing). An event applied late
+        may depend on order: where it does, ``projections rebuild`` is the exact remedy."""
+        applied = failing = 0
+        for entry in self.quarantined(name):
+            p = self.projections.get(entry["name"])
+            if p is None:
+                continue
+            with self.engine.begin() as conn:
+                at = entry["position"]
+                rows = [r for r in self._read(conn, at - 1, at, ()) if r[0] == at]
+                try:
+                    with conn.begin_nested():
+                        if rows:
+                            p.apply_stored(conn, rows)
+                except _NOT_THE_EVENTS_FAULT:
+                    raise
+                except Exception as e:
+                    failing += 1
+                    self._quarantine(conn, p.name, rows[0], e)
+                    continue
+                conn.execute(quarantine.delete().where(quarantine.c.name == p.name,
+                                                       quarantine.c.position == entry["position"]))
+                applied += 1
+        return applied, failing
 
     def _read(self, conn: sa.Connection, position: int, stop: int, topics: Sequence[str]) -> list[StoredRow]:
         if self.log is not None:

@@ -13,6 +13,7 @@ import typer
 from tqdm import tqdm
 
 from contracts.catalogue import CatalogueError, load_catalogue
+from contracts.text import find_control_character
 from events.errors import DomainError
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -25,6 +26,14 @@ cli.add_typer(projections_cli, name="projections")
 
 class CliError(Exception):
     """A user-facing failure with a one-line message."""
+
+
+def _storable(option: str, text: str) -> str:
+    """Free text the CLI records obeys the API's rule (contracts/text.py)."""
+    problem = find_control_character(text)
+    if problem is not None:
+        raise CliError(f"{option} 含有不可见的控制字符 U+{ord(problem.char):04X}，请删除后重试")
+    return text
 
 
 def _platform(**kw: Any) -> Any:
@@ -44,6 +53,7 @@ def init(
     reason: Annotated[str, typer.Option(help="why the duties changed (recorded)")] = "catalogue revised",
 ) -> None:
     """Register the catalogue (units, duties) into the event log. Running it twice changes nothing."""
+    _storable("--reason", reason)
     catalogue = load_catalogue()
     platform = _platform(group_commit=False)
     try:
@@ -223,6 +233,7 @@ def token_issue(
     label: Annotated[str, typer.Option(help="who holds it (a role or desk, not an ID number)")] = "",
 ) -> None:
     """Print a new bearer token once (only its hash is stored). The token is the last line."""
+    _storable("--label", label)
     platform = _platform(group_commit=False)
     try:
         token_id, token = platform.tokens.issue(agency=agency, role=role, label=label or f"{agency}-{role}",
@@ -273,6 +284,29 @@ def projections_rebuild(
             with _bar(total=head, desc=n) as bar:
                 applied = platform.runner.catch_up(n, progress=bar.update)
             typer.echo(f"{n}: rebuilt from {applied} events")
+    finally:
+        platform.close()
+
+
+@projections_cli.command("quarantine")
+def projections_quarantine(
+    name: Annotated[str | None, typer.Argument(help="one read model; default all")] = None,
+    retry: Annotated[bool, typer.Option("--retry", help="apply the quarantined events again")] = False,
+) -> None:
+    """List the events a read model could not apply (position, type, error); --retry applies
+    them again, and those that now apply leave the quarantine."""
+    platform = _platform(group_commit=False)
+    try:
+        if name and name not in platform.runner.projections:
+            raise CliError(f"unknown read model {name!r}; known: {', '.join(platform.runner.projections)}")
+        if retry:
+            applied, failing = platform.runner.retry_quarantined(name)
+            typer.echo(f"retried: {applied} applied, {failing} still failing")
+        entries = platform.runner.quarantined(name)
+        for q in entries:
+            typer.echo(f"{q['name']}\t{q['position']}\t{q['topic']}\t{q['attempts']}\t{q['error']}")
+        if not entries:
+            typer.echo("no quarantined events")
     finally:
         platform.close()
 

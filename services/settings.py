@@ -65,8 +65,12 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     smtp_timeout_s: float = 10.0
     webhook_timeout_s: float = 10.0
-    # Plain http:// webhooks are accepted only for loopback hosts unless this is set.
+    # Plain http:// webhooks are refused unless this is set (internal addresses stay refused).
     webhook_allow_http: bool = False
+    # Outbound requests (services/security/outbound.py) never reach internal addresses, except
+    # these operator-named hosts (comma-separated, ``host`` or ``host:port``), which may also
+    # use plain http.
+    outbound_allow_hosts: str = ""
     delivery_max_attempts: int = 6
     delivery_backoff_s: float = 30.0
     delivery_backoff_max_s: float = 3600.0

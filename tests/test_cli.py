@@ -72,3 +72,18 @@ def test_demo_then_rebuild(db: str) -> None:
     assert "skipped" in run(["demo", "--if-empty"], db).stdout
     rebuilt = run(["projections", "rebuild", "ledger"], db).stdout
     assert "ledger: rebuilt from" in rebuilt and int(rebuilt.split("from ")[1].split()[0]) > 400
+
+
+def test_control_characters_are_refused_and_the_quarantine_is_listed(database_url: str) -> None:
+    """Issue 17 class 2 at the CLI, on SQLite and PostgreSQL: recorded free text obeys the
+    API's rule (one Chinese line), and `projections quarantine` lists and retries."""
+    run(["init"], database_url)
+    for args in (["token", "issue", "--agency", "fire-rescue", "--label", "desk\x1b[2J"],
+                 ["init", "--reason", "revised\x07"]):
+        proc = run(args, database_url, ok=False)
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == 1 and len(lines) == 1 and "控制字符" in lines[0], (args, proc.stderr)
+    assert "no quarantined events" in run(["projections", "quarantine"], database_url).stdout
+    retried = run(["projections", "quarantine", "--retry"], database_url).stdout
+    assert "retried: 0 applied, 0 still failing" in retried
+    assert run(["projections", "quarantine", "nope"], database_url, ok=False).returncode == 1

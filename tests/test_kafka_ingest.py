@@ -238,3 +238,22 @@ def test_lianxi_ingest_process_end_to_end(county: Platform, pg_url: str, tansu: 
         producer.close()
         stop_process(proc)
     assert proc.returncode == 0, (tmp_path / "ingest.log").read_text()
+
+
+def test_text_the_store_cannot_hold_is_dead_lettered(platform: Platform) -> None:
+    """Issue 17 class 2 at the Kafka edge (SQLite and PostgreSQL): NUL and other control
+    characters in any text of the data are refused with invalid-data, nothing appended."""
+    platform.app.register_catalogue(default_catalogue(), now=datetime(2024, 1, 1, tzinfo=UTC))
+    for sid in ("S1", "S2"):
+        platform.app.save(School.register(
+            by_agency="education", by_lead=True, school_id=sid, name=f"学校{sid}", town="满都拉图镇",
+            kind="primary", boarding=False, canteen=True, school_bus=False, now=datetime(2024, 2, 1, tzinfo=UTC)))
+    head = platform.app.recorder.max_notification_id()
+    bad = [fire("nul-1", summary="检查\x00"), fire("esc-1", findings={"count": 1, "text": "\x1b[31m"}),
+           fire("bell-1", evidence=["sha256:a\x07"])]
+    outcomes = Ingestor(platform.app, platform.clock).process(bad)
+    assert [(o.kind, o.code) for o in outcomes] == [("dead", "invalid-data")] * 3
+    assert all("control character" in (o.reason or "") for o in outcomes)
+    assert platform.app.recorder.max_notification_id() == head
+    [ok] = Ingestor(platform.app, platform.clock).process([fire("tab-1", summary="检查\t完成\n无问题")])
+    assert ok.kind == "appended"

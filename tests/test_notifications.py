@@ -61,6 +61,12 @@ class Receiver:
         self.server.server_close()
 
 
+@pytest.fixture(autouse=True)
+def _loopback_receivers_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local receivers live on 127.0.0.1 over http: an operator-allowed internal host."""
+    monkeypatch.setenv("LIANXI_OUTBOUND_ALLOW_HOSTS", "127.0.0.1")
+
+
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     r = Receiver()
@@ -210,7 +216,7 @@ def test_failures_are_retried_with_backoff_recorded_and_visible(sqlite_api: Api)
         t0 = FIXED_NOW
         assert d.run_once(t0).failed == 1
         (row,) = _deliveries(api)
-        assert (row["status"], row["attempts"], row["last_error"]) == ("retry", 1, "HTTP 500")
+        assert (row["status"], row["attempts"], row["last_error"]) == ("retry", 1, "非2xx(HTTP 500)")
         assert row["next_attempt_at"].startswith("2025-06-30T04:00:30")
         assert d.run_once(t0 + timedelta(seconds=20)).failed == 0  # not due yet: back-off holds
         assert d.run_once(t0 + timedelta(seconds=31)).failed == 1  # second attempt, then 60 s
@@ -374,6 +380,7 @@ def test_email_is_sent_once_through_smtp(sqlite_api: Api, smtp_server: tuple[_In
     monkeypatch.setenv("LIANXI_SMTP_HOST", "127.0.0.1")
     monkeypatch.setenv("LIANXI_SMTP_PORT", str(port))
     monkeypatch.setenv("LIANXI_SMTP_FROM", "lianxi@county.example")
+    monkeypatch.setattr(api.platform, "settings", Settings(database_url=api.platform.settings.database_url))
     r = api.client.put("/api/v1/inbox/channels/email", json={"address": "ms-desk@county.example"},
                        headers=api.as_("market-supervision"))
     assert r.status_code == 200 and r.json()["secret"] is None
@@ -403,6 +410,7 @@ def test_smtp_down_is_a_recorded_failure(sqlite_api: Api, monkeypatch: pytest.Mo
         port = s.getsockname()[1]
     monkeypatch.setenv("LIANXI_SMTP_HOST", "127.0.0.1")
     monkeypatch.setenv("LIANXI_SMTP_PORT", str(port))
+    monkeypatch.setattr(api.platform, "settings", Settings(database_url=api.platform.settings.database_url))
     api.client.put("/api/v1/inbox/channels/email", json={"address": "x@county.example"},
                    headers=api.as_("market-supervision"))
     _petition(api, "XF-1")

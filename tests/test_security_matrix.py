@@ -495,7 +495,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     platform.app.register_catalogue(default_catalogue(), now=datetime(2024, 1, 1, tzinfo=UTC))
     platform.runner.catch_up()
     with pytest.MonkeyPatch.context() as env:
-        env.setenv("LIANXI_SMTP_HOST", "127.0.0.1")  # so an email channel can be set (nothing is sent)
+        env.setattr(platform.settings, "smtp_host", "127.0.0.1")  # so an email channel can be set (nothing is sent)
         yield World(Api(platform))
     platform.close()
 

@@ -490,3 +490,20 @@ def test_the_ledger_reads_another_period_and_refuses_a_bad_one(api: Api, schools
     assert '<option value="2025-Q2" selected>' in r.text
     r = b.client.get(f"/units/{LIAISON}?period=2025-13")
     assert r.status_code == 422 and "统计期格式不正确" in r.text
+
+
+def test_control_characters_in_a_form_are_refused_in_chinese_and_crlf_is_a_newline(api: Api,
+                                                                                   schools: list[str]) -> None:
+    """Issue 17 class 2 on the pages: the API's text rule, one Chinese line per field."""
+    b = Browser(api, LIAISON)
+    before = head(api)
+    for bad in ("检查\x00", "检查\x1b[0m", "检查\x07"):
+        r = b.post(f"/units/{LIAISON}/log", {"duty_code": f"{LIAISON}.inspection", "occurred_on": "2025-06-29",
+                                             "summary": bad})
+        assert r.status_code == 422 and "工作摘要含有不可见的控制字符" in r.text, bad
+    r = b.post(f"/units/{LIAISON}/log", {"duty_code": f"{LIAISON}.inspection", "occurred_on": "2025-06-29",
+                                         "summary": "第一行\r\n第二行"})
+    assert r.status_code == 303, r.text
+    events = api.client.get("/api/v1/events?limit=500", headers=api.as_("education", "lead")).json()["items"]
+    assert [e["data"]["summary"] for e in events if e["type"] == "DutyPerformed"] == ["第一行\n第二行"]
+    assert head(api) == before + 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from datetime import date
 from typing import Annotated, TypeVar
 
@@ -11,6 +12,7 @@ from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
+from contracts.text import find_control_character
 from events.base import local_date
 from services.api.problems import ProblemError
 from services.kernel.principal import Principal
@@ -109,6 +111,19 @@ def decode_cursor(cursor: str | None) -> str | None:
         raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raw = ""
-    if not raw.startswith(_CURSOR_TAG):
+    if not raw.startswith(_CURSOR_TAG) or not raw.isascii() or find_control_character(raw):
         raise ProblemError(400, "cursor is not one this API issued")
     return raw[len(_CURSOR_TAG):]
+
+
+_POSITION = re.compile(r"[0-9]{1,18}")  # ASCII digits only ("²".isdigit()), and fits a BIGINT
+
+
+def decode_position(cursor: str | None) -> int | None:
+    """A cursor that carries a log position (or another row number)."""
+    raw = decode_cursor(cursor)
+    if raw is None:
+        return None
+    if not _POSITION.fullmatch(raw):
+        raise ProblemError(400, "cursor is not one this API issued")
+    return int(raw)

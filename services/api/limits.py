@@ -30,12 +30,15 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
 from starlette.exceptions import HTTPException
+from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contracts.api import Problem
+from contracts.text import find_control_character
 from services.api.problems import MEDIA_TYPE, problem
 from services.settings import Settings
 
@@ -94,6 +97,49 @@ class BodySizeLimit:
             return message
 
         await self.app(scope, counted, send)
+
+
+# -- text the store cannot hold ---------------------------------------------------------------
+
+
+class StorableRequestText:
+    """Refuses, before any route runs, a path or query value holding a control character
+    (NUL above all: PostgreSQL's text cannot hold it, so a filter with one ended in a 500) or
+    bytes that are not UTF-8. Bodies are checked by the request models (contracts/text.py)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            detail = _unstorable(scope)
+            if detail is not None:
+                path = str(scope.get("path", ""))
+                if path.startswith(API_PREFIX):
+                    await problem(400, detail, instance=path)(scope, receive, send)
+                else:
+                    await PlainTextResponse("请求地址或查询参数中含有不允许的控制字符。", status_code=400)(
+                        scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _unstorable(scope: Scope) -> str | None:
+    problem_in_path = find_control_character(str(scope.get("path", "")))
+    if problem_in_path is not None:
+        return f"the path: {problem_in_path}"
+    raw = bytes(scope.get("query_string", b""))
+    if not raw:
+        return None
+    try:
+        pairs = parse_qsl(raw.decode("ascii"), keep_blank_values=True, encoding="utf-8", errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        return "the query string is not valid UTF-8"
+    for name, value in pairs:
+        found = find_control_character(name) or find_control_character(value, name)
+        if found is not None:
+            return f"query parameter {name[:40]!r}: {found}"
+    return None
 
 
 # -- rate --------------------------------------------------------------------------------------
@@ -266,6 +312,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     limits = Limits.from_settings(settings)
     app.add_middleware(RequestTimeout, timeout_s=limits.timeout_s)
     app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
+    app.add_middleware(StorableRequestText)
     app.add_middleware(RateLimit, rate_per_minute=limits.rate_per_minute, burst=limits.burst)
     document_problem_responses(app)
 

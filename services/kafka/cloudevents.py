@@ -26,6 +26,7 @@ import orjson
 from jsonschema import Draft202012Validator, FormatChecker
 
 from contracts.schemas import SCHEMA_BASE_URI, load_schema
+from contracts.text import find_control_character
 from events.base import derive_id
 from projections.base import type_of_topic
 
@@ -150,6 +151,9 @@ def validate_data(event: CloudEvent) -> None:
         where = "/".join(str(p) for p in first.absolute_path) or "(root)"
         more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
         raise InvalidMessage("invalid-data", f"data/{where}: {first.message}{more}")
+    problem = find_control_character(event.data, "data")  # the API's rule: text the store can hold
+    if problem is not None:
+        raise InvalidMessage("invalid-data", str(problem))
 
 
 def source_unit(source: str) -> str:

@@ -258,7 +258,10 @@ class KafkaIngest:
 
     def _dead_letter(self, record: Any, outcome: Outcome) -> Any:
         origin = f"{record.topic}/{record.partition}/{record.offset}"
-        headers = [*(record.headers or []), (DLQ_CODE, (outcome.code or "").encode()),
+        # the dead letter's value is the original bytes, whatever they were: the AsyncAPI
+        # document declares it application/octet-stream, so the original content-type goes
+        kept = [(k, v) for k, v in (record.headers or []) if k.lower() != "content-type"]
+        headers = [*kept, ("content-type", b"application/octet-stream"), (DLQ_CODE, (outcome.code or "").encode()),
                    (DLQ_REASON, (outcome.reason or "").encode()), (DLQ_ORIGIN, origin.encode())]
         return self._producer.send(self.dlq_topic, value=record.value, key=record.key, headers=headers)
 

@@ -11,8 +11,10 @@ A crash after the receiver got the request but before the record was marked leav
 that expires and is retried: receivers deduplicate on ``X-Lianxi-Delivery`` (the
 notification id), which never changes between attempts.
 
-Webhook requests are signed: ``X-Lianxi-Signature: sha256=HMAC(secret, f"{timestamp}." + body)``
-with ``X-Lianxi-Timestamp`` in Unix seconds; ``verify_signature`` is what a receiver runs.
+Webhook requests go out through the outbound policy (services/security/outbound.py: https,
+public addresses only, no redirects, errors as categories) and are signed:
+``X-Lianxi-Signature: sha256=HMAC(secret, f"{timestamp}." + body)`` with ``X-Lianxi-Timestamp``
+in Unix seconds; ``verify_signature`` is what a receiver runs.
 Failures are retried with exponential back-off and every attempt is recorded
 (``notify_delivery_attempts``) and visible through the inbox API.
 """
@@ -21,25 +23,22 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import logging
 import secrets
 import smtplib
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
-from urllib.parse import urlparse
 
 import orjson
 import sqlalchemy as sa
 
 from events.errors import InvariantViolated, NotFound, NotPermitted
-from projections.base import utc_text
+from projections.base import insert_ignore, upsert_add, utc_text
 from projections.notifications import attempts, channels, deliveries, notifications, reads, recipients_of
+from services.security.outbound import policy_from
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -81,21 +80,6 @@ HttpPost = Callable[[str, bytes, dict[str, str], float], SendResult]
 MailSend = Callable[[Settings, str, str, str], SendResult]
 
 
-def http_post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> SendResult:
-    req = urllib.request.Request(url, data=body, headers=headers, method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            code = int(resp.status)
-    except urllib.error.HTTPError as e:
-        return SendResult(False, e.code, f"HTTP {e.code}")
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        reason = getattr(e, "reason", e)
-        return SendResult(False, None, f"{type(e).__name__}: {reason}"[:500])
-    if 200 <= code < 300:
-        return SendResult(True, code)
-    return SendResult(False, code, f"HTTP {code}")
-
-
 def smtp_send(settings: Settings, to: str, subject: str, text: str) -> SendResult:
     if not settings.smtp_host:
         return SendResult(False, None, "email is not configured (LIANXI_SMTP_HOST)")
@@ -119,23 +103,6 @@ def smtp_send(settings: Settings, to: str, subject: str, text: str) -> SendResul
 # -- channels --------------------------------------------------------------------------------------
 
 
-def _check_webhook_url(url: str, settings: Settings) -> str:
-    parsed = urlparse(url.strip())
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise InvariantViolated("a webhook URL is http(s)://host/path")
-    if parsed.username or parsed.password:
-        raise InvariantViolated("a webhook URL must not carry credentials; the signature authenticates us")
-    if parsed.scheme == "http" and not settings.webhook_allow_http:
-        host = parsed.hostname
-        try:
-            loopback = ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = host == "localhost"
-        if not loopback:
-            raise InvariantViolated("a webhook URL must use https (plain http only for loopback hosts)")
-    return url.strip()
-
-
 def set_channel(engine: sa.Engine, agency: str, channel: str, target: str, *, now: datetime,
                 settings: Settings | None = None) -> dict[str, Any]:
     """Configures a unit's webhook (returns a new signing secret, shown once) or email address.
@@ -143,7 +110,8 @@ def set_channel(engine: sa.Engine, agency: str, channel: str, target: str, *, no
     nothing older is replayed."""
     cfg = settings or Settings()
     if channel == "webhook":
-        target = _check_webhook_url(target, cfg)
+        policy_from(cfg).check_url(target)
+        target = target.strip()
         secret: str | None = "whsec_" + secrets.token_urlsafe(32)
     elif channel == "email":
         if not cfg.email_enabled:
@@ -155,14 +123,11 @@ def set_channel(engine: sa.Engine, agency: str, channel: str, target: str, *, no
         raise NotFound(f"unknown channel {channel!r}; one of {', '.join(CHANNELS)}")
     stamp = utc_text(now)
     with engine.begin() as conn:
-        exists = conn.execute(sa.select(channels.c.created_at).where(
-            channels.c.agency == agency, channels.c.channel == channel)).first()
-        if exists:
-            conn.execute(channels.update().where(channels.c.agency == agency, channels.c.channel == channel)
-                         .values(target=target, secret=secret, updated_at=stamp))
-        else:
-            conn.execute(channels.insert().values(agency=agency, channel=channel, target=target, secret=secret,
-                                                  created_at=stamp, updated_at=stamp))
+        # one statement, so twenty concurrent settings cannot collide on the key; the last wins
+        # and the channel keeps its first start time
+        upsert_add(conn, channels, [{"agency": agency, "channel": channel, "target": target, "secret": secret,
+                                     "created_at": stamp, "updated_at": stamp}],
+                   keys=("agency", "channel"), replace=("target", "secret", "updated_at"))
     return {"channel": channel, "target": target, "secret": secret}
 
 
@@ -239,8 +204,8 @@ def mark_read(engine: sa.Engine, agency: str, ids: Sequence[str] | None, *, now:
                 reads.c.notification_id.in_(wanted)))}
             todo = [i for i in wanted if i not in already]
         rows = [{"notification_id": i, "agency": agency, "read_at": stamp} for i in todo]
-        for start in range(0, len(rows), 500):
-            conn.execute(reads.insert(), rows[start:start + 500])
+        for start in range(0, len(rows), 500):  # a concurrent mark of the same ones is not an error
+            insert_ignore(conn, reads, rows[start:start + 500])
     return len(rows)
 
 
@@ -262,10 +227,10 @@ class Deliverer:
     from several processes at once."""
 
     def __init__(self, engine: sa.Engine, settings: Settings | None = None, *,
-                 post: HttpPost = http_post, mail: MailSend = smtp_send) -> None:
+                 post: HttpPost | None = None, mail: MailSend = smtp_send) -> None:
         self.engine = engine
         self.settings = settings or Settings()
-        self.post = post
+        self.post = post or self._post_by_policy
         self.mail = mail
 
     def backoff(self, attempt: int) -> timedelta:
@@ -335,6 +300,12 @@ class Deliverer:
         else:
             self._claim(claimed, {"status": "retry", "lease_until": None, "last_error": result.error,
                                   "next_attempt_at": utc_text(now + self.backoff(attempt))})
+
+    def _post_by_policy(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> SendResult:
+        # the URL was checked when it was set; it is checked again (and resolved) for each send,
+        # since the policy or the name's addresses may have changed since
+        r = policy_from(self.settings).post(url, body, headers, timeout)
+        return SendResult(r.ok, r.status_code, r.error)
 
     def _send(self, d: dict[str, Any], target: str, secret: str | None, now: datetime) -> SendResult:
         payload = orjson.loads(d["payload"])

@@ -16,7 +16,7 @@ def notify_deliver(ctx: JobContext, now: datetime) -> dict[str, Any]:
     """Bring the notifications up to the log (which plans delivery records), then send what
     is due."""
     ctx.catch_up("notifications")
-    r = Deliverer(ctx.write_engine).run_once(now)
+    r = Deliverer(ctx.write_engine, ctx.settings).run_once(now)
     return {"as_of": now.isoformat(), "delivered": r.delivered, "failed_attempts": r.failed, "gave_up": r.gave_up,
             "expired": r.expired, "cancelled": r.cancelled}
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import orjson
@@ -52,13 +52,17 @@ def parse_as_of(text: str) -> datetime:
     try:
         if len(text) == 10:
             day = date.fromisoformat(text)
-            return datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=COUNTY_TZ) - timedelta(
-                microseconds=1)
-        moment = datetime.fromisoformat(text)
+            moment = datetime.combine(day, time.max, tzinfo=COUNTY_TZ)  # no day after 9999-12-31 needed
+        else:
+            moment = datetime.fromisoformat(text)
     except ValueError:
         raise ReviewError(f"as_of {text!r} is not a date or an ISO 8601 date-time") from None
     if moment.tzinfo is None:
         raise ReviewError(f"as_of {text!r} needs a UTC offset, e.g. 2024-01-31T18:00:00+08:00")
+    try:  # the instant must exist in UTC too (0001-01-01 at +08:00 does not)
+        moment.astimezone(UTC)
+    except OverflowError:
+        raise ReviewError(f"as_of {text!r} is out of range (years 0001-9999)") from None
     return moment
 
 
@@ -182,7 +186,7 @@ class Collector:
         self.f = facts
         self.year = str(facts.year)
         self.prev_year = str(facts.year - 1)
-        self.year_end = f"{facts.year}-12-31"
+        self.year_end = f"{facts.year:04d}-12-31"
         self.days = _Days()
         self.handlers: dict[str, Callable[[dict[str, Any], Any, str], None]] = {
             name[3:]: getattr(self, name) for name in dir(self) if name.startswith("on_")
@@ -407,7 +411,7 @@ def replay(conn: Any, *, upto: int, year: int, as_of: datetime, rule_sets: Itera
     """One verified pass over the log; raises ``hashchain.ChainBroken`` on a tampered log."""
     sets = list(rule_sets)
     key = as_of_key(as_of)
-    cutoff = min(f"{year}-12-31", as_of.astimezone(COUNTY_TZ).date().isoformat())
+    cutoff = min(f"{year:04d}-12-31", as_of.astimezone(COUNTY_TZ).date().isoformat())
     facts = Facts(
         year=year, as_of=key, cutoff=cutoff, evidence_limit=max(s.evidence_limit for s in sets),
         min_grace=min(s.backdated.grace_days for s in sets),

@@ -215,7 +215,7 @@ def _campaign_phases(rule: Rule, f: Facts, units: list[str], rules: RuleSet) -> 
 
 def _target_value(spec: Any, target: dict[str, Any], f: Facts) -> tuple[float | None, list[str], dict[str, Any]]:
     """(achieved value, evidence, detail) of one target at year end."""
-    year_end = f"{f.year}-12-31"
+    year_end = f"{f.year:04d}-12-31"
     if spec.recognition is not None:
         held: dict[str, str] = {}
         for school, kind, awarded, event_id, withdrawn in f.recognitions.values():

@@ -76,7 +76,8 @@ def public_hex(key: Ed25519PrivateKey) -> str:
 def utc_iso(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise CheckpointError("checkpoint time must be timezone-aware")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    utc = moment.astimezone(UTC)  # the year zero-padded: strftime's %Y gives "999" on glibc
+    return f"{utc.year:04d}" + utc.strftime("-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(frozen=True)

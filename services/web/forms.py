@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from contracts.text import find_control_character
+
 EVIDENCE = re.compile(r"^\S{1,500}$")
 EVIDENCE_HINT = "每行填写一个链接或文件哈希，中间不能有空格。"
 UUID_TEXT = re.compile(r"^[0-9a-fA-F-]{32,36}$")  # a form's own id, or an id it lists
@@ -35,7 +37,13 @@ class Form:
 
     def raw(self, name: str) -> str:
         value = self.data.get(name)
-        return value.strip() if isinstance(value, str) else ""
+        # a browser sends a textarea's line breaks as CRLF: they are newlines, not controls
+        return value.replace("\r\n", "\n").strip() if isinstance(value, str) else ""
+
+    def storable(self, name: str, label: str, value: str) -> None:
+        """The API's rule for text (contracts/text.py), said in the form's words."""
+        if find_control_character(value) is not None:
+            self.fail(name, f"{label}含有不可见的控制字符，请删除后再提交。")
 
     def many(self, name: str) -> list[str]:
         return [v.strip() for v in self.data.getlist(name) if isinstance(v, str) and v.strip()]
@@ -50,6 +58,7 @@ class Form:
             self.fail(name, f"请填写{label}。")
         elif len(value) > max_len:
             self.fail(name, f"{label}不能超过 {max_len} 个字（现有 {len(value)} 个）。")
+        self.storable(name, label, value)
         return value
 
     def lines(self, name: str, label: str, *, required: bool = False, max_items: int = 50,
@@ -57,6 +66,7 @@ class Form:
         text = self.data.get(name)
         text = text if isinstance(text, str) else ""
         self.values[name] = text
+        self.storable(name, label, text.replace("\r\n", "\n"))
         items = [line.strip() for line in text.splitlines() if line.strip()]
         if required and not items:
             self.fail(name, f"请至少填写一条{label}（每行一条）。")

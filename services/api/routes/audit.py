@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
 from contracts.api import AuditEntryOut, Page
-from services.api.deps import CursorQ, LimitQ, PlatformDep, PrincipalDep, decode_cursor, encode_cursor
+from contracts.text import Day
+from services.api.deps import CursorQ, LimitQ, PlatformDep, PrincipalDep, decode_position, encode_cursor
 from services.api.problems import ProblemError
 
 router = APIRouter(prefix="/api/v1", tags=["audit"])
@@ -24,18 +24,13 @@ def audit_trail(
     target_unit: Annotated[str | None, Query(max_length=64, description="whose data was touched ('*': all)")] = None,
     token_id: Annotated[str | None, Query(max_length=36)] = None,
     outcome: Literal["ok", "refused", "rejected", "error"] | None = None,
-    since: Annotated[date | None, Query(description="from the start of this day (UTC)")] = None,
-    until: Annotated[date | None, Query(description="before the start of this day (UTC)")] = None,
+    since: Annotated[Day | None, Query(description="from the start of this day (UTC)")] = None,
+    until: Annotated[Day | None, Query(description="before the start of this day (UTC)")] = None,
 ) -> Page[AuditEntryOut]:
     """Oldest first. Only auditors read the trail; nobody can change it through the platform."""
     if principal.role != "auditor":
         raise ProblemError(403, "only auditor credentials may read the audit trail")
-    decoded = decode_cursor(cursor)
-    after = 0
-    if decoded is not None:
-        if not decoded.isdigit() or len(decoded) > 18:
-            raise ProblemError(400, "cursor is not one this API issued")
-        after = int(decoded)
+    after = decode_position(cursor) or 0
     rows = platform.audit.page(after=after, limit=limit + 1, unit=unit, target_unit=target_unit,
                                     token_id=token_id, outcome=outcome,
                                     since=since.isoformat() if since else None,

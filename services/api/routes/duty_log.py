@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
 
 from contracts.api import Created, DutyLogIn, LedgerOut, RectificationStatsOut
+from contracts.text import Day
 from events.base import local_date
 from projections.catalogue_view import get_agency
 from projections.ledger import asof_ledger, end_of_day_utc, live_ledger
@@ -51,7 +51,7 @@ async def log_duty(
 def agency_ledger(
     code: str, platform: PlatformDep, principal: PrincipalDep,
     period: Annotated[str | None, Query(max_length=10, description="YYYY, YYYY-S1|S2, YYYY-Q1..4 or YYYY-MM")] = None,
-    as_of: Annotated[date | None, Query(description="the ledger as it stood at the end of this day")] = None,
+    as_of: Annotated[Day | None, Query(description="the ledger as it stood at the end of this day")] = None,
 ) -> LedgerOut:
     require_reader_of(principal, code)
     today = local_date(platform.clock())

@@ -13,11 +13,10 @@ from services.api.deps import (
     LimitQ,
     PlatformDep,
     PrincipalDep,
-    decode_cursor,
+    decode_position,
     encode_cursor,
     require_all_reader,
 )
-from services.api.problems import ProblemError
 
 router = APIRouter(prefix="/api/v1", tags=["event log"])
 
@@ -35,11 +34,9 @@ def events_feed(
 ) -> Page[EventOut]:
     require_all_reader(principal)
     start = after or 0
-    decoded = decode_cursor(cursor)
+    decoded = decode_position(cursor)
     if decoded is not None:
-        if not decoded.isdigit():
-            raise ProblemError(400, "cursor is not one this API issued")
-        start = int(decoded)
+        start = decoded
     notifications = platform.app.recorder.select_notifications(start=start, limit=limit, inclusive_of_start=False)
     items = [feed_item(LoggedEvent.from_notification(n)) for n in notifications]
     next_cursor = None

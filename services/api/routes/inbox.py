@@ -19,7 +19,15 @@ from contracts.api_logistics import (
     WebhookIn,
 )
 from projections.notifications import inbox, unread_count
-from services.api.deps import CursorQ, LimitQ, PlatformDep, PrincipalDep, decode_cursor, encode_cursor, require_writer
+from services.api.deps import (
+    CursorQ,
+    LimitQ,
+    PlatformDep,
+    PrincipalDep,
+    decode_position,
+    encode_cursor,
+    require_writer,
+)
 from services.api.problems import ProblemError
 from services.notify.deliver import delete_channel, list_channels, list_deliveries, mark_read, set_channel
 
@@ -49,11 +57,9 @@ def inbox_index(
     """What needs the caller's unit's action, newest first: assigned rectifications and tasks,
     overdue and escalation steps, warnings to acknowledge, missing compliance records,
     petitions to handle, scheduled meetings."""
-    raw = decode_cursor(cursor)
-    if raw is not None and not raw.isdigit():
-        raise ProblemError(400, "cursor is not one this API issued")
+    before = decode_position(cursor)
     with platform.read_engine.connect() as conn:
-        rows = inbox(conn, principal.agency, unread_only=unread, before=int(raw) if raw else None, limit=limit + 1)
+        rows = inbox(conn, principal.agency, unread_only=unread, before=before, limit=limit + 1)
         count = unread_count(conn, principal.agency)
     more = len(rows) > limit
     rows = rows[:limit]
@@ -90,7 +96,7 @@ def channels_webhook(body: WebhookIn, platform: PlatformDep, principal: Principa
     requests carry ``X-Lianxi-Signature: sha256=HMAC-SHA256(secret, timestamp + "." + body)``."""
     require_writer(principal)
     return ChannelSetOut(**set_channel(platform.write_engine, principal.agency, "webhook", body.url,
-                                       now=platform.clock()))
+                                       now=platform.clock(), settings=platform.settings))
 
 
 @router.put("/channels/email", response_model=ChannelSetOut, responses=_WRITE)
@@ -98,7 +104,7 @@ def channels_email(body: EmailIn, platform: PlatformDep, principal: PrincipalDep
     """Sets the unit's email address (only when the server has SMTP configured)."""
     require_writer(principal)
     return ChannelSetOut(**set_channel(platform.write_engine, principal.agency, "email", body.address,
-                                       now=platform.clock()))
+                                       now=platform.clock(), settings=platform.settings))
 
 
 @router.delete("/channels/{channel}", status_code=204, responses=_WRITE)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
@@ -25,6 +24,7 @@ from contracts.api_logistics import (
     Written,
 )
 from contracts.catalogue import default_catalogue
+from contracts.text import Day
 from events.base import local_date
 from projections.compliance import compliance_matrix, compliance_rates
 from projections.petitions import get_petition, list_petitions, petition_rates
@@ -36,6 +36,7 @@ from services.api.deps import (
     PrincipalDep,
     answer,
     decode_cursor,
+    decode_position,
     encode_cursor,
     require_lead,
     require_writer,
@@ -99,7 +100,7 @@ def recognitions_index(
     platform: PlatformDep, principal: PrincipalDep, limit: LimitQ = 100, cursor: CursorQ = None,
     school: Annotated[str | None, Query(max_length=40)] = None,
     kind: Annotated[str | None, Query(max_length=60)] = None,
-    active_on: Annotated[date | None, Query(description="only recognitions held on this day")] = None,
+    active_on: Annotated[Day | None, Query(description="only recognitions held on this day")] = None,
 ) -> Page[RecognitionOut]:
     after = _int_cursor(cursor)
     with platform.read_engine.connect() as conn:
@@ -206,12 +207,7 @@ def compliance_records_create(
 
 
 def _int_cursor(cursor: str | None) -> int | None:
-    raw = decode_cursor(cursor)
-    if raw is None:
-        return None
-    if not raw.isdigit():
-        raise ProblemError(400, "cursor is not one this API issued")
-    return int(raw)
+    return decode_position(cursor)
 
 
 def _petition_out(r: dict[str, Any]) -> PetitionOut:

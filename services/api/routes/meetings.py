@@ -49,7 +49,7 @@ from services.api.deps import (
     PlatformDep,
     PrincipalDep,
     answer,
-    decode_cursor,
+    decode_position,
     encode_cursor,
     require_all_reader,
     require_lead,
@@ -204,12 +204,10 @@ def tasks_index(
     meeting: Annotated[str | None, Query(max_length=36)] = None,
 ) -> Page[TaskOut]:
     """Tasks from resolutions, newest first."""
-    decoded = decode_cursor(cursor)
-    if decoded is not None and not decoded.isdigit():
-        raise ProblemError(400, "cursor is not one this API issued")
+    before = decode_position(cursor)
     today = local_date(platform.clock())
     with platform.read_engine.connect() as conn:
-        rows = list_tasks(conn, today=today, limit=limit + 1, before=int(decoded) if decoded else None, unit=unit,
+        rows = list_tasks(conn, today=today, limit=limit + 1, before=before, unit=unit,
                           status=status, overdue=overdue, meeting=meeting)
     more = len(rows) > limit
     rows = rows[:limit]

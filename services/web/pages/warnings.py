@@ -43,7 +43,7 @@ def _unit_warnings(platform: Platform, code: str, today: date) -> tuple[list[dic
     pending: list[dict[str, Any]] = []
     done: list[dict[str, Any]] = []
     with platform.read_engine.connect() as conn:
-        for w in reversed(warnings_between(conn, f"{today.year}-01-01", today.isoformat())):
+        for w in reversed(warnings_between(conn, f"{today.year:04d}-01-01", today.isoformat())):
             mine = next((r for r in recipient_status(conn, w["warning_id"])
                          if r["kind"] == "unit" and r["recipient"] == code), None)
             if mine is None:
@@ -102,7 +102,7 @@ def warnings_overview(request: Request, session: SessionDep, platform: PlatformD
     require_overview(session)
     names = unit_names(platform)
     today = today_of(platform)
-    start = f"{today.year}-01-01"
+    start = f"{today.year:04d}-01-01"
     with platform.read_engine.connect() as conn:
         rows = list(reversed(warnings_between(conn, start, today.isoformat())))
         by_unit = response_by_recipient(conn, "unit", start, today.isoformat())
