@@ -485,8 +485,6 @@ def review(
         if output:
             Path(output).write_bytes(data)
             typer.echo(f"review {year} ({rule_set.name}, as of {document['as_of']}) written to {output}", err=True)
-        if document.get("rules", {}).get("note"):
-            typer.echo(document["rules"]["note"], err=True)
         else:
             sys.stdout.flush()
             sys.stdout.buffer.write(data)  # bytes as they are: no decoded copy of a province-sized review
