@@ -212,6 +212,9 @@ def demo(
             hashchain.catch_up(platform.write_engine, progress=bar.update)  # raw fast path of the log_chain follower
             platform.runner.catch_up(progress=bar.update)
         typer.echo(f"demo {chosen_year}: {counts['schools']} schools, {total} events in the log")
+        names = {u.code: u.name for u in catalogue.units.units}
+        for label, key in (("履职到位(planted diligent)", "diligent"), ("履职不力(planted negligent)", "negligent")):
+            typer.echo(f"{label}: " + "、".join(f"{names[c]}({c})" for c in counts[key]))
     finally:
         platform.close()
 

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from contracts.rules import RuleSet
+from events.base import COUNTY_TZ
 from services.reviews.facts import Facts, ReviewError, compute_facts
 from services.reviews.method import method_text
 from services.reviews.scoring import Scored, flagged_backdated, rounded, rule_change, rules_meta, score
@@ -54,6 +55,7 @@ def review_document(facts: Facts, checkpoint: Checkpoint, scored: Scored) -> dic
                       "columns": list(BACKDATED_COLUMNS), "entries": flagged},
         "appeals": appeals,
         "names": names_of(facts, units, flagged, appeals),
+        "county_tz": COUNTY_TZ.key,  # people read county-local times (the renderings convert)
     }
 
 
@@ -149,6 +151,7 @@ def compute_review(
         document = compare_document(facts, checkpoint, base, score(compare, facts))
     # "head": as of the log head (its position and the latest recorded time counted).
     document["as_of_source"] = "head" if as_of is None else "given"
+    document["county_tz"] = COUNTY_TZ.key
     return document
 
 

@@ -437,7 +437,12 @@ def score(rules: RuleSet, f: Facts) -> Scored:
         grouped: dict[str, list[Line]] = defaultdict(list)
         for line in lines:
             grouped[line.unit].append(line)
-        for unit in scope:
+        if rules.min_weight:  # the load-aware rules say 不适用 rather than skipping a clause
+            names = "、".join(f.units[u].name if u in f.units else u for u in rule.units or ())
+            for unit in all_units:
+                if unit not in scope:
+                    grouped[unit].append(not_applicable(unit, rule, f"本条仅适用于{names}"))
+        for unit in (all_units if rules.min_weight else scope):
             items = sorted(grouped.get(unit, []), key=lambda ln: ln.item)
             rendered = []
             subtotal = 0.0
@@ -467,6 +472,7 @@ def score(rules: RuleSet, f: Facts) -> Scored:
             if not applicable:
                 rendered = [e for e in rendered if e.get("item") != "clause"]
             if rule.kind == "credit":
+                weight = rounded(weight)  # earned and possible on the same two places: never over 100
                 points = rounded(min(subtotal, weight))
                 earned[unit] += points
                 possible[unit] += weight
