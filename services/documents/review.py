@@ -70,7 +70,7 @@ class People:
 
     def label(self, item: dict[str, Any]) -> str:
         detail = item.get("detail") or {}
-        text = item["label"]
+        text = str(item["label"])
         duty = detail.get("duty")
         if isinstance(duty, str):
             text = f"{self.duties.get(duty, duty)}：{text}"

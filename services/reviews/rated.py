@@ -13,7 +13,7 @@ from typing import Any, cast
 
 from contracts.rules import RateParams, Rule, RuleSet
 from services.reviews.facts import Facts, Item
-from services.reviews.scoring import Line, flagged_backdated, not_applicable, scorer
+from services.reviews.lines import Line, flagged_backdated, not_applicable, scorer
 
 Failure = tuple[str, float, str, dict[str, Any], list[str]]  # item, weight, label, detail, event ids
 

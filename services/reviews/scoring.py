@@ -9,8 +9,7 @@ replay. Scores are rounded to two places and lines kept in a stable order.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
@@ -27,38 +26,9 @@ from contracts.rules import (
     WarningParams,
 )
 from services.reviews.facts import Facts, Item, ReviewError
+from services.reviews.lines import SCORERS, Line, flagged_backdated, not_applicable, scorer
 
-
-@dataclass
-class Line:
-    unit: str
-    clause: str
-    item: str
-    points: float  # credit earned, or deduction taken (a positive number)
-    label: str
-    detail: dict[str, Any] = field(default_factory=dict)
-    event_ids: list[str] = field(default_factory=list)
-    event_count: int | None = None
-    # For a credit line of the load-aware rules: the most it can give (None: the clause's
-    # points, the 2025 rules). ``na`` says why the line (or, alone, the clause) is 不适用.
-    weight: float | None = None
-    na: str | None = None
-
-
-def not_applicable(unit: str, rule: Rule, reason: str, item: str = "clause") -> Line:
-    return Line(unit, rule.clause, item, 0.0, reason, weight=0.0, na=reason)
-
-
-# (rule, facts, the units the rule applies to, the whole rule set) -> lines
-Scorer = Callable[[Rule, Facts, list[str], RuleSet], list[Line]]
-SCORERS: dict[str, Scorer] = {}
-
-
-def scorer(measure: str) -> Callable[[Scorer], Scorer]:
-    def register(fn: Scorer) -> Scorer:
-        SCORERS[measure] = fn
-        return fn
-    return register
+__all__ = ["SCORERS", "Line", "flagged_backdated", "not_applicable", "scorer"]
 
 
 def _share(done: int, total: int) -> float:
@@ -389,12 +359,6 @@ def _compliance_gaps(rule: Rule, f: Facts, units: list[str], rules: RuleSet) -> 
              {"school_id": school, "kind": kind, "period": period}, [event_id])
         for unit, event_id, school, kind, period in f.gaps if unit in wanted
     ]
-
-
-def flagged_backdated(rules: RuleSet, f: Facts) -> list[tuple[str, str, str, str, str, int]]:
-    types = set(rules.backdated.types)
-    grace = rules.backdated.grace_days
-    return [b for b in f.backdated if b[2] in types and b[5] > grace]
 
 
 @scorer("backdated_reports")
