@@ -134,6 +134,8 @@ class RectificationStatsOut(BaseModel):
     on_time_rate: float | None
     median_days_to_close: float | None
     cooperating_open: int
+    as_of: str | None = Field(default=None, description="the day these figures are as of (the ledger's as_of, "
+                                                      "or the period's last day if earlier)")
 
 
 class LedgerOut(BaseModel):

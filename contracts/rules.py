@@ -59,17 +59,29 @@ class DutyCoverageParams(_Strict):
 
     coverage_target: float = Field(default=0.8, gt=0, le=1)
     by_duty: dict[str, DutyTarget] = Field(default_factory=dict)
+    # "evidence": a duty earns only with records behind it; a duty that concerns no school or is
+    # performed on demand (target 0) cannot be measured by coverage and is 不适用, unless it has
+    # no record at all, which is a 盲区 (0 of its share). "legacy": the 2025 rules.
+    method: Literal["legacy", "evidence"] = "legacy"
 
 
 class PerItemParams(_Strict):
     per_item: float = Field(gt=0, le=1000)
 
 
+# What a clause gives a unit with nothing to measure: full marks and zero are the 2025 rules'
+# choices; "not_applicable" (不适用) takes the clause out of the unit's score, which is then
+# rescaled over the clauses that apply.
+WhenNone = Literal["full", "zero", "not_applicable"]
+
+
 class OnTimeParams(_Strict):
     """Credit in proportion to items closed on time; ``when_none`` decides a unit that had
-    nothing to close."""
+    nothing to close. ``count: due`` (load-aware) divides by every item of the unit that fell
+    due by the cut-off day, closed or not, instead of by the items closed."""
 
-    when_none: Literal["full", "zero"] = "full"
+    when_none: WhenNone = "full"
+    count: Literal["closed", "due"] = "closed"
 
 
 class OverdueParams(_Strict):
@@ -97,7 +109,7 @@ class CampaignParams(_Strict):
     phase's deadline; each inspecting unit takes part in a joint inspection (联合督查) of each
     later phase by that phase's deadline."""
 
-    when_none: Literal["full", "zero"] = "full"
+    when_none: WhenNone = "full"
     self_check_share: float = Field(default=0.9, gt=0, le=1)
 
 
@@ -119,7 +131,17 @@ class TargetsParams(_Strict):
     """后勤目标 (seed 000): the county targets set for the year, measured at year end."""
 
     targets: dict[Slug, TargetMeasureSpec] = Field(min_length=1)
-    when_none: Literal["full", "zero"] = "zero"
+    when_none: WhenNone = "zero"
+
+
+class RateParams(_Strict):
+    """A load-aware deduction: ``points`` × the share of the unit's own items that went wrong
+    (escalated, acknowledged late or never, absent, backdated, missing). ``weights`` weigh the
+    kinds of failure (e.g. late 0.5, missing 1); a unit with no items is 不适用."""
+
+    weights: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=dict)
+    kinds: tuple[Literal["rectification", "task"], ...] = Field(default=("rectification", "task"), min_length=1)
+    within_hours: float = Field(default=2, gt=0, le=24 * 30)
 
 
 MEASURES: dict[str, tuple[Literal["credit", "deduction"], type[_Strict]]] = {
@@ -135,6 +157,12 @@ MEASURES: dict[str, tuple[Literal["credit", "deduction"], type[_Strict]]] = {
     "meeting_attendance": ("deduction", PerItemParams),
     "backdated_reports": ("deduction", PerItemParams),
     "compliance_gaps": ("deduction", PerItemParams),
+    # load-aware deductions (contracts/rules/review-2026.v1.yaml; services/reviews/rated.py)
+    "escalation_rate": ("deduction", RateParams),
+    "warning_ack_rate": ("deduction", RateParams),
+    "meeting_absence_rate": ("deduction", RateParams),
+    "backdated_rate": ("deduction", RateParams),
+    "compliance_gap_rate": ("deduction", RateParams),
 }
 
 
@@ -177,7 +205,22 @@ class RuleSet(_Strict):
     # Credit lines list at most this many event ids (with the full count); deductions list all.
     evidence_limit: int = Field(default=50, ge=1, le=100_000)
     rules: tuple[Rule, ...] = Field(min_length=1)
+    # The years these rules are written for; a file without the field is for the year in its id
+    # (review-2025 → 2025). Reviewing another year needs the rules named explicitly.
+    years: tuple[Annotated[int, Field(ge=2000, le=2100)], ...] = ()
+    # 数据不足: a unit whose applicable credit clauses can give fewer points than this is not
+    # ranked (0: every unit is ranked, the 2025 rules).
+    min_weight: float = Field(default=0, ge=0, le=10_000)
+    # The one-page method (考核办法) printed with the review: its opening paragraphs.
+    method: tuple[str, ...] = ()
     sha256: str = ""  # of the file's bytes, set by the loader
+
+    @property
+    def for_years(self) -> tuple[int, ...]:
+        if self.years:
+            return self.years
+        m = re.search(r"(?:^|-)(\d{4})(?:-|$)", self.id)
+        return (int(m.group(1)),) if m else ()
 
     @property
     def name(self) -> str:
@@ -271,3 +314,15 @@ def named_rules(name: str) -> RuleSet:
 
 def default_rules() -> RuleSet:
     return named_rules(DEFAULT_RULES)
+
+
+def rules_for_year(year: int) -> RuleSet:
+    """The rules in force for ``year``: the latest version of the rules files that declare it."""
+    candidates = []
+    for path in sorted(RULES_DIR.glob("*.yaml")):
+        rules = load_rules(path)
+        if year in rules.for_years:
+            candidates.append(rules)
+    if not candidates:
+        raise RulesError(f"没有适用于{year}年度的考核细则；请用 --rules 指定细则")
+    return max(candidates, key=lambda r: (r.version, r.id))

@@ -441,7 +441,7 @@ def _step_event_ids(conn: sa.Connection, ids: list[str]) -> dict[str, list[str]]
 
 def overdue_rectifications(conn: sa.Connection, today: date) -> list[dict[str, Any]]:
     """Overdue (and so escalated) rectifications grouped by responsible lead unit, worst first."""
-    rows = board.list_items(conn, today=today, limit=100_000, overdue=True)
+    rows = board.overdue_as_of(conn, today)  # as the log stood that day, not as the board stands now
     steps = _step_event_ids(conn, [r["id"] for r in rows])
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:

@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable, Sequence
-from datetime import date
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
 from eventsourcing.utils import get_topic
 
+from events.base import COUNTY_TZ
 from events.rectifications import RUNNING, Rectification
-from projections.base import LoggedEvent, Projection, insert_ignore, metadata
+from projections.base import LoggedEvent, Projection, insert_ignore, metadata, utc_text
 
 items = sa.Table(
     "rm_rectifications",
@@ -296,21 +297,51 @@ def _rows_as_of(conn: sa.Connection, ids: list[str], known_by: str) -> list[dict
     return [r for r in state.values() if r is not None]
 
 
+def rows_known_by(conn: sa.Connection, ids: list[str], cutoff: str) -> list[dict[str, Any]]:
+    """The board rows of ``ids`` as the log stood at ``cutoff`` (utc_text): a row untouched since
+    then is its own as-of row; only items updated later are folded again from their history."""
+    rows: list[dict[str, Any]] = []
+    stale: list[str] = []
+    for chunk in _chunks(ids, 500):
+        for r in conn.execute(sa.select(items).where(items.c.id.in_(chunk))).mappings():
+            if r["updated_at"] <= cutoff:
+                rows.append(dict(r))
+            elif r["reported_at"] <= cutoff:
+                stale.append(r["id"])
+    return rows + _rows_as_of(conn, stale, cutoff)
+
+
+def overdue_as_of(conn: sa.Connection, today: date) -> list[dict[str, Any]]:
+    """The items overdue at the end of ``today`` as the log then stood (an item closed since
+    still counts for an earlier day), newest report first, as ``list_items`` shows them."""
+    cutoff = end_of_county_day(today)
+    q = sa.select(items.c.id).where(items.c.reported_at <= cutoff,
+                                    sa.or_(items.c.updated_at > cutoff,
+                                           sa.and_(items.c.status.in_(RUNNING), items.c.deadline < today.isoformat())))
+    ids = [str(i) for i in conn.execute(q).scalars()]
+    rows = [r for r in rows_known_by(conn, ids, cutoff) if is_overdue(r, today)]
+    rows.sort(key=lambda r: -r["reported_position"])
+    return [item_view(r, today) for r in rows]
+
+
+def end_of_county_day(day: date) -> str:
+    """The last instant of a county-local day, as recorded times are stored (UTC text)."""
+    moment = datetime.combine(day + timedelta(days=1), time(0), tzinfo=COUNTY_TZ) - timedelta(microseconds=1)
+    return utc_text(moment)
+
+
 def unit_stats(
     conn: sa.Connection, unit: str, *, today: date, period_start: date, period_end: date,
     known_by: str | None = None,
 ) -> dict[str, Any]:
-    """A unit's part of the board, for its ledger. Counts of open, overdue and escalated items
-    are as of ``today``; closure figures cover items closed (销号) within the period. Only items
-    the unit leads count against it; ``cooperating_open`` shows where it helps. With
-    ``known_by`` (utc_text) the figures are those the log held at that moment."""
+    """A unit's part of the board, for its ledger, the brief and the dashboard, as the log stood
+    at the end of ``today`` (or at ``known_by``, utc_text): the item histories are folded up to
+    that moment, so a brief of an earlier meeting shows that meeting's figures, not today's.
+    Open, overdue and escalated count the items the unit leads as of that day; closure figures
+    cover items closed (销号) within the period up to that day; ``cooperating_open`` shows where
+    it helps."""
     ids = [str(i) for i in conn.execute(sa.select(responsible.c.id).where(responsible.c.unit == unit)).scalars()]
-    if known_by is None:
-        rows: list[dict[str, Any]] = []
-        for chunk in _chunks(ids, 500):
-            rows.extend(dict(r) for r in conn.execute(sa.select(items).where(items.c.id.in_(chunk))).mappings())
-    else:
-        rows = _rows_as_of(conn, ids, known_by)
+    rows = rows_known_by(conn, ids, known_by or end_of_county_day(today))
     led = [r for r in rows if r["lead_unit"] == unit]
     helped = [r for r in rows if r["status"] != "closed" and unit in orjson.loads(r["cooperating_units"])]
     first, last = period_start.isoformat(), min(period_end, today).isoformat()
@@ -326,4 +357,5 @@ def unit_stats(
         "median_days_to_close": (float(statistics.median(r["days_to_close"] for r in closed))
                                  if closed else None),
         "cooperating_open": len(helped),
+        "as_of": today.isoformat(),
     }

@@ -222,6 +222,9 @@ def demo(
             hashchain.catch_up(platform.write_engine, progress=bar.update)  # raw fast path of the log_chain follower
             platform.runner.catch_up(progress=bar.update)
         typer.echo(f"demo {chosen_year}: {counts['schools']} schools, {total} events in the log")
+        names = {u.code: u.name for u in catalogue.units.units}
+        for label, key in (("履职到位(planted diligent)", "diligent"), ("履职不力(planted negligent)", "negligent")):
+            typer.echo(f"{label}: " + "、".join(f"{names[c]}({c})" for c in counts[key]))
     finally:
         platform.close()
 
@@ -483,8 +486,10 @@ def verify(
 @cli.command()
 def review(
     year: Annotated[int, typer.Option(help="the year to review")],
-    rules: Annotated[str | None, typer.Option(help="rules file (default contracts/rules/review-2025.v1.yaml)")] = None,
-    as_of: Annotated[str | None, typer.Option("--as-of", help="count what was recorded by then (default now)")] = None,
+    rules: Annotated[str | None, typer.Option(help="rules file or name (default: the rules declaring the year)")]
+    = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="count what was recorded by then (default: the log "
+                                                                "head, so the same log gives the same bytes)")] = None,
     compare_rules: Annotated[str | None, typer.Option("--compare-rules", help="draft rules: side-by-side table")]
     = None,
     fmt: Annotated[str, typer.Option("--format", help="json | html | docx")] = "json",
@@ -494,7 +499,7 @@ def review(
     """Replay the year from the verified log and score every unit (年度考核)."""
     from pathlib import Path
 
-    from contracts.rules import RulesError, default_rules
+    from contracts.rules import RulesError, rules_for_year
     from services.documents.review import FORMATS, render
     from services.reviews.document import compute_review
     from services.reviews.facts import ReviewError, load_rules_arg, parse_as_of
@@ -506,9 +511,9 @@ def review(
         raise CliError("--format docx needs -o FILE")
     platform = _platform(group_commit=False)
     try:
-        rule_set = load_rules_arg(rules) if rules else default_rules()
+        rule_set = load_rules_arg(rules) if rules else rules_for_year(year)
         draft = load_rules_arg(compare_rules) if compare_rules else None
-        moment = parse_as_of(as_of) if as_of else platform.clock()
+        moment = parse_as_of(as_of) if as_of else None
         head = platform.app.recorder.max_notification_id() or 0
         with _bar(total=head, desc="review") as bar:
             document = compute_review(platform, year=year, rules=rule_set, as_of=moment, compare=draft,

@@ -321,7 +321,7 @@ def test_each_unit_sees_its_part_in_its_ledger(sqlite_api: Api, sq_schools: list
     ledger = api.client.get("/api/v1/agencies/fire-rescue/ledger", headers=api.as_("fire-rescue")).json()
     assert ledger["rectifications"] == {
         "open": 1, "overdue": 1, "escalated": 1, "closed": 2, "closed_on_time": 1, "on_time_rate": 0.5,
-        "median_days_to_close": 13.0, "cooperating_open": 0,
+        "median_days_to_close": 13.0, "cooperating_open": 0, "as_of": "2025-06-30",
     }
     police = api.client.get("/api/v1/agencies/public-security/ledger", headers=lead(api)).json()
     assert police["rectifications"]["cooperating_open"] == 1 and police["rectifications"]["open"] == 0

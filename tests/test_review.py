@@ -18,7 +18,16 @@ import pytest
 import yaml
 
 from contracts.escalation import default_escalation_rules
-from contracts.rules import MEASURES, RULES_DIR, RulesError, default_rules, load_rules, parse_rules
+from contracts.rules import (
+    MEASURES,
+    RULES_DIR,
+    RulesError,
+    default_rules,
+    load_rules,
+    named_rules,
+    parse_rules,
+    rules_for_year,
+)
 from services.demo.year import run_demo
 from services.documents.review import render, to_json
 from services.kernel.principal import Principal
@@ -347,8 +356,14 @@ def test_default_rules_load_and_every_measure_has_a_scorer() -> None:
     rules = default_rules()
     assert rules.name == "review-2025.v1" and len(rules.sha256) == 64
     assert set(MEASURES) == set(SCORERS)
-    assert {r.measure for r in rules.rules} == set(MEASURES)  # the default set uses every measure
-    assert all(r.text and r.source for r in rules.rules)
+    current = named_rules("review-2026.v1")
+    # Between them the 2025 rules and the load-aware 2026 rules use every measure.
+    assert {r.measure for r in rules.rules} | {r.measure for r in current.rules} == set(MEASURES)
+    assert all(r.text and r.source for r in rules.rules + current.rules)
+    assert rules.for_years == (2025,) and current.for_years == (2026,)
+    assert rules_for_year(2026).name == "review-2026.v1" and rules_for_year(2025).name == "review-2025.v1"
+    with pytest.raises(RulesError, match="2019"):
+        rules_for_year(2019)
 
 
 @pytest.mark.parametrize(("edit", "message"), [

@@ -23,6 +23,7 @@ from contracts.escalation import EscalationRules, default_escalation_rules
 from events.base import COUNTY_TZ, derive_id, local_date
 from events.rectifications import RUNNING, Actor, Rectification
 from services.app import LianxiApp
+from services.demo.profiles import Profiles
 
 BATCH = 1000
 DEMO_ACTOR = "demo:generator"
@@ -123,7 +124,18 @@ def _done(steps: PlannedSteps, rng: random.Random, day: date, unit: str, verify:
         steps.append((_at(day + timedelta(days=rng.randint(1, 6)), rng), "verify", {}))
 
 
-def plan_hazards(school_ids: Sequence[str], year: int, seed: int, count: int) -> list[Plan]:
+def planted_outcome(profiles: Profiles | None, unit: str, drawn: str, key: object) -> str:
+    """A planted unit's item: the diligent finish on time; the negligent finish late or never."""
+    profile = profiles.of(unit) if profiles else "ordinary"
+    if profile == "diligent":
+        return "on_time"
+    if profile == "negligent":
+        return "late" if profiles is not None and profiles.rng(key).random() < 0.5 else "stalled"
+    return drawn
+
+
+def plan_hazards(school_ids: Sequence[str], year: int, seed: int, count: int,
+                 profiles: Profiles | None = None) -> list[Plan]:
     rng = random.Random(f"lianxi-demo-hazards:{seed}:{year}")
     categories = [(c, w[0]) for c, w in CATEGORIES.items()]
     plans = []
@@ -160,7 +172,7 @@ def plan_hazards(school_ids: Sequence[str], year: int, seed: int, count: int) ->
             "funds": {"amount_cny": f"{rng.randrange(amount_lo, amount_hi + 1, 100)}.00",
                       "source": rng.choice(FUND_SOURCES)},
         })]
-        outcome = _pick(rng, OUTCOMES)
+        outcome = planted_outcome(profiles, lead_unit, _pick(rng, OUTCOMES), f"hazard:{seed}:{year}:{n}")
         units_all = [lead_unit, *coop]
         on_time_day = assigned + timedelta(days=max(1, int(allowed * rng.uniform(0.5, 0.95))))
         _progress(steps, rng, assigned + timedelta(days=max(1, allowed // 3)), units_all)
@@ -192,7 +204,7 @@ def plan_hazards(school_ids: Sequence[str], year: int, seed: int, count: int) ->
 def run_demo_hazards(
     app: LianxiApp, catalogue: Catalogue, *, school_ids: Sequence[str], year: int, seed: int, now: datetime,
     rules: EscalationRules | None = None, per_school: float = 1.6,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], None] | None = None, profiles: Profiles | None = None,
 ) -> dict[str, Any]:
     """Writes the year's hazards and rectifications; returns counts."""
     rules = rules or default_escalation_rules()
@@ -204,7 +216,7 @@ def run_demo_hazards(
     units = {u.code for u in catalogue.units.units}
     schools = set(school_ids)
     last_day = min(local_date(now), date(year, 12, 31))
-    plans = plan_hazards(school_ids, year, seed, max(1, round(len(school_ids) * per_school)))
+    plans = plan_hazards(school_ids, year, seed, max(1, round(len(school_ids) * per_school)), profiles)
 
     queue: list[Step] = []
     seq = 0

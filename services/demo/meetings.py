@@ -32,6 +32,8 @@ from events.meetings import Meeting, Task
 from events.rectifications import RUNNING, Actor, Rectification
 from events.warnings import EarlyWarning, WarningAcknowledgement
 from services.app import LianxiApp
+from services.demo.hazards import planted_outcome
+from services.demo.profiles import Profiles
 
 BATCH = 1000
 DEMO = "demo:generator"
@@ -162,7 +164,7 @@ class _Sim:
 def run_demo_meetings(
     app: LianxiApp, catalogue: Catalogue, *, school_ids: Sequence[str], school_towns: dict[str, str], year: int,
     seed: int, now: datetime, rules: EscalationRules | None = None, warning_rules: WarningRules | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], None] | None = None, profiles: Profiles | None = None,
 ) -> dict[str, Any]:
     """Writes the year's campaigns, warnings and meetings; returns counts."""
     rules = rules or default_escalation_rules()
@@ -181,6 +183,8 @@ def run_demo_meetings(
     kinds: dict[str, str] = {}
     meetings: dict[str, Meeting] = {}
     steps = rules.domain_steps()
+    # Planted units are asked to acknowledge warnings too, so their response shows in the review.
+    warned_units = sorted({*wrules.default_units, *(profiles.planted if profiles else ())})
 
     def report(actor: Actor, item: str, campaign: Campaign, kind: str, units: list[str], school: str,
                severity: str, text: str, day: date, at: datetime) -> Rectification:
@@ -194,8 +198,8 @@ def run_demo_meetings(
         return agg
 
     def plan_hazard_life(agg: Rectification, assigned_on: date, deadline: date, unit: str) -> None:
-        outcome = _pick(rng, HAZARD_OUTCOMES)
         hid = str(agg.id)
+        outcome = planted_outcome(profiles, unit, _pick(rng, HAZARD_OUTCOMES), hid)
         allowed = max(2, (deadline - assigned_on).days)
         if outcome == "on_time":
             done = assigned_on + timedelta(days=rng.randint(1, allowed - 1))
@@ -349,7 +353,7 @@ def run_demo_meetings(
             issuing_duties=wrules.issuing_duties, warning_type=kind, level=level,
             title=f"{TYPE_TEXT[kind]}{LEVEL_TEXT[level]}预警", towns=covered, valid_from=at,
             valid_until=at + timedelta(hours=rng.choice((12, 24, 48))), measures=MEASURES[kind][:2],
-            school_ids=recipients, units=list(wrules.default_units), known_units=sim.units, now=at)
+            school_ids=recipients, units=warned_units, known_units=sim.units, now=at)
         wid = str(w.id)
         warnings[wid] = w
         kinds[wid] = kind
@@ -358,9 +362,15 @@ def run_demo_meetings(
         sim.emit(w)
         slow = wrules.slow_after(level)
         late = wrules.escalate_after(level)
-        who = [("school", s) for s in recipients] + [("unit", u) for u in wrules.default_units]
+        who = [("school", s) for s in recipients] + [("unit", u) for u in warned_units]
         for kind_, r in who:
             x = rng.random()
+            profile = profiles.of(r) if profiles and kind_ == "unit" else "ordinary"
+            if profile == "diligent":  # within the hour
+                sim.at(at + timedelta(minutes=rng.randint(5, 60)), "ack", wid=wid, kind=kind_, recipient=r)
+                continue
+            if profile == "negligent":  # never (two in five), or after the escalation
+                x = 0.005 if rng.random() < 0.4 else 0.99
             if x < 0.01:
                 continue  # never acknowledged
             if x < 0.80:
@@ -419,6 +429,9 @@ def run_demo_meetings(
     def hold(at: datetime, mid: str) -> None:
         m = meetings[mid]
         absent = rng.sample([u for u in sim.units if u != sim.lead], rng.randint(1, 3))
+        if profiles:  # the diligent attend every meeting; the negligent miss one in two
+            absent = sorted((set(absent) - set(profiles.diligent))
+                            | {u for u in profiles.negligent if profiles.rng("absent", mid, u).random() < 0.5})
         present = [u for u in sim.units if u not in absent]
         m.hold(lead=sim.lead, is_lead=True, held_on=local_date(at), attendance=present, absent=absent,
                minutes=f"会议通报了本期校园安全工作情况,研究了成员单位提请事项,议定{len(m.item_ids)}项工作。",
@@ -442,7 +455,7 @@ def run_demo_meetings(
                 plan_task(t, local_date(at))
 
     def plan_task(t: Task, assigned: date) -> None:
-        outcome = _pick(rng, TASK_OUTCOMES)
+        outcome = planted_outcome(profiles, t.unit, _pick(rng, TASK_OUTCOMES), str(t.id))
         deadline = date.fromisoformat(t.deadline)
         allowed = (deadline - assigned).days
         tid = str(t.id)

@@ -20,6 +20,7 @@ from events.base import COUNTY_TZ, derive_id, local_date
 from events.duty_log import MAX_SCHOOLS_PER_RECORD, DutyRecord
 from events.schools import School
 from services.app import LianxiApp
+from services.demo.profiles import Profiles, plant
 from services.store.bulk import BulkAppender
 
 TOWNS = ["满都拉图镇", "巴彦淖尔镇", "查干敖包镇", "赛罕高毕苏木", "达日罕乌拉苏木", "巴彦乌拉苏木",
@@ -111,23 +112,35 @@ def _applicable(duty: DutyItem, schools: list[SchoolSpec]) -> list[SchoolSpec]:
 
 def plan_year(
     catalogue: Catalogue, schools: list[SchoolSpec], year: int, seed: int, today: date,
+    profiles: Profiles | None = None,
 ) -> Iterator[list[PlannedRecord]]:
-    """Yields each month's records (sorted by recording time), months in order."""
+    """Yields each month's records (sorted by recording time), months in order. Planted units
+    (services/demo/profiles.py) perform all their duties almost everywhere and on time, or skip
+    some, cover few schools and backdate many entries."""
     rng = random.Random(seed)
-    plans: list[tuple[str, DutyItem, list[tuple[date, date]], float]] = []
+    profiles = profiles or Profiles()
+    plans: list[tuple[str, DutyItem, list[tuple[date, date]], float, float]] = []
     for unit in catalogue.units.units:
+        profile = profiles.of(unit.code)
         for duty in unit.duties:
             # Some units are silent on some duties all year, so blind spots exist.
-            if rng.random() < 0.12 and not unit.lead:
+            silent = rng.random() < 0.12 and not unit.lead
+            if profile == "negligent":
+                silent = profiles.rng("skip", seed, duty.code).random() < 0.4
+            if silent and profile != "diligent":
                 continue
-            diligence = rng.uniform(0.7, 0.98)
-            plans.append((unit.code, duty, _rounds(duty.cadence, year, rng), diligence))
+            diligence, backdating = rng.uniform(0.7, 0.98), 0.04
+            if profile == "diligent":
+                diligence, backdating = 0.99, 0.0
+            elif profile == "negligent":
+                diligence, backdating = 0.3, 0.3
+            plans.append((unit.code, duty, _rounds(duty.cadence, year, rng), diligence, backdating))
     waiting: list[PlannedRecord] = []  # backdated records, by recording time
     seq = 0
     applicable: dict[str, list[SchoolSpec]] = {}  # by applies_to: once, not per duty and month
     for month in range(1, 13):
         month_records: list[PlannedRecord] = []
-        for code, duty, rounds, diligence in plans:
+        for code, duty, rounds, diligence, backdating in plans:
             if not any(start.month == month for start, _ in rounds):
                 continue
             targets = applicable.get(duty.applies_to)
@@ -152,7 +165,7 @@ def plan_year(
                     if day > today:
                         continue
                     recorded = datetime.combine(day, time(rng.randint(8, 18), rng.randint(0, 59)), tzinfo=COUNTY_TZ)
-                    if rng.random() < 0.04:  # 补录: logged weeks later
+                    if rng.random() < backdating:  # 补录: logged weeks later
                         recorded += timedelta(days=rng.randint(10, 60))
                     seq += 1
                     findings = rng.choices([0, 1, 2, 3], [0.75, 0.15, 0.07, 0.03])[0]
@@ -200,9 +213,10 @@ def run_demo(
     agencies: dict[str, Agency] = {u.code: app.agency(u.code) for u in catalogue.units.units}
     known = {s.school_id for s in specs}
     today = min(local_date(now), date(year, 12, 31))
+    profiles = plant(catalogue, seed)
 
     def duty_records() -> Iterator[DutyRecord]:
-        for month_records in plan_year(catalogue, specs, year, seed, today):
+        for month_records in plan_year(catalogue, specs, year, seed, today, profiles):
             for rec in month_records:
                 if rec.recorded_at > now:
                     continue
@@ -222,7 +236,7 @@ def run_demo(
     from services.demo.hazards import run_demo_hazards
 
     hazards = run_demo_hazards(app, catalogue, school_ids=[s.school_id for s in specs], year=year, seed=seed,
-                               now=now, progress=progress)
+                               now=now, progress=progress, profiles=profiles)
     written += hazards["events"]
     # Targets, recognitions, compliance records and petitions (services/demo/logistics.py).
     from services.demo.logistics import run_demo_logistics
@@ -234,7 +248,7 @@ def run_demo(
 
     meetings = run_demo_meetings(app, catalogue, school_ids=[s.school_id for s in specs],
                                  school_towns={s.school_id: s.town for s in specs}, year=year, seed=seed, now=now,
-                                 progress=progress)
+                                 progress=progress, profiles=profiles)
     written += meetings["events"]
     return {"schools": len(specs), "events": written, "hazards": hazards["hazards"], "logistics": logistics,
-            "meetings": meetings}
+            "meetings": meetings, "diligent": list(profiles.diligent), "negligent": list(profiles.negligent)}

@@ -14,7 +14,9 @@ from datetime import datetime
 from typing import Any, cast
 
 from contracts.rules import RuleSet
-from services.reviews.facts import Facts, compute_facts
+from events.base import COUNTY_TZ
+from services.reviews.facts import Facts, ReviewError, compute_facts
+from services.reviews.method import method_text
 from services.reviews.scoring import Scored, flagged_backdated, rounded, rule_change, rules_meta, score
 from services.security.checkpoint import Checkpoint
 
@@ -35,20 +37,59 @@ def review_document(facts: Facts, checkpoint: Checkpoint, scored: Scored) -> dic
         (dict(v) for v in facts.appeals.values()),
         key=lambda a: (a["unit"], a["clause"], a["item"]),
     )
+    units = [scored.units[r["unit"]] for r in scored.ranking]
     return {
         "format": FORMAT,
         "title": f"{facts.year}年度成员单位考核结果",
         "year": facts.year,
         "as_of": facts.as_of,
-        "rules": rules_meta(rules),
+        "rules": {**rules_meta(rules), "for_year": facts.year in rules.for_years,
+                  "note": rules_note(rules, facts.year)},
+        "method": method_text(rules),
         "checkpoint": checkpoint.as_dict(),
         "log": {"events_read": facts.events_read, "events_used": facts.events_used,
                 "head_position": checkpoint.position, "schools": len(facts.schools)},
         "ranking": scored.ranking,
-        "units": [scored.units[r["unit"]] for r in scored.ranking],
+        "units": units,
         "backdated": {"grace_days": rules.backdated.grace_days, "count": len(flagged), "by_unit": dict(by_unit),
                       "columns": list(BACKDATED_COLUMNS), "entries": flagged},
         "appeals": appeals,
+        "names": names_of(facts, units, flagged, appeals),
+        "county_tz": COUNTY_TZ.key,  # people read county-local times (the renderings convert)
+    }
+
+
+def rules_note(rules: RuleSet, year: int) -> str | None:
+    if year in rules.for_years:
+        return None
+    written = "、".join(f"{y}" for y in rules.for_years) or "未声明"
+    return f"本次考核按指定的细则 {rules.name} 计算，该细则适用年度为 {written}，不是 {year} 年度。"
+
+
+def names_of(facts: Facts, units: list[dict[str, Any]], backdated: list[list[Any]],
+             appeals: list[dict[str, Any]]) -> dict[str, Any]:
+    """What people read instead of codes and ids: unit names, duty texts, school names, and the
+    log position of each cited event (the HTML links evidence to the event log page)."""
+    cited: set[str] = set()
+    duties: set[str] = set()
+    schools: set[str] = set()
+    for u in units:
+        for c in u["clauses"]:
+            for it in c["items"]:
+                cited.update(it["event_ids"])
+                detail = it.get("detail") or {}
+                if isinstance(detail.get("duty"), str):
+                    duties.add(detail["duty"])
+                if isinstance(detail.get("school_id"), str):
+                    schools.add(detail["school_id"])
+    cited.update(str(b[1]) for b in backdated)
+    for a in appeals:
+        cited.update(str(a[k]) for k in ("filed_event_id", "decided_event_id") if a.get(k))
+    return {
+        "units": {code: u.name for code, u in sorted(facts.units.items())},
+        "duties": {d: facts.duty_texts[d] for d in sorted(duties) if d in facts.duty_texts},
+        "schools": {s: facts.school_names[s] for s in sorted(schools) if s in facts.school_names},
+        "positions": {e: facts.positions[e] for e in sorted(cited) if e in facts.positions},
     }
 
 
@@ -72,10 +113,12 @@ def compare_document(facts: Facts, checkpoint: Checkpoint, base: Scored, draft: 
             if abs(va - vb) >= 0.005:
                 moved.append({"clause": clause, "base_points": va, "draft_points": vb, "delta": rounded(vb - va),
                               "change": changes.get(clause, "分值换算(其他条款调整)")})
+        both = ua["score"] is not None and ub["score"] is not None
         rows.append({"unit": unit, "name": ua["name"],
                      "base": {"score": ua["score"], "rank": ua["rank"]},
                      "draft": {"score": ub["score"], "rank": ub["rank"]},
-                     "score_delta": rounded(ub["score"] - ua["score"]), "rank_delta": ua["rank"] - ub["rank"],
+                     "score_delta": rounded(ub["score"] - ua["score"]) if both else None,
+                     "rank_delta": ua["rank"] - ub["rank"] if both else None,
                      "moved_by": moved})
     return {
         "format": COMPARE_FORMAT,
@@ -94,14 +137,22 @@ def compute_review(
     platform: Any, *, year: int, rules: RuleSet, as_of: datetime | None = None, compare: RuleSet | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """The review of ``year`` under ``rules`` (or, with ``compare``, the side-by-side table)."""
-    moment = as_of or platform.clock()
+    """The review of ``year`` under ``rules`` (or, with ``compare``, the side-by-side table).
+    Without ``as_of`` it is as of the log head, so the same log gives the same bytes."""
     sets = [rules] + ([compare] if compare else [])
-    facts, checkpoint = compute_facts(platform, year=year, as_of=moment, rule_sets=sets, progress=progress)
+    facts, checkpoint = compute_facts(platform, year=year, as_of=as_of, rule_sets=sets, progress=progress)
+    if not facts.schools or not facts.duty:
+        missing = "没有登记的学校" if not facts.schools else "没有履职记录"
+        raise ReviewError(f"{year}年度{missing}，数据不足，不能进行考核排名")
     base = score(rules, facts)
     if compare is None:
-        return review_document(facts, checkpoint, base)
-    return compare_document(facts, checkpoint, base, score(compare, facts))
+        document = review_document(facts, checkpoint, base)
+    else:
+        document = compare_document(facts, checkpoint, base, score(compare, facts))
+    # "head": as of the log head (its position and the latest recorded time counted).
+    document["as_of_source"] = "head" if as_of is None else "given"
+    document["county_tz"] = COUNTY_TZ.key
+    return document
 
 
 def find_deduction(document: dict[str, Any], unit: str, clause: str, item: str) -> dict[str, Any] | None:

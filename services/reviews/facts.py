@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -25,85 +25,13 @@ import orjson
 from contracts.rules import RuleSet
 from events.base import COUNTY_TZ
 from projections.base import type_of_topic
+from services.reviews.times import ReviewError, _Days, as_of_key, load_rules_arg, parse_as_of, utc_key
 from services.security import hashchain
 from services.security.checkpoint import Checkpoint, load_key, sign
 
+__all__ = ["ReviewError", "as_of_key", "load_rules_arg", "parse_as_of", "utc_key"]
+
 APPLIES_FLAGS = ("canteen", "boarding", "school_bus")
-
-
-class ReviewError(Exception):
-    """The review cannot be computed (the log fails verification, bad input); one line."""
-
-
-# -- time ------------------------------------------------------------------------------------
-
-
-def utc_key(ts: str) -> str:
-    """Recorded times as stored (orjson of an aware datetime) are compared as text; anything
-    not already UTC is normalised to the same shape first."""
-    if ts.endswith("+00:00"):
-        return ts
-    return datetime.fromisoformat(ts).astimezone(UTC).isoformat()
-
-
-def parse_as_of(text: str) -> datetime:
-    """An instant with a UTC offset, or a date (the end of that day in the county)."""
-    text = text.strip()
-    try:
-        if len(text) == 10:
-            day = date.fromisoformat(text)
-            moment = datetime.combine(day, time.max, tzinfo=COUNTY_TZ)  # no day after 9999-12-31 needed
-        else:
-            moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ReviewError(f"as_of {text!r} is not a date or an ISO 8601 date-time") from None
-    if moment.tzinfo is None:
-        raise ReviewError(f"as_of {text!r} needs a UTC offset, e.g. 2024-01-31T18:00:00+08:00")
-    try:  # the instant must exist in UTC too (0001-01-01 at +08:00 does not)
-        moment.astimezone(UTC)
-    except OverflowError:
-        raise ReviewError(f"as_of {text!r} is out of range (years 0001-9999)") from None
-    return moment
-
-
-def load_rules_arg(value: str) -> RuleSet:
-    """A rules file path, or the name of a rules set in contracts/rules/."""
-    from pathlib import Path
-
-    from contracts.rules import load_rules, named_rules
-
-    path = Path(value)
-    return load_rules(path) if path.suffix in (".yaml", ".yml") or path.exists() else named_rules(value)
-
-
-def as_of_key(moment: datetime) -> str:
-    if moment.tzinfo is None:
-        raise ReviewError("as_of must carry a UTC offset")
-    return moment.astimezone(UTC).isoformat()
-
-
-class _Days:
-    """Day numbers of ISO dates and of recorded times in the county's time zone, cached
-    (a year has few distinct days, the log has millions of events)."""
-
-    def __init__(self) -> None:
-        self._dates: dict[str, int] = {}
-        self._local: dict[str, int] = {}
-        self._offset_h = int((COUNTY_TZ.utcoffset(datetime(2000, 1, 1)) or timedelta()).total_seconds() // 3600)
-
-    def of(self, iso: str) -> int:
-        n = self._dates.get(iso)
-        if n is None:
-            n = self._dates[iso] = date.fromisoformat(iso[:10]).toordinal()
-        return n
-
-    def recorded(self, ts_utc: str) -> int:
-        key = ts_utc[:13]
-        n = self._local.get(key)
-        if n is None:  # China has no daylight saving: a fixed offset
-            moment = datetime.fromisoformat(ts_utc[:13] + ":00:00+00:00").astimezone(COUNTY_TZ)
-            n = self._local[key] = moment.date().toordinal()
-        return n
 
 
 # -- facts -----------------------------------------------------------------------------------
@@ -130,6 +58,26 @@ class DutyStat:
     covered: bytearray
     count: int = 0
     ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Item:
+    """A rectification or task as the load-aware clauses see it: whose, due when, closed how."""
+
+    unit: str
+    deadline: str
+    event_id: str  # its assignment
+    closed_on: str | None = None
+    on_time: bool | None = None
+    closed_event: str | None = None
+    level: int = 0  # highest escalation step reached
+    level_event: str | None = None
+
+    def due_by(self, year: int, cutoff: str) -> bool:
+        """Counted in ``year``: its deadline fell in the year by the cut-off day, or it was closed
+        in the year."""
+        closed = self.closed_on is not None and self.closed_on[:4] == str(year)
+        return closed or (self.deadline[:4] == str(year) and self.deadline <= cutoff)
 
 
 @dataclass
@@ -164,6 +112,16 @@ class Facts:
     petitions: dict[Any, list[Any]] = field(default_factory=dict)  # oid -> [year, event id, closed]
     appeals: dict[Any, dict[str, Any]] = field(default_factory=dict)
     backdated: list[tuple[str, str, str, str, str, int]] = field(default_factory=list)  # unit, id, type, on, at, days
+    # Load-aware measures (services/reviews/rated.py): each item's life, and each unit's entries.
+    rects: dict[Any, Item] = field(default_factory=dict)
+    task_items: dict[Any, Item] = field(default_factory=dict)
+    entries: dict[str, int] = field(default_factory=dict)  # unit -> entries of backdated types in the year
+    compliance_logged: dict[str, int] = field(default_factory=dict)  # unit -> records logged in the year
+    # Names people read, and the log position of every event a line may cite (evidence links).
+    school_names: dict[str, str] = field(default_factory=dict)
+    duty_texts: dict[str, str] = field(default_factory=dict)
+    positions: dict[str, int] = field(default_factory=dict)
+    head_time: str = ""  # the latest recorded time counted (the as_of of a review as of the head)
     events_read: int = 0
     events_used: int = 0
 
@@ -188,6 +146,7 @@ class Collector:
         self.prev_year = str(facts.year - 1)
         self.year_end = f"{facts.year:04d}-12-31"
         self.days = _Days()
+        self.pos = 0  # position of the event being handled
         self.handlers: dict[str, Callable[[dict[str, Any], Any, str], None]] = {
             name[3:]: getattr(self, name) for name in dir(self) if name.startswith("on_")
         }
@@ -198,16 +157,27 @@ class Collector:
     def _evidence(self, ids: list[str], event_id: str) -> None:
         if len(ids) < self.f.evidence_limit:
             ids.append(event_id)
+            self.f.positions[event_id] = self.pos
+
+    def cite(self, event_id: str) -> None:
+        self.f.positions[event_id] = self.pos
 
     # registries: as of the cutoff day, whatever year they began in
     def on_AgencyRegistered(self, d: dict[str, Any], oid: Any, at: str) -> None:
         self.f.units[d["code"]] = UnitFacts(d["code"], d["name"], bool(d["lead"]),
                                             [(d["occurred_on"], list(d["duties"]), d["event_id"])])
+        self._duties(d)
+
+    def _duties(self, d: dict[str, Any]) -> None:
+        self.cite(d["event_id"])
+        for duty in d["duties"]:
+            self.f.duty_texts[duty["code"]] = duty["text"]
 
     def on_AgencyDutiesRevised(self, d: dict[str, Any], oid: Any, at: str) -> None:
         unit = self.f.units.get(d["agency"])
         if unit is not None:
             unit.history.append((d["occurred_on"], list(d["duties"]), d["event_id"]))
+            self._duties(d)
 
     def on_AgencyRenamed(self, d: dict[str, Any], oid: Any, at: str) -> None:
         unit = self.f.units.get(d["agency"])
@@ -219,6 +189,7 @@ class Collector:
             return
         idx = len(self.f.schools)
         self.f.schools[d["school_id"]] = idx
+        self.f.school_names[d["school_id"]] = d["name"]
         self.f.school_oids[oid] = idx
         for flag in APPLIES_FLAGS:
             self.f.flags[flag].append(1 if d[flag] else 0)
@@ -232,6 +203,9 @@ class Collector:
         if idx is not None and d["occurred_on"] <= self.f.cutoff:
             for flag in APPLIES_FLAGS:
                 self.f.flags[flag][idx] = 1 if d[flag] else 0
+            school = next((s for s, i in self.f.schools.items() if i == idx), None)
+            if school is not None:
+                self.f.school_names[school] = d["name"]
 
     # the duty log
     def on_DutyPerformed(self, d: dict[str, Any], oid: Any, at: str) -> None:
@@ -244,6 +218,7 @@ class Collector:
         stat.count += 1
         if len(stat.ids) < self.f.evidence_limit:
             stat.ids.append(d["event_id"])
+            self.f.positions[d["event_id"]] = self.pos
         schools = self.f.schools
         covered = stat.covered
         for sid in d["school_ids"]:
@@ -254,29 +229,58 @@ class Collector:
     # rectifications (events/rectifications.py): the lead unit is known from the assignment
     def on_RectificationAssigned(self, d: dict[str, Any], oid: Any, at: str) -> None:
         self.f.rect_lead[oid] = d["lead_unit"]
+        self.f.rects[oid] = Item(d["lead_unit"], d["deadline"], d["event_id"])
+        self.cite(d["event_id"])
+
+    def on_DeadlineExtended(self, d: dict[str, Any], oid: Any, at: str) -> None:
+        item = self.f.rects.get(oid)
+        if item is not None:
+            item.deadline = d["new_deadline"]
+
+    def on_RectificationRejected(self, d: dict[str, Any], oid: Any, at: str) -> None:
+        item = self.f.rects.get(oid)
+        if item is not None:
+            item.deadline, item.closed_on, item.on_time, item.closed_event = d["new_deadline"], None, None, None
 
     def on_RectificationVerified(self, d: dict[str, Any], oid: Any, at: str) -> None:
         unit = self.f.rect_lead.get(oid)
         if unit is not None and self.in_year(d):
             self.f.rect_verified.append((unit, d["event_id"], bool(d["on_time"])))
+            self.cite(d["event_id"])
+        item = self.f.rects.get(oid)
+        if item is not None:
+            item.closed_on, item.on_time, item.closed_event = d["occurred_on"], bool(d["on_time"]), d["event_id"]
+            self.cite(d["event_id"])
 
     def on_RectificationOverdue(self, d: dict[str, Any], oid: Any, at: str) -> None:
         if self.in_year(d):
             self.f.overdue.append(("rectification", d["agency"], d["event_id"], d["deadline"], int(d["days_overdue"])))
+            self.cite(d["event_id"])
+
+    def _escalated(self, item: Item | None, d: dict[str, Any]) -> None:
+        if item is not None and self.in_year(d) and int(d["level"]) > item.level:
+            item.level, item.level_event = int(d["level"]), d["event_id"]
 
     def on_RectificationEscalated(self, d: dict[str, Any], oid: Any, at: str) -> None:
         if self.in_year(d):
             self.f.escalations.append(("rectification", d["agency"], d["event_id"], int(d["level"]), d["name"],
                                        d["deadline"]))
+            self.cite(d["event_id"])
+        self._escalated(self.f.rects.get(oid), d)
 
     # meeting tasks (events/meetings.py)
     def on_TaskAssigned(self, d: dict[str, Any], oid: Any, at: str) -> None:
         self.f.tasks[oid] = [d["unit"], d["deadline"]]
+        self.f.task_items[oid] = Item(d["unit"], d["deadline"], d["event_id"])
+        self.cite(d["event_id"])
 
     def on_TaskDeadlineExtended(self, d: dict[str, Any], oid: Any, at: str) -> None:
         task = self.f.tasks.get(oid)
         if task is not None:
             task[1] = d["new_deadline"]
+        item = self.f.task_items.get(oid)
+        if item is not None:
+            item.deadline, item.closed_on, item.on_time, item.closed_event = d["new_deadline"], None, None, None
 
     def on_TaskRejected(self, d: dict[str, Any], oid: Any, at: str) -> None:
         self.on_TaskDeadlineExtended(d, oid, at)
@@ -285,24 +289,35 @@ class Collector:
         task = self.f.tasks.get(oid)
         if task is not None and self.in_year(d):
             self.f.task_completed.append((task[0], d["event_id"], d["occurred_on"] <= task[1]))
+            self.cite(d["event_id"])
+        item = self.f.task_items.get(oid)
+        if item is not None:
+            item.closed_on, item.on_time = d["occurred_on"], d["occurred_on"] <= item.deadline
+            item.closed_event = d["event_id"]
+            self.cite(d["event_id"])
 
     def on_TaskOverdue(self, d: dict[str, Any], oid: Any, at: str) -> None:
         if self.in_year(d):
             self.f.overdue.append(("task", d["unit"], d["event_id"], d["deadline"], int(d["days_overdue"])))
+            self.cite(d["event_id"])
 
     def on_TaskEscalated(self, d: dict[str, Any], oid: Any, at: str) -> None:
         if self.in_year(d):
             self.f.escalations.append(("task", d["unit"], d["event_id"], int(d["level"]), d["name"], d["deadline"]))
+            self.cite(d["event_id"])
+        self._escalated(self.f.task_items.get(oid), d)
 
     # warnings (events/warnings.py)
     def on_WarningIssued(self, d: dict[str, Any], oid: Any, at: str) -> None:
         if self.in_year(d):
             # event_id is the warning's id; the raw originator id is hex text on SQLite
             self.f.warnings[d["event_id"]] = (d["issued_at"], list(d["units"]), d["event_id"], d["title"])
+            self.cite(d["event_id"])
 
     def on_WarningAcknowledged(self, d: dict[str, Any], oid: Any, at: str) -> None:
         if d["recipient_kind"] == "unit":
             self.f.acks[(d["warning_id"], d["recipient"])] = (d["acknowledged_at"], d["event_id"])
+            self.cite(d["event_id"])
 
     # campaigns (events/campaigns.py): by the campaign's year
     def on_CampaignLaunched(self, d: dict[str, Any], oid: Any, at: str) -> None:
@@ -313,6 +328,7 @@ class Collector:
                 "schools": len(d["school_ids"]),
             }
             self.f.self_checks[d["event_id"]] = [0, 0, []]
+            self.cite(d["event_id"])
 
     def on_SelfCheckSubmitted(self, d: dict[str, Any], oid: Any, at: str) -> None:
         campaign = self.f.campaigns.get(d["campaign_id"])
@@ -337,6 +353,7 @@ class Collector:
     def on_MeetingHeld(self, d: dict[str, Any], oid: Any, at: str) -> None:
         if self.in_year(d):
             self.f.meetings.append((d["event_id"], d["held_on"], list(d["attendance"]), list(d["absent"])))
+            self.cite(d["event_id"])
 
     # logistics (events/logistics.py): targets by their year, measured at year end
     def on_TargetSet(self, d: dict[str, Any], oid: Any, at: str) -> None:
@@ -369,10 +386,12 @@ class Collector:
         if idx is not None:
             entry[0][idx] = 1
         self._evidence(entry[1], d["event_id"])
+        self.f.compliance_logged[d["agency"]] = self.f.compliance_logged.get(d["agency"], 0) + 1
 
     def on_ComplianceRecordMissing(self, d: dict[str, Any], oid: Any, at: str) -> None:
         if self.in_year(d):
             self.f.gaps.append((d["agency"], d["event_id"], d["school_id"], d["kind"], d["period"]))
+            self.cite(d["event_id"])
 
     def on_PetitionReceived(self, d: dict[str, Any], oid: Any, at: str) -> None:
         y = d["occurred_on"][:4]
@@ -404,14 +423,18 @@ class Collector:
         days = self.days.recorded(at) - self.days.of(occurred)
         if days > self.f.min_grace:
             self.f.backdated.append((d["agency"], d["event_id"], type_name, occurred, at, days))
+            self.cite(d["event_id"])
 
 
-def replay(conn: Any, *, upto: int, year: int, as_of: datetime, rule_sets: Iterable[RuleSet],
+def replay(conn: Any, *, upto: int, year: int, as_of: datetime | None, rule_sets: Iterable[RuleSet],
            progress: Callable[[int], None] | None = None) -> tuple[Facts, hashchain.Head]:
-    """One verified pass over the log; raises ``hashchain.ChainBroken`` on a tampered log."""
+    """One verified pass over the log; raises ``hashchain.ChainBroken`` on a tampered log.
+    Without ``as_of`` every event up to the head counts, and ``facts.as_of`` becomes the latest
+    recorded time among them (the log head's time), so the same log gives the same review."""
     sets = list(rule_sets)
-    key = as_of_key(as_of)
-    cutoff = min(f"{year:04d}-12-31", as_of.astimezone(COUNTY_TZ).date().isoformat())
+    key = as_of_key(as_of) if as_of is not None else "9999-12-31T23:59:59+00:00"
+    year_end = f"{year:04d}-12-31"
+    cutoff = year_end if as_of is None else min(year_end, as_of.astimezone(COUNTY_TZ).date().isoformat())
     facts = Facts(
         year=year, as_of=key, cutoff=cutoff, evidence_limit=max(s.evidence_limit for s in sets),
         min_grace=min(s.backdated.grace_days for s in sets),
@@ -426,7 +449,9 @@ def replay(conn: Any, *, upto: int, year: int, as_of: datetime, rule_sets: Itera
     min_grace = facts.min_grace
     heads: list[hashchain.Head] = []
     read = used = 0
-    for _pos, oid, _ver, topic, state in hashchain.verified_log(conn, upto=upto, progress=progress, head_out=heads):
+    latest = ""
+    entries = facts.entries
+    for pos, oid, _ver, topic, state in hashchain.verified_log(conn, upto=upto, progress=progress, head_out=heads):
         read += 1
         route = by_topic.get(topic)
         if route is None:
@@ -445,14 +470,28 @@ def replay(conn: Any, *, upto: int, year: int, as_of: datetime, rule_sets: Itera
         if at > key:
             continue
         used += 1
+        if at > latest:
+            latest = at
         name, handler, late = route
+        col.pos = pos
         if handler is not None:
             handler(d, oid, at)
+        if late and str(d.get("occurred_on", "")).startswith(col.year):
+            entries[d["agency"]] = entries.get(d["agency"], 0) + 1
         # Recorded on or before the day it occurred (UTC): at most a day late in the county.
         if late and (at[:10] > d["occurred_on"] or min_grace < 1):
             col.backdated(name, d, at)
     facts.events_read, facts.events_used = read, used
-    return facts, heads[0]
+    head = heads[0]
+    facts.head_time = latest
+    if as_of is None:
+        # As of the head: the latest recorded time counted (or the head event's own time).
+        head_ts = orjson.loads(head.recorded_state).get("timestamp") if head.recorded_state is not None else None
+        stamps = [t for t in (latest, utc_key(head_ts) if isinstance(head_ts, str) else "") if t]
+        facts.as_of = max(stamps) if stamps else datetime(1970, 1, 1, tzinfo=UTC).isoformat()
+        head_day = datetime.fromisoformat(facts.as_of).astimezone(COUNTY_TZ).date().isoformat()
+        facts.cutoff = min(f"{year:04d}-12-31", head_day)
+    return facts, head
 
 
 # -- the pass, signed --------------------------------------------------------------------------
@@ -470,7 +509,7 @@ def _checkpoint(head: hashchain.Head) -> Checkpoint:
 
 
 def compute_facts(
-    platform: Any, *, year: int, as_of: datetime, rule_sets: Iterable[RuleSet],
+    platform: Any, *, year: int, as_of: datetime | None, rule_sets: Iterable[RuleSet],
     progress: Callable[[int], None] | None = None,
 ) -> tuple[Facts, Checkpoint]:
     if not 2000 <= year <= 2100:

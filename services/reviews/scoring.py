@@ -9,8 +9,7 @@ replay. Scores are rounded to two places and lines kept in a stable order.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
@@ -26,31 +25,10 @@ from contracts.rules import (
     TargetsParams,
     WarningParams,
 )
-from services.reviews.facts import Facts, ReviewError
+from services.reviews.facts import Facts, Item, ReviewError
+from services.reviews.lines import SCORERS, Line, flagged_backdated, not_applicable, scorer
 
-
-@dataclass
-class Line:
-    unit: str
-    clause: str
-    item: str
-    points: float  # credit earned, or deduction taken (a positive number)
-    label: str
-    detail: dict[str, Any] = field(default_factory=dict)
-    event_ids: list[str] = field(default_factory=list)
-    event_count: int | None = None
-
-
-# (rule, facts, the units the rule applies to, the whole rule set) -> lines
-Scorer = Callable[[Rule, Facts, list[str], RuleSet], list[Line]]
-SCORERS: dict[str, Scorer] = {}
-
-
-def scorer(measure: str) -> Callable[[Scorer], Scorer]:
-    def register(fn: Scorer) -> Scorer:
-        SCORERS[measure] = fn
-        return fn
-    return register
+__all__ = ["SCORERS", "Line", "flagged_backdated", "not_applicable", "scorer"]
 
 
 def _share(done: int, total: int) -> float:
@@ -60,6 +38,8 @@ def _share(done: int, total: int) -> float:
 @scorer("duty_coverage")
 def _duty_coverage(rule: Rule, f: Facts, units: list[str], rules: RuleSet) -> list[Line]:
     p = cast(DutyCoverageParams, rule.params)
+    if p.method == "evidence":
+        return _duty_evidence(rule, p, f, units)
     out = []
     for code in units:
         duties, _ = f.units[code].duties_on(f.cutoff)
@@ -86,6 +66,45 @@ def _duty_coverage(rule: Rule, f: Facts, units: list[str], rules: RuleSet) -> li
     return out
 
 
+def _duty_evidence(rule: Rule, p: DutyCoverageParams, f: Facts, units: list[str]) -> list[Line]:
+    """Credit needs evidence: a duty earns its share only by the share of its applicable schools
+    its records covered (against its target). A duty with no record is a 盲区: 0 of its share,
+    counted here once. A duty that concerns no school, is performed on demand (target 0) or has
+    no applicable school cannot be measured by coverage: 不适用 once it has records."""
+    out = []
+    for code in units:
+        duties, source = f.units[code].duties_on(f.cutoff)
+        if not duties:
+            out.append(not_applicable(code, rule, "本单位无职责清单"))
+            continue
+        each = rule.points / len(duties)
+        for duty in duties:
+            stat = f.duty.get((code, duty["code"]))
+            spec = p.by_duty.get(duty["code"])
+            target = spec.target if spec is not None else p.coverage_target
+            records = stat.count if stat else 0
+            ids = list(stat.ids) if stat else []
+            detail: dict[str, Any] = {"duty": duty["code"], "applies_to": duty["applies_to"], "records": records,
+                                      "target": target}
+            item = f"duty:{duty['code']}"
+            applicable = f.school_count(duty["applies_to"]) if duty["applies_to"] != "none" else 0
+            if not records:
+                out.append(Line(code, rule.clause, item, 0.0, "履职盲区（全年无履职记录）", {**detail, "blind": True},
+                                [source] if source else [], 0, weight=each))
+                continue
+            if duty["applies_to"] == "none" or target == 0 or not applicable:
+                reason = ("不针对具体学校，无法按学校覆盖率计量" if duty["applies_to"] == "none" else
+                          "按需履职，不预设覆盖目标" if target == 0 else "无适用学校")
+                out.append(Line(code, rule.clause, item, 0.0, reason, detail, ids, records, weight=0.0, na=reason))
+                continue
+            covered = f.covered(stat, duty["applies_to"]) if stat else 0
+            coverage = _share(covered, applicable)
+            detail.update(schools_applicable=applicable, schools_covered=covered, coverage=round(coverage, 4))
+            out.append(Line(code, rule.clause, item, each * min(1.0, coverage / target),
+                            f"覆盖 {covered}/{applicable} 所学校", detail, ids, records, weight=each))
+    return out
+
+
 @scorer("blind_spots")
 def _blind_spots(rule: Rule, f: Facts, units: list[str], rules: RuleSet) -> list[Line]:
     p = cast(PerItemParams, rule.params)
@@ -100,6 +119,30 @@ def _blind_spots(rule: Rule, f: Facts, units: list[str], rules: RuleSet) -> list
     return out
 
 
+def _on_time_due(rule: Rule, f: Facts, units: list[str], items: dict[Any, Item], what: str) -> list[Line]:
+    """Load-aware: the on-time share of the unit's own items due in the year (closed or not),
+    so a unit with more work is not punished for its size; none due: 不适用."""
+    by_unit: dict[str, list[Item]] = defaultdict(list)
+    for item in items.values():
+        if item.due_by(f.year, f.cutoff):
+            by_unit[item.unit].append(item)
+    noun = "整改事项" if what == "rectifications" else "交办事项"
+    out = []
+    for code in units:
+        mine = sorted(by_unit.get(code, []), key=lambda i: (i.deadline, i.event_id))
+        if not mine:
+            out.append(not_applicable(code, rule, f"本年度无本单位牵头的到期{noun}"))
+            continue
+        on = [i for i in mine if i.on_time]
+        late = [i for i in mine if not i.on_time]
+        ids = [i.closed_event or i.event_id for i in late] + [i.closed_event or i.event_id for i in on]
+        out.append(Line(code, rule.clause, what, rule.points * len(on) / len(mine),
+                        f"到期{noun} {len(mine)} 项，按期完成 {len(on)} 项",
+                        {"due": len(mine), "on_time": len(on), "late_or_open": len(late)},
+                        [i for i in ids if i][: f.evidence_limit], len(mine), weight=rule.points))
+    return out
+
+
 def _on_time(rule: Rule, units: list[str], rows: list[tuple[str, str, bool]], what: str,
              limit: int) -> list[Line]:
     p = cast(OnTimeParams, rule.params)
@@ -109,6 +152,10 @@ def _on_time(rule: Rule, units: list[str], rows: list[tuple[str, str, bool]], wh
     out = []
     for code in units:
         items = by_unit.get(code, [])
+        if not items and p.when_none == "not_applicable":
+            reason = "本年度无已销号事项" if what == "rectifications" else "本年度无已办结事项"
+            out.append(not_applicable(code, rule, reason))
+            continue
         on = sum(1 for _, ok in items if ok)
         share = _share(on, len(items)) if items else (1.0 if p.when_none == "full" else 0.0)
         late_first = [e for e, ok in items if not ok] + [e for e, ok in items if ok]
@@ -121,11 +168,15 @@ def _on_time(rule: Rule, units: list[str], rows: list[tuple[str, str, bool]], wh
 
 @scorer("rectification_on_time")
 def _rectification_on_time(rule: Rule, f: Facts, units: list[str], rules: RuleSet) -> list[Line]:
+    if cast(OnTimeParams, rule.params).count == "due":
+        return _on_time_due(rule, f, units, f.rects, "rectifications")
     return _on_time(rule, units, f.rect_verified, "rectifications", f.evidence_limit)
 
 
 @scorer("task_on_time")
 def _task_on_time(rule: Rule, f: Facts, units: list[str], rules: RuleSet) -> list[Line]:
+    if cast(OnTimeParams, rule.params).count == "due":
+        return _on_time_due(rule, f, units, f.task_items, "tasks")
     return _on_time(rule, units, f.task_completed, "tasks", f.evidence_limit)
 
 
@@ -202,14 +253,18 @@ def _campaign_phases(rule: Rule, f: Facts, units: list[str], rules: RuleSet) -> 
     for code in units:
         items = owed.get(code, [])
         if not items:
+            if p.when_none == "not_applicable":
+                out.append(not_applicable(code, rule, "本单位在本年度专项整治中无牵头或督查任务"))
+                continue
             out.append(Line(code, rule.clause, "campaigns", rule.points if p.when_none == "full" else 0.0,
                             "无专项整治任务", {}))
             continue
         each = rule.points / len(items)
+        weight = each if p.when_none == "not_applicable" else None
         for item, share, detail, ids, count in items:
             out.append(Line(code, rule.clause, item, each * share,
                             f"{detail['campaign']} {detail['phase']} 阶段(截止 {detail['deadline']})", detail, ids,
-                            count))
+                            count, weight=weight))
     return out
 
 
@@ -270,13 +325,17 @@ def _logistics_targets(rule: Rule, f: Facts, units: list[str], rules: RuleSet) -
     out = []
     for code in units:
         if not evaluated:
+            if p.when_none == "not_applicable":
+                out.append(not_applicable(code, rule, "本年度未设定县级后勤目标"))
+                continue
             out.append(Line(code, rule.clause, "targets", rule.points if p.when_none == "full" else 0.0,
                             "本年度未设定县级后勤目标", {}))
             continue
         each = rule.points / len(evaluated)
+        weight = each if p.when_none == "not_applicable" else None
         for target, met, detail, ids in evaluated:
             out.append(Line(code, rule.clause, f"target:{target['code']}", each if met else 0.0,
-                            f"{target['text']}({'已完成' if met else '未完成'})", dict(detail), ids))
+                            f"{target['text']}({'已完成' if met else '未完成'})", dict(detail), ids, weight=weight))
     return out
 
 
@@ -300,12 +359,6 @@ def _compliance_gaps(rule: Rule, f: Facts, units: list[str], rules: RuleSet) -> 
              {"school_id": school, "kind": kind, "period": period}, [event_id])
         for unit, event_id, school, kind, period in f.gaps if unit in wanted
     ]
-
-
-def flagged_backdated(rules: RuleSet, f: Facts) -> list[tuple[str, str, str, str, str, int]]:
-    types = set(rules.backdated.types)
-    grace = rules.backdated.grace_days
-    return [b for b in f.backdated if b[2] in types and b[5] > grace]
 
 
 @scorer("backdated_reports")
@@ -348,15 +401,30 @@ def score(rules: RuleSet, f: Facts) -> Scored:
         grouped: dict[str, list[Line]] = defaultdict(list)
         for line in lines:
             grouped[line.unit].append(line)
-        for unit in scope:
+        if rules.min_weight:  # the load-aware rules say 不适用 rather than skipping a clause
+            names = "、".join(f.units[u].name if u in f.units else u for u in rule.units or ())
+            for unit in all_units:
+                if unit not in scope:
+                    grouped[unit].append(not_applicable(unit, rule, f"本条仅适用于{names}"))
+        for unit in (all_units if rules.min_weight else scope):
             items = sorted(grouped.get(unit, []), key=lambda ln: ln.item)
             rendered = []
             subtotal = 0.0
+            weights = [ln.weight for ln in items if ln.weight is not None]
+            legacy = len(weights) < len(items) or (not items and rule.kind == "credit" and not rules.min_weight)
+            weight = rule.points if legacy else min(rule.points, sum(weights))
+            reasons = [ln.na for ln in items if ln.na]
+            applicable = bool(weight) if rule.kind == "credit" else not (items and len(reasons) == len(items))
             for ln in items:
                 entry: dict[str, Any] = {"item": ln.item, "label": ln.label, "points": rounded(ln.points),
                                          "detail": ln.detail, "event_ids": ln.event_ids,
                                          "event_count": ln.event_count if ln.event_count is not None
                                          else len(ln.event_ids), "counted": True}
+                if ln.na:
+                    entry["applicable"] = False
+                    entry["reason"] = ln.na
+                if ln.weight is not None and rule.kind == "credit":
+                    entry["weight"] = rounded(ln.weight)
                 appeal = appeals.get((unit, rule.clause, ln.item)) if rule.kind == "deduction" else None
                 if appeal is not None:
                     entry["appeal"] = {k: v for k, v in appeal.items() if k not in ("unit", "clause", "item")}
@@ -365,35 +433,51 @@ def score(rules: RuleSet, f: Facts) -> Scored:
                 if entry["counted"]:
                     subtotal += ln.points  # unrounded: three thirds make a whole
                 rendered.append(entry)
+            if not applicable:
+                rendered = [e for e in rendered if e.get("item") != "clause"]
             if rule.kind == "credit":
-                points = rounded(min(subtotal, rule.points))
+                weight = rounded(weight)  # earned and possible on the same two places: never over 100
+                points = rounded(min(subtotal, weight))
                 earned[unit] += points
-                possible[unit] += rule.points
+                possible[unit] += weight
             else:
                 points = rounded(min(subtotal, rule.points))
                 deducted[unit] += points
             per_unit[unit].append({"clause": rule.clause, "measure": rule.measure, "kind": rule.kind,
                                    "text": rule.text, "max_points": rule.points, "points": points,
+                                   "applicable": applicable,
+                                   "reason": None if applicable else (reasons[0] if reasons else "无可计量事项"),
+                                   "weight": rounded(weight) if rule.kind == "credit" else rule.points,
                                    "capped": subtotal > rule.points + 1e-9, "items": rendered})
     units: dict[str, dict[str, Any]] = {}
     for unit in all_units:
         scale = rules.scale / possible[unit] if possible[unit] else 0.0
         credit = rounded(earned[unit] * scale)
-        score_ = rounded(credit - deducted[unit])
+        score_: float | None = rounded(credit - deducted[unit])
+        # 数据不足: too little of the method applies to the unit to rank it fairly.
+        insufficient = bool(rules.min_weight) and possible[unit] < rules.min_weight - 1e-9
+        if insufficient:
+            score_ = None
         for c in per_unit[unit]:
             value = c["points"] * scale if c["kind"] == "credit" else -c["points"]
             contributions[unit][c["clause"]] = rounded(value)
         units[unit] = {"unit": unit, "name": f.units[unit].name, "score": score_, "credit": credit,
                        "credit_earned": rounded(earned[unit]), "credit_possible": rounded(possible[unit]),
-                       "deductions": rounded(deducted[unit]), "clauses": per_unit[unit]}
-    order = sorted(all_units, key=lambda u: (-units[u]["score"], u))
+                       "deductions": rounded(deducted[unit]), "clauses": per_unit[unit],
+                       "status": "insufficient" if insufficient else "ranked",
+                       "note": (f"数据不足，不参与排名（适用的加分条款合计 {rounded(possible[unit]):g} 分，"
+                                f"低于 {rules.min_weight:g} 分）") if insufficient else None}
+    ranked = sorted((u for u in all_units if units[u]["score"] is not None), key=lambda u: (-units[u]["score"], u))
     ranking: list[dict[str, Any]] = []
-    for i, unit in enumerate(order):
+    for i, unit in enumerate(ranked):
         rank = i + 1
-        if i and units[unit]["score"] == units[order[i - 1]]["score"]:
+        if i and units[unit]["score"] == units[ranked[i - 1]]["score"]:
             rank = ranking[-1]["rank"]
         units[unit]["rank"] = rank
         ranking.append({"rank": rank, "unit": unit, "name": units[unit]["name"], "score": units[unit]["score"]})
+    for unit in sorted(u for u in all_units if units[u]["score"] is None):
+        units[unit]["rank"] = None
+        ranking.append({"rank": None, "unit": unit, "name": units[unit]["name"], "score": None})
     return Scored(rules, units, ranking, contributions)
 
 
@@ -403,7 +487,8 @@ def score(rules: RuleSet, f: Facts) -> Scored:
 
 def rules_meta(rules: RuleSet) -> dict[str, Any]:
     return {"name": rules.name, "id": rules.id, "version": rules.version, "title": rules.title,
-            "sha256": rules.sha256, "scale": rules.scale, "backdated_grace_days": rules.backdated.grace_days}
+            "sha256": rules.sha256, "scale": rules.scale, "backdated_grace_days": rules.backdated.grace_days,
+            "years": list(rules.for_years), "min_weight": rules.min_weight}
 
 
 def _param_change(name: str, a: Any, b: Any) -> str:
@@ -431,3 +516,7 @@ def rule_change(a: Rule | None, b: Rule | None) -> str | None:
         parts.append("参数调整: " + ", ".join(_param_change(k, pa.get(k), pb.get(k)) for k in changed))
     return "; ".join(parts) or None
 
+
+
+# The load-aware deductions register their scorers on import (kept apart: this module's size).
+from services.reviews import rated as _rated  # noqa: E402,F401

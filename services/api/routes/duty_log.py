@@ -64,11 +64,14 @@ def agency_ledger(
     with platform.read_engine.connect() as conn:
         if get_agency(conn, code) is None:
             raise ProblemError(404, f"unknown member unit {code!r}")
+        # The rectification block is as of the ledger's day, or the period's last day if earlier:
+        # a past period reports what was open then, not today.
+        day = min(as_of or today, chosen.end)
         if as_of is None:
-            stats = unit_stats(conn, code, today=today, period_start=chosen.start, period_end=chosen.end)
+            stats = unit_stats(conn, code, today=day, period_start=chosen.start, period_end=chosen.end)
             return LedgerOut(**live_ledger(conn, code, chosen, today), source="live",
                              rectifications=RectificationStatsOut(**stats))
-        stats = unit_stats(conn, code, today=as_of, period_start=chosen.start, period_end=chosen.end,
-                           known_by=end_of_day_utc(as_of))
+        stats = unit_stats(conn, code, today=day, period_start=chosen.start, period_end=chosen.end,
+                           known_by=end_of_day_utc(day))
         return LedgerOut(**asof_ledger(conn, code, chosen, as_of), source="as_of",
                          rectifications=RectificationStatsOut(**stats))

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.api import Created
-from contracts.rules import DEFAULT_RULES, RulesError, RuleSet, named_rules
+from contracts.rules import DEFAULT_RULES, RulesError, RuleSet, named_rules, rules_for_year
 from services.api.deps import PlatformDep, PrincipalDep, require_all_reader, require_reader_of, require_writer
 from services.api.problems import ProblemError
 from services.documents.review import MEDIA_TYPES, render, to_json
@@ -25,10 +25,12 @@ from services.security.checkpoint import CheckpointError
 
 router = APIRouter(prefix="/api/v1", tags=["reviews"])
 
-RulesQ = Annotated[str, Query(max_length=80, description=f"rules set of contracts/rules/, e.g. {DEFAULT_RULES}")]
+RulesQ = Annotated[str | None, Query(max_length=80, description=f"rules set of contracts/rules/, e.g. "
+                                                                f"{DEFAULT_RULES}; default the rules declaring "
+                                                                "the year")]
 AsOfQ = Annotated[str | None, Query(max_length=40, description="count what was recorded by then: a date "
                                                               "(end of that day) or a date-time with offset; "
-                                                              "default now")]
+                                                              "default the log head")]
 YEAR_ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"description": "not allowed to read this review"},
     409: {"description": "the log fails hash-chain verification; no review is computed"},
@@ -41,7 +43,8 @@ class AppealIn(BaseModel):
     clause: str = Field(min_length=1, max_length=20, description="the clause of the deduction")
     item: str = Field(min_length=1, max_length=200, description="the deduction's item key, as the review shows it")
     reason: str = Field(min_length=1, max_length=4000)
-    rules: str = Field(default=DEFAULT_RULES, max_length=80, description="the rules set the review used")
+    rules: str | None = Field(default=None, max_length=80, description="the rules set the review used "
+                                                                      "(default the rules declaring the year)")
 
 
 class DecisionIn(BaseModel):
@@ -50,9 +53,9 @@ class DecisionIn(BaseModel):
     reason: str = Field(min_length=1, max_length=4000)
 
 
-def _rules(name: str) -> RuleSet:
+def _rules(name: str | None, year: int) -> RuleSet:
     try:
-        return named_rules(name)
+        return named_rules(name) if name else rules_for_year(year)
     except RulesError as e:
         raise ProblemError(422, str(e)) from None
 
@@ -61,7 +64,7 @@ def _review(platform: Any, year: int, rules: RuleSet, as_of: str | None, compare
     if not 2000 <= year <= 2100:
         raise ProblemError(422, f"year {year} is out of range")
     try:
-        moment = parse_as_of(as_of) if as_of else platform.clock()
+        moment = parse_as_of(as_of) if as_of else None
         return compute_review(platform, year=year, rules=rules, as_of=moment, compare=compare)
     except ReviewError as e:
         status = 409 if "verification" in str(e) else 422
@@ -72,7 +75,7 @@ def _review(platform: Any, year: int, rules: RuleSet, as_of: str | None, compare
 
 @router.get("/reviews/{year}", responses={200: {"content": {v: {} for v in MEDIA_TYPES.values()}}, **YEAR_ERRORS})
 def get_review(
-    year: int, platform: PlatformDep, principal: PrincipalDep, rules: RulesQ = DEFAULT_RULES, as_of: AsOfQ = None,
+    year: int, platform: PlatformDep, principal: PrincipalDep, rules: RulesQ = None, as_of: AsOfQ = None,
     compare_rules: Annotated[str | None, Query(max_length=80, description="draft rules set: side-by-side "
                                                                           "scores and ranks")] = None,
     format: Annotated[Literal["json", "html", "docx"], Query(description="json | html | docx")] = "json",
@@ -81,7 +84,8 @@ def get_review(
     event ids, backdated entries (补录), appeals, and the checkpoint the review was computed at.
     Same log, rules and as_of: byte-identical JSON."""
     require_all_reader(principal)
-    document = _review(platform, year, _rules(rules), as_of, _rules(compare_rules) if compare_rules else None)
+    document = _review(platform, year, _rules(rules, year), as_of,
+                       _rules(compare_rules, year) if compare_rules else None)
     headers = {}
     if format == "docx":
         headers["Content-Disposition"] = f'attachment; filename="review-{year}.docx"'
@@ -90,12 +94,12 @@ def get_review(
 
 @router.get("/reviews/{year}/units/{unit}", responses=YEAR_ERRORS)
 def get_unit_review(
-    year: int, unit: str, platform: PlatformDep, principal: PrincipalDep, rules: RulesQ = DEFAULT_RULES,
+    year: int, unit: str, platform: PlatformDep, principal: PrincipalDep, rules: RulesQ = None,
     as_of: AsOfQ = None,
 ) -> Response:
     """One unit's part of the review (its liaison reads it to see what it may appeal)."""
     require_reader_of(principal, unit)
-    document = _review(platform, year, _rules(rules), as_of)
+    document = _review(platform, year, _rules(rules, year), as_of)
     part = next((u for u in document["units"] if u["unit"] == unit), None)
     if part is None:
         raise ProblemError(404, f"unknown member unit {unit!r}")
@@ -115,7 +119,7 @@ def file_appeal(year: int, unit: str, body: AppealIn, platform: PlatformDep, pri
     require_writer(principal)
     if principal.agency != unit:
         raise ProblemError(403, f"a {principal.role} of {principal.agency!r} may not appeal for {unit!r}")
-    rules = _rules(body.rules)
+    rules = _rules(body.rules, year)
     document = _review(platform, year, rules, None)
     entry = find_deduction(document, unit, body.clause, body.item)
     if entry is None or entry["points"] <= 0:

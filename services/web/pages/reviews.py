@@ -13,9 +13,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from contracts.catalogue import default_catalogue
-from contracts.rules import DEFAULT_RULES, RulesError, named_rules
+from contracts.rules import RulesError, rules_for_year
 from projections.base import LoggedEvent
 from services.api.deps import PlatformDep
+from services.documents.review import People
 from services.platform import Platform
 from services.reviews.document import compute_review
 from services.reviews.facts import ReviewError
@@ -32,8 +33,8 @@ def _review(platform: Platform, year: int, as_of: datetime | None = None) -> dic
     if not 2000 <= year <= 2100:
         raise WebError(422, "考核年度不正确", "请填写 2000 到 2100 之间的年份。")
     try:
-        document: dict[str, Any] = compute_review(platform, year=year, rules=named_rules(DEFAULT_RULES),
-                                                  as_of=as_of or platform.clock())
+        # The rules declaring the year, as of the log head: the same log shows the same review.
+        document: dict[str, Any] = compute_review(platform, year=year, rules=rules_for_year(year), as_of=as_of)
     except ReviewError as e:
         if "verification" in str(e):
             raise WebError(409, "日志校验未通过，不能计算考核结果",
@@ -58,7 +59,7 @@ def review(
     detail = next((u for u in document["units"] if u["unit"] == unit), None) if unit else None
     clauses = document["units"][0]["clauses"] if document["units"] else []
     return render(request, "review.html.j2", session, doc=document, year=chosen, detail=detail, clauses=clauses,
-                  label=line_label)
+                  label=line_label, local=People(document).time)
 
 
 @cache
