@@ -106,6 +106,9 @@ class Projection(ABC):
     name: str
     # Bump when the tables or the policy change: the runner then rebuilds from zero.
     version: int = 1
+    # An event this read model cannot apply is set aside (quarantined) and the model moves on;
+    # a model whose failure is itself the finding (the hash chain: tampering) says False.
+    quarantines: bool = True
     topics: tuple[str, ...]
     tables: tuple[sa.Table, ...]
     # Names of tables an earlier version kept and this one no longer does: a rebuild drops them.

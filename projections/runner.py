@@ -6,6 +6,12 @@ Where the log lives in the read models' own database (the platform's one databas
 batch is read inside the batch's transaction as plain rows (no Notification or UUID per
 event); any other log is read through the recorder's ``select_notifications``.
 
+Every read model follows the log in ONE pass: a batch is read once (the union of the topics
+its projections want), each stored event is decoded at most once, and every projection at the
+batch's starting position applies its share, all in one transaction that advances every
+tracking position with its rows. A projection that is behind the others (a rebuild, a new read
+model) first catches up alone, then joins the shared pass when it reaches them.
+
 A batch covers up to ``batch_size`` positions of the log and, while a projection has a
 backlog, grows (up to ``max_batch_size``) towards ``batch_seconds`` of work: a rebuild
 commits (and fsyncs) a few times instead of once per thousand events, and no batch of a
@@ -39,7 +45,7 @@ import sqlalchemy as sa
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
-from projections.base import Projection, StoredRow, metadata, upsert_add, utc_text
+from projections.base import LoggedEvent, Projection, StoredRow, metadata, upsert_add, utc_text
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +69,8 @@ quarantine = sa.Table(
     sa.Column("quarantined_at", sa.String(32), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False),
 )
+
+_SHARED = "*shared*"  # the one-pass batch's adaptive size, beside each projection's own
 
 # The database failed, not the event: retry the batch rather than quarantine anything.
 _NOT_THE_EVENTS_FAULT = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError)
@@ -159,6 +167,7 @@ class ProjectionRunner:
         self.engine = engine
         self.reader = reader
         self.projections = {p.name: p for p in projections}
+        self._topic_sets = {p.name: frozenset(p.topics) for p in projections}
         self.batch_size = batch_size
         self.max_batch_size = max_batch_size
         self.batch_seconds = batch_seconds
@@ -228,6 +237,8 @@ class ProjectionRunner:
         except _NOT_THE_EVENTS_FAULT:
             raise
         except Exception:
+            if not self.projections[name].quarantines:
+                raise
             log.warning("projection %s failed a batch; isolating the failing events", name, exc_info=True)
             return self._step(name, isolate=True)
 
@@ -256,6 +267,77 @@ class ProjectionRunner:
         else:
             self._limits.pop(name, None)  # caught up: the next backlog starts small again
         return BatchResult(len(rows), position, stop, full)
+
+    def step_together(self, names: Sequence[str] | None = None) -> BatchResult:
+        """One batch of the one-pass: the projections (of ``names``) that stand furthest
+        behind apply the next window of the log together, atomically with their positions;
+        a projection ahead of them waits until they reach it. If the shared batch fails, each
+        of them steps alone (where failing events are isolated and quarantined)."""
+        chosen = sorted(names or self.projections)
+        try:
+            return self._step_together(chosen)
+        except _NOT_THE_EVENTS_FAULT:
+            raise
+        except Exception:
+            # Each steps alone: the one whose failure is the finding raises it there.
+            log.warning("the shared batch failed; stepping its projections one by one", exc_info=True)
+            results = [self.step(name) for name in self._behind(chosen)]
+            return BatchResult(sum(r.applied for r in results), min(r.start for r in results),
+                               min(r.position for r in results), any(r.full for r in results))
+
+    def _behind(self, names: Sequence[str]) -> list[str]:
+        with self.engine.connect() as conn:
+            positions = self._positions(conn, names, lock=False)
+        low = min(positions.values())
+        return [n for n in names if positions[n] == low]
+
+    @staticmethod
+    def _positions(conn: sa.Connection, names: Sequence[str], *, lock: bool) -> dict[str, int]:
+        q = sa.select(tracking.c.name, tracking.c.position).where(tracking.c.name.in_(names)).order_by(tracking.c.name)
+        if lock and conn.dialect.name == "postgresql":
+            q = q.with_for_update()  # in name order: two workers never wait on each other crosswise
+        return {str(n): int(p) for n, p in conn.execute(q)}
+
+    def _step_together(self, names: Sequence[str]) -> BatchResult:
+        limit = self._limits.get(_SHARED, self.batch_size)
+        started = time.perf_counter()
+        with self.engine.begin() as conn:
+            positions = self._positions(conn, names, lock=True)
+            start = min(positions.values())
+            group = [self.projections[n] for n in names if positions[n] == start]
+            head = self.log.head(conn) if self.log is not None else self.reader.max_notification_id() or 0
+            if head <= start:
+                return BatchResult(0, start, start)
+            stop = min(head, start + limit)
+            ahead = [positions[n] for n in names if positions[n] > start]
+            if ahead:
+                stop = min(stop, min(ahead))  # join the projections ahead exactly where they stand
+            wanted = set() if any(not p.topics for p in group) else {t for p in group for t in p.topics}
+            rows = self._read(conn, start, stop, sorted(wanted))
+            decoded: dict[int, LoggedEvent] = {}
+
+            def event(row: StoredRow) -> LoggedEvent:
+                hit = decoded.get(row[0])
+                if hit is None:
+                    hit = decoded[row[0]] = LoggedEvent.from_row(row)
+                return hit
+
+            applied = 0
+            for p in group:
+                mine = rows if not p.topics else [r for r in rows if r[3] in self._topic_sets[p.name]]
+                if mine:
+                    if type(p).apply_stored is Projection.apply_stored:  # decoded once for all who decode
+                        p.apply(conn, [event(r) for r in mine])
+                    else:
+                        p.apply_stored(conn, mine)
+                    applied += len(mine)
+            conn.execute(tracking.update().where(tracking.c.name.in_([p.name for p in group])).values(position=stop))
+        full = stop < head
+        if full:
+            self._limits[_SHARED] = self._grown(limit, time.perf_counter() - started)
+        else:
+            self._limits.pop(_SHARED, None)
+        return BatchResult(applied, start, stop, full)
 
     def _apply_isolated(self, conn: sa.Connection, p: Projection, rows: Sequence[StoredRow]) -> None:
         for row in rows:
@@ -331,51 +413,51 @@ class ProjectionRunner:
         return max(self.batch_size, min(self.max_batch_size, scaled))
 
     def catch_up(self, name: str | None = None, progress: Callable[[int], None] | None = None) -> int:
-        """Apply everything up to the current head. Returns events applied."""
-        names = [name] if name else list(self.projections)
+        """Apply everything up to the current head: one projection alone, or every projection
+        in the one pass (``progress`` gets the positions each batch advanced). Returns events
+        applied."""
         total = 0
-        for n in names:
-            while True:
-                result = self.step(n)
-                total += result.applied
-                if progress:
-                    progress(result.position - result.start)
-                if not result.full:  # the batch reached the head
-                    break
-        return total
+        while True:
+            result = self.step(name) if name else self.step_together()
+            total += result.applied
+            if progress:
+                progress(result.position - result.start)
+            if result.position == result.start and not result.full:  # every projection is at the head
+                return total
+            if name and not result.full:
+                return total
 
     def run_forever(self, stop: threading.Event, idle_sleep: float = 0.2) -> None:
-        """Follow the log. A round steps only the projections behind the head: one the
-        runner has seen at or past the head has nothing to do and costs no transaction
-        (positions only go back when another process resets a read model; forgetting what
-        was seen every 50 rounds notices that). Rounds run back to back only while a projection has a
-        backlog (a full batch); otherwise the next round waits ``idle_sleep``, so under a
-        steady stream of API writes each projection commits a few times a second with many
-        events, instead of once per event, holding SQLite's write lock (and an fsync)
-        against the writers every time."""
-        seen: dict[str, int] = {}
+        """Follow the log in the one pass. Once every read model stood at the head, a round
+        whose head has not moved costs no transaction (positions only go back when another
+        process resets a read model; forgetting that every 50 rounds notices it). Rounds run
+        back to back only while some read model is behind; otherwise the next round waits
+        ``idle_sleep``, so under a steady stream of API writes the read models commit a few
+        times a second with many events, instead of once per event, holding SQLite's write
+        lock (and an fsync) against the writers every time."""
+        all_at = -1  # the head at which every read model was last seen
         rounds = 0
         while not stop.is_set():
-            backlog = False
             rounds += 1
             if rounds % 50 == 0:
-                seen.clear()  # every ~10 s idle: notice a read model reset by another process
+                all_at = -1  # every ~10 s idle: notice a read model reset by another process
             try:
                 head = self.reader.max_notification_id() or 0
             except Exception:  # keep following; the error is logged and the read retried
                 log.exception("reading the head of the log failed; retrying")
                 stop.wait(1.0)
                 continue
-            for name in self.projections:
-                if seen.get(name, -1) >= head:
-                    continue
-                try:
-                    result = self.step(name)
-                except Exception:  # keep following; the error is logged and the batch retried
-                    log.exception("projection %s failed a batch; retrying", name)
-                    stop.wait(1.0)
-                    continue
-                seen[name] = result.position
-                backlog |= result.full
-            if not backlog:
+            if head == all_at:
+                stop.wait(idle_sleep)
+                continue
+            try:
+                result = self.step_together()
+            except Exception:  # keep following; the error is logged and the batch retried
+                log.exception("the read models failed a batch; retrying")
+                stop.wait(1.0)
+                continue
+            if result.position == result.start and not result.full:
+                all_at = result.position
+            behind = result.full or result.position < head
+            if not behind:
                 stop.wait(idle_sleep)

@@ -217,7 +217,7 @@ def demo(
             counts = run_demo(platform.app, catalogue, schools=schools, year=chosen_year, seed=seed, now=now,
                               progress=bar.update)
         total = platform.app.recorder.max_notification_id() or 0
-        with _bar(total=total * len(platform.runner.projections), desc="projections") as bar:
+        with _bar(total=total, desc="projections") as bar:
             from services.security import hashchain
             hashchain.catch_up(platform.write_engine, progress=bar.update)  # raw fast path of the log_chain follower
             platform.runner.catch_up(progress=bar.update)
@@ -284,9 +284,10 @@ def projections_rebuild(
         head = platform.app.recorder.max_notification_id() or 0
         for n in names:
             platform.runner.reset(n)
-            with _bar(total=head, desc=n) as bar:
-                applied = platform.runner.catch_up(n, progress=bar.update)
-            typer.echo(f"{n}: rebuilt from {applied} events")
+        # Every read model in one pass over the log (each batch read and decoded once).
+        with _bar(total=head, desc=name or "projections") as bar:
+            applied = platform.runner.catch_up(name, progress=bar.update)
+        typer.echo(f"{', '.join(names)}: rebuilt from {applied} events (the log holds {head})")
     finally:
         platform.close()
 

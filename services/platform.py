@@ -67,8 +67,6 @@ class Platform:
             # Tables no rebuild may drop: the hash chain, notification deliveries and read marks.
             hashchain.setup(self.write_engine)
             setup_notify_tables(self.write_engine)
-        chain: Any = self.runner.projections[hashchain.CHAIN_NAME]
-        chain.bind(self.runner)
         self.briefs = BriefCache(render_brief, workers=self.settings.brief_render_workers)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []

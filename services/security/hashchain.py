@@ -31,7 +31,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from projections.base import LoggedEvent, Projection
+from projections.base import LoggedEvent, Projection, StoredRow
 from projections.runner import tracking
 
 GENESIS = b"\x00" * 32
@@ -122,34 +122,21 @@ def _prev_hash(conn: sa.Connection, before: int) -> tuple[int, bytes]:
 
 class HashChainProjection(Projection):
     """Links every event (all topics) into ``log_chain``. Version 1 forever: the links are
-    the evidence, so the policy never changes.
-
-    The runner hands projections decoded events; the chain needs the stored bytes, so it
-    re-reads the batch's range through the runner's own log reader (``bind``), which is
-    whatever log that runner follows."""
+    the evidence, so the policy never changes. It takes the batch as stored (the runner's raw
+    rows, read in the batch's own transaction), never decoded events."""
 
     name = CHAIN_NAME
     version = 1
     topics: tuple[str, ...] = ()  # every event
     tables: tuple[sa.Table, ...] = ()  # see the module docstring: never dropped by a rebuild
-
-    def __init__(self) -> None:
-        self._runner: Any = None
-
-    def bind(self, runner: Any) -> None:
-        self._runner = runner
+    quarantines = False  # a link that does not match is tampering, raised and never skipped
 
     def apply(self, conn: sa.Connection, events: Sequence[LoggedEvent]) -> None:
-        if self._runner is None:
-            raise RuntimeError("HashChainProjection is not bound to its runner")
-        first, last = events[0].position, events[-1].position
-        rows = [
-            (int(n.id), n.originator_id, int(n.originator_version), n.topic, as_bytes(n.state))
-            for n in self._runner.reader.select_notifications(start=first, limit=len(events), stop=last)
-        ]
-        if [r[0] for r in rows] != [e.position for e in events]:
-            raise ChainBroken(first, "the log changed while it was being linked")
-        link_rows(conn, rows)
+        raise NotImplementedError("the chain links stored rows (apply_stored), not decoded events")
+
+    def apply_stored(self, conn: sa.Connection, rows: Sequence[StoredRow]) -> None:
+        if rows:
+            link_rows(conn, [(r[0], r[1], r[2], r[3], as_bytes(r[4])) for r in rows])
 
 
 def link_rows(conn: sa.Connection, rows: Sequence[RawRow]) -> None:
