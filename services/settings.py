@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     brief_chart_font_index: int = 0
     # Name the official 公文 faces first (documents/fonts.py), the families above as fallbacks.
     brief_official_faces: bool = True
+    # The county (区/旗) named in spreadsheet title rows.
+    county_name: str = "苏尼特左旗"
 
 
 @cache
