@@ -41,11 +41,12 @@ def sheet_format(request: Request, format: FormatQ = None) -> SheetFormat | None
 
 
 def sheet_response(tables: Sequence[Table], fmt: SheetFormat, filename: str, data_date: str,
-                   csv_table: int = 0) -> Response:
+                   csv_table: int = 0, template_rows: int = 0) -> Response:
     """The workbook (every table) or the CSV (one table: ``csv_table``) as an attachment."""
     if fmt == "xlsx":
         county = get_settings().county_name
-        body, media, ext = xlsx(tables, county=county, data_date=data_date), XLSX_MEDIA_TYPE, "xlsx"
+        body = xlsx(tables, county=county, data_date=data_date, template_rows=template_rows)
+        media, ext = XLSX_MEDIA_TYPE, "xlsx"
     else:
         body, media, ext = csv_bytes(tables[csv_table]), CSV_MEDIA_TYPE, "csv"
     name = f"{filename}.{ext}"
@@ -125,3 +126,30 @@ def review_tables(document: dict[str, Any]) -> list[Table]:
          " ".join(it["event_ids"][:20])]
         for u in document["units"] for c in u["clauses"] for it in c["items"]])
     return [ranking, clauses, items]
+
+
+# -- import templates ---------------------------------------------------------------------------
+
+DUTY_COLUMNS = ("职责", "发生日期", "学校", "情况说明", "发现问题数", "问题描述")  # duty_log/spreadsheet.COLUMNS
+
+
+def duty_template_table(unit_name: str, duty_texts: Sequence[str], schools: Sequence[str]) -> Table:
+    return Table("履职记录", f"{unit_name}履职记录导入模板", [
+        Column("职责", choices=duty_texts, note="从下拉列表选择本单位职责"),
+        Column("发生日期", "date", note="履职日期，如 2024-05-03"),
+        Column("学校", choices=schools, note="从下拉列表选择；多所学校用“、”分隔；不针对学校可留空"),
+        Column("情况说明", note="必填"),
+        Column("发现问题数", "int", note="非负整数，默认0"),
+        Column("问题描述"),
+    ])
+
+
+def duty_fix_table(raw: Sequence[tuple[int, list[Any]]], errors: Sequence[Any]) -> Table:
+    """The rows left out, as they were, with the reasons beside them, to fix and upload again."""
+    reasons: dict[int, list[str]] = {}
+    for e in errors:
+        reasons.setdefault(e.row, []).append(f"{e.column}：{e.reason}")
+    columns = [Column("职责"), Column("发生日期"), Column("学校"), Column("情况说明"),
+               Column("发现问题数"), Column("问题描述"), Column("原行号", "int"), Column("原因")]
+    rows = [[*values, number, "；".join(reasons[number])] for number, values in raw if number in reasons]
+    return Table("待修改", "履职记录待修改行", columns, rows)
