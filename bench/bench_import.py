@@ -96,8 +96,7 @@ def run(ctx: Ctx) -> Report:
         try:
             client, _, unit = _client(p)
             t0 = time.perf_counter()
-            r = client.post("/api/v1/duty-logs/import", headers=unit,
-                            files={"file": ("台账.xlsx", data, "application/octet-stream")})
+            r = client.post("/api/v1/duty-logs/import", headers=unit, content=data)
             times.append(time.perf_counter() - t0)
             assert r.status_code == 200 and r.json()["stored"] == rows, r.text[:500]
         finally:

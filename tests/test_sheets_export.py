@@ -109,3 +109,13 @@ def test_the_review_workbook_and_csv(api: Api) -> None:
     parsed = list(csv.reader(io.StringIO(text.content.decode("utf-8-sig"))))
     assert parsed[0][:3] == ["名次", "单位", "条款"] and len(parsed) - 1 == len(clauses)
     assert parsed[1][1] == data["units"][0]["name"]
+
+
+def test_text_a_worksheet_cannot_hold_is_cleaned_not_a_500() -> None:
+    from services.documents.sheets import Column, Table, csv_bytes, xlsx
+
+    table = Table("表", "控制\x07字符", [Column("名称"), Column("日期", "date")], [["灭火器\x1b过期", "2025-06-01"]])
+    ws = workbook(xlsx([table], county=COUNTY, data_date="2025-06-30")).active
+    assert ws["A1"].value == f"{COUNTY} 控制字符（数据截至2025-06-30）"
+    assert ws["A3"].value == "灭火器过期" and ws["B3"].value == datetime(2025, 6, 1)
+    assert csv_bytes(table).decode("utf-8-sig").splitlines() == ["名称,日期", "灭火器过期,2025-06-01"]

@@ -49,9 +49,12 @@ class Table:
 
 
 def cell_value(value: Any, kind: str) -> Any:
-    """The typed value a cell holds: ISO text becomes a date or datetime, numbers stay numbers."""
+    """The typed value a cell holds: ISO text becomes a date or datetime, numbers stay numbers;
+    text loses the control characters a worksheet cannot hold."""
     if value is None or value == "":
         return None
+    if isinstance(value, str) and kind not in ("date", "datetime"):
+        return _clean(value)
     if kind == "date" and isinstance(value, str):
         return date.fromisoformat(value[:10])
     if kind == "datetime" and isinstance(value, str):
@@ -62,6 +65,12 @@ def cell_value(value: Any, kind: str) -> Any:
     if kind in ("float", "percent"):
         return float(value)
     return value
+
+
+def _clean(text: str) -> str:
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+    return str(ILLEGAL_CHARACTERS_RE.sub("", text))
 
 
 def _display_width(value: Any) -> float:
@@ -89,12 +98,12 @@ def _write_table(ws: Any, table: Table, county: str, data_date: str) -> None:
     from openpyxl.utils import get_column_letter
 
     n = max(len(table.columns), 1)
-    ws.append([title_line(county, table, data_date)])
+    ws.append([_clean(title_line(county, table, data_date))])
     ws.merge_cells(start_row=1, start_column=1, end_row=1, end_column=n)
     ws.cell(1, 1).font = Font(bold=True, size=14)
     ws.cell(1, 1).alignment = Alignment(horizontal="center", vertical="center")
     ws.row_dimensions[1].height = 24
-    ws.append([c.header for c in table.columns])
+    ws.append([_clean(c.header) for c in table.columns])
     thin = Side(style="thin", color="999999")
     for j in range(1, n + 1):
         cell = ws.cell(HEADER_ROW, j)
@@ -138,7 +147,7 @@ def _add_choices(wb: Any, ws: Any, table: Table, rows: int) -> None:
         letter = get_column_letter(k)
         options.cell(1, k, col.header)
         for i, choice in enumerate(col.choices, 2):
-            options.cell(i, k, choice)
+            options.cell(i, k, _clean(choice))
         dv = DataValidation(type="list", formula1=f"'{OPTIONS_SHEET}'!${letter}$2:${letter}${len(col.choices) + 1}",
                             allow_blank=True, showErrorMessage=True, errorTitle="不在可选范围",
                             error=f"请从下拉列表中选择{col.header}")

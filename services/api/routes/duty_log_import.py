@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response, UploadFile
+from fastapi import APIRouter, Query, Request, Response
 
 from events.base import local_date
 from projections.catalogue_view import get_agency, list_schools
@@ -44,21 +44,25 @@ def duty_log_template(platform: PlatformDep, principal: PrincipalDep) -> Respons
                           template_rows=TEMPLATE_ROWS)
 
 
-@router.post("/duty-logs/import", responses={
+@router.post("/duty-logs/import", description=(
+    "The body is the filled template itself (Content-Type: application/vnd.openxmlformats-officedocument."
+    "spreadsheetml.sheet), not a form: a file upload has no fields a client could add."), responses={
     200: {"description": "stored (or already stored); with partial=true, the rows left out are listed",
           "content": {XLSX_MEDIA_TYPE: {}}},
     403: {"description": "read-only credential"},
     422: {"description": "not a template, or bad rows (nothing stored): each row, column and reason"},
 })
 async def import_duty_logs(
-    file: UploadFile, platform: PlatformDep, principal: PrincipalDep,
+    request: Request, platform: PlatformDep, principal: PrincipalDep,
     partial: Annotated[bool, Query(description="store the valid rows and return the rest")] = False,
     format: Annotated[str | None, Query(pattern="^(json|xlsx)$", description="xlsx: the rows to fix")] = None,
 ) -> Any:
     require_writer(principal)
-    data = await file.read(MAX_UPLOAD + 1)
-    if len(data) > MAX_UPLOAD:
-        return problem(413, f"文件超过{MAX_UPLOAD // 1024 // 1024}MB")
+    data = b""
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > MAX_UPLOAD:
+            return problem(413, f"文件超过{MAX_UPLOAD // 1024 // 1024}MB")
     now = platform.clock()
     try:
         raw = read_rows(data)
