@@ -16,14 +16,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-# Debian packages the brief needs: CJK fonts for PDF and DOCX charts, pdftotext for the tests.
+# Debian packages the brief needs: CJK fonts for PDF and DOCX charts, pdftotext for the tests,
+# LibreOffice (headless Writer) to check the Word brief as a reader renders it.
 # Installed only when missing and only where apt-get runs as root; elsewhere a note, not a failure.
-SYSTEM_PKGS := fonts-noto-cjk poppler-utils
+SYSTEM_PKGS := fonts-noto-cjk poppler-utils libreoffice-writer-nogui
 
 setup: $(STAMP) system-packages
 
 system-packages:
-	@if command -v pdftotext >/dev/null 2>&1 && fc-list 2>/dev/null | grep -qi 'Noto Sans CJK'; then :; \
+	@if command -v pdftotext >/dev/null 2>&1 && command -v soffice >/dev/null 2>&1 \
+		&& fc-list 2>/dev/null | grep -qi 'Noto Sans CJK'; then :; \
 	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PKGS) >/dev/null) \
 		|| echo "note: could not install $(SYSTEM_PKGS); PDF briefs need a CJK font"; \

@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     brief_font_body: str = "Noto Serif CJK SC"
     brief_chart_font_file: str | None = None
     brief_chart_font_index: int = 0
+    # Name the official 公文 faces first (documents/fonts.py), the families above as fallbacks.
+    brief_official_faces: bool = True
+    # The county (区/旗) named in spreadsheet title rows.
+    county_name: str = "苏尼特左旗"
 
 
 @cache

@@ -14,13 +14,15 @@ get no 2xx, auditors never write) run on every route found at run time, listed o
 
 from __future__ import annotations
 
+import io
 import itertools
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
+import openpyxl
 import pytest
 from fastapi.routing import iter_route_contexts
 
@@ -41,6 +43,7 @@ class Req:
     path: str
     json: Any = None
     data: dict[str, str] | None = None  # a web form (the session's CSRF token is added)
+    content: bytes | None = None  # a raw body (a spreadsheet upload)
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -235,6 +238,17 @@ def duty_log(world: World, path: str) -> Req:
                            "summary": "消防安全检查"})
 
 
+def duty_sheet(world: World, path: str) -> Req:
+    """OWNER's template with one row of OWNER's first duty at a registered school."""
+    template = world.c.get("/api/v1/duty-logs/template", headers=credentials(world, "owner", OWNER))
+    wb = openpyxl.load_workbook(io.BytesIO(template.content))
+    duty, school = wb["选项"].cell(2, 1).value, wb["选项"].cell(2, 2).value
+    wb.worksheets[0].append([duty, date(2025, 6, 1), school, "消防安全检查", 0, None])
+    out = io.BytesIO()
+    wb.save(out)
+    return Req(path, content=out.getvalue())
+
+
 def new_meeting(world: World, path: str) -> Req:
     return Req(path, json={"scheduled_for": "2025-07-25", "place": "会议室"})
 
@@ -271,6 +285,9 @@ REGISTRY: dict[str, Rule] = {
     "GET /api/v1/schools": Rule(AUTH),
     "POST /api/v1/schools": Rule(frozenset({"lead"}), fresh_school),
     "POST /api/v1/duty-logs": Rule(frozenset({"owner"}), duty_log, why="a duty of OWNER's; others' duties differ"),
+    "GET /api/v1/duty-logs/template": Rule(WRITERS, why="each writer gets its own unit's template"),
+    "POST /api/v1/duty-logs/import": Rule(frozenset({"owner"}), duty_sheet,
+                                          why="OWNER's template; other units' duties differ (per-row 422)"),
     "GET /api/v1/events": Rule(ALL_READERS),
     "GET /api/v1/audit": Rule(frozenset({"auditor"})),
     # hazards and rectifications: the lead assigns, verifies, rejects, extends; the
@@ -532,7 +549,7 @@ def call(world: World, method: str, req: Req, role: str, owner: str) -> Any:
     world.c.cookies.clear()
     if is_api(req.path):
         headers = {**req.headers, **credentials(world, role, owner)}
-        response = world.c.request(method, req.path, json=req.json, headers=headers)
+        response = world.c.request(method, req.path, json=req.json, content=req.content, headers=headers)
     else:
         headers = dict(req.headers)
         data = dict(req.data or {})

@@ -16,6 +16,7 @@ from services.api.routes import (
     campaigns,
     catalogue,
     duty_log,
+    duty_log_import,
     events,
     health,
     inbox,
@@ -61,8 +62,8 @@ def create_app(platform: Platform, *, background: bool = False) -> FastAPI:
     )
     app.state.platform = platform
     problems.install(app)
-    for module in (health, catalogue, duty_log, events, audit_routes, rectifications, campaigns, warnings,
-                   meetings, logistics, inbox, reviews):
+    for module in (health, catalogue, duty_log, duty_log_import, events, audit_routes, rectifications, campaigns,
+                   warnings, meetings, logistics, inbox, reviews):
         app.include_router(module.router)
     web_pages.install(app)  # the server-rendered pages (/signin, /units/..., /dashboard) and /static
     limits.install(app, platform.settings)  # body size, rate, timeout; documents their problems

@@ -17,7 +17,7 @@ from __future__ import annotations
 import io
 import shutil
 import subprocess
-from datetime import date
+from datetime import date, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -173,27 +173,24 @@ def render(data: dict[str, Any], fmt: str, settings: Settings | None = None) -> 
 # -- DOCX ----------------------------------------------------------------------------------
 
 
-def render_docx(data: dict[str, Any], settings: Settings | None = None) -> bytes:
+def render_docx(data: dict[str, Any], settings: Settings | None = None, *, created: datetime | None = None) -> bytes:
     b = data
     fonts = Fonts.of(settings)
-    d = Docx(fonts)
-    red = "C00000"
-    d.para("联席会议简报", font=fonts.font_title, size=30, bold=True, align="center", color=red)
-    d.para(f"{b['meeting']['year']}年第{b['number']}期", size=14, align="center")
-    d.para(f"{b['issuer']}    {_cn_date(b['date'])}", size=12, align="center")
-    d.para("—" * 24, size=12, align="center", color=red)
-    d.para(b["meeting"]["title"], font=fonts.font_title, size=18, bold=True, align="center")
     m = b["meeting"]
     t = b["totals"]
+    d = Docx(fonts, title=f"联席会议简报 {m['year']}年第{b['number']}期 {m['title']}", author=b["issuer"],
+             created=created)
+    d.masthead("联席会议简报", f"{m['year']}年第{b['number']}期", b["issuer"], _cn_date(b["date"]))
+    d.para(m["title"], font=fonts.face("title"), size=22, align="center")
 
     d.heading("一、会议及本期概况")
-    held = (f"于{_cn_date(m['held_on'])}召开。出席单位:{'、'.join(b['attendance'])}"
-            + (f";缺席单位:{'、'.join(b['absent'])}" if b["absent"] else "") + "。"
+    held = (f"于{_cn_date(m['held_on'])}召开。出席单位：{'、'.join(b['attendance'])}"
+            + (f"；缺席单位：{'、'.join(b['absent'])}" if b["absent"] else "") + "。"
             if m["status"] == "held" else f"定于{_cn_date(m['scheduled_for'])}召开。")
     d.para(f"本期简报统计期间为{_cn_date(b['period_start'])}至{_cn_date(b['period_end'])}"
-           f"(数据截至{_cn_date(b['as_of'])})。会议由{b['convener']}召集,{held}")
-    d.para(f"本期各成员单位共记录履职{t['records']}条,发现问题{t['findings']}处;逾期未完成整改事项"
-           f"{t['overdue']}项(其中已升级督办{t['escalated']}项),逾期决议任务{t['overdue_tasks']}项,"
+           f"（数据截至{_cn_date(b['as_of'])}）。会议由{b['convener']}召集，{held}")
+    d.para(f"本期各成员单位共记录履职{t['records']}条，发现问题{t['findings']}处；逾期未完成整改事项"
+           f"{t['overdue']}项（其中已升级督办{t['escalated']}项），逾期决议任务{t['overdue_tasks']}项，"
            f"未销号重大隐患{t['critical']}项。")
 
     d.heading("二、各成员单位履职情况")
@@ -203,29 +200,32 @@ def render_docx(data: dict[str, Any], settings: Settings | None = None) -> bytes
               u["rect_escalated"], _pct(u["on_time_rate"]), f"{u['warnings_acknowledged']}/{u['warnings_received']}",
               u["blind_spots"]] for u in b["units"]])
     for chart in b["charts"].values():
-        d.picture(chart_png(chart, fonts))
+        d.picture(chart_png(chart, fonts), width_mm=min(140, 60 + 6 * len(chart["rows"])))
     if b["blind_spots"]:
-        d.heading("责任盲区(本期应有而无履职记录的职责)", 2)
+        d.heading("（一）责任盲区（本期应有而无履职记录的职责）", 2)
         d.table(["单位", "项数", "职责编号"],
-                [[r["name"], r["count"], ", ".join(r["duties"])] for r in b["blind_spots"]])
+                [[r["name"], r["count"], "、".join(r["duties"])] for r in b["blind_spots"]])
 
     d.heading("三、逾期及升级督办事项")
     if not b["overdue_groups"]:
         d.para("本期无逾期整改事项。")
-    for i, g in enumerate(b["overdue_groups"], 1):
-        d.heading(f"({NUMERALS[i - 1] if i <= 10 else i}){g['name']}:逾期{g['count']}项,已升级{g['escalated']}项", 2)
+    sub = 0
+    for sub, g in enumerate(b["overdue_groups"], 1):
+        d.heading(f"（{_numeral(sub)}）{g['name']}：逾期{g['count']}项，已升级{g['escalated']}项", 2)
         d.table(["序号", "学校", "问题", "等级", "整改时限", "逾期天数", "督办层级", "状态"],
                 [[j, it["school_id"], it["description"], _name(labels.SEVERITY, it["severity"]), it["deadline"],
                   it["days_overdue"], it["escalation_name"] or "—", _name(labels.RECT_STATUS, it["status"])]
                  for j, it in enumerate(g["items"], 1)],
                 refs=[it["ref"] for it in g["items"]])
     if b["overdue_tasks"]:
-        d.heading("逾期决议任务", 2)
+        sub += 1
+        d.heading(f"（{_numeral(sub)}）逾期决议任务", 2)
         d.table(["单位", "任务", "时限", "逾期天数", "督办层级"],
                 [[x["name"], x["description"], x["deadline"], x["days_overdue"], x["escalation_name"] or "—"]
                  for x in b["overdue_tasks"]], refs=[x["ref"] for x in b["overdue_tasks"]])
     if b["critical"]:
-        d.heading("未销号重大隐患", 2)
+        sub += 1
+        d.heading(f"（{_numeral(sub)}）未销号重大隐患", 2)
         d.table(["学校", "隐患", "发现日期", "责任单位", "状态"],
                 [[h["school_id"], h["description"], h["found_on"], h["unit_name"],
                   _name(labels.RECT_STATUS, h["status"])] for h in b["critical"]],
@@ -238,7 +238,7 @@ def render_docx(data: dict[str, Any], settings: Settings | None = None) -> bytes
     for c in b["campaigns"]:
         for k, p in enumerate(c["phases"]):
             rows.append([c["name"] if k == 0 else "", c["current_name"] if k == 0 else "",
-                         f"{p['name']}({_name(labels.PHASE_STATE, p['state'])})", p["deadline"],
+                         f"{p['name']}（{_name(labels.PHASE_STATE, p['state'])}）", p["deadline"],
                          f"{p['on_time']}/{p['schools']}", p["late"], p["missed"], p["problems"]])
             refs.append(c["ref"] if k == 0 else None)
     if rows:
@@ -246,15 +246,15 @@ def render_docx(data: dict[str, Any], settings: Settings | None = None) -> bytes
     for c in b["campaigns"]:
         if c["behind_schools"]:
             more = "等" if len(c["behind_schools"]) > 30 else ""
-            d.para(f"{c['name']}进度滞后学校{len(c['behind_schools'])}所:{'、'.join(c['behind_schools'][:30])}{more}。")
+            d.para(f"{c['name']}进度滞后学校{len(c['behind_schools'])}所：{'、'.join(c['behind_schools'][:30])}{more}。")
 
     d.heading("五、预警响应情况")
     ws = b["warning_summary"]
-    d.para(f"本期共发布预警{ws['count']}次,应签收{ws['recipients']}家次,已签收{ws['acknowledged']}家次,"
-           f"签收率{_pct(ws['rate'])},签收用时中位数{_minutes(ws['median_latency_minutes'])};"
-           f"超时签收{ws['slow']}家次,升级报告牵头单位{ws['escalated']}次。")
+    d.para(f"本期共发布预警{ws['count']}次，应签收{ws['recipients']}家次，已签收{ws['acknowledged']}家次，"
+           f"签收率{_pct(ws['rate'])}，签收用时中位数{_minutes(ws['median_latency_minutes'])}；"
+           f"超时签收{ws['slow']}家次，升级报告牵头单位{ws['escalated']}次。")
     if b["warnings"]:
-        d.table(["预警", "等级", "发布时间(UTC)", "签收率", "未签收单位", "未签收学校", "超时签收"],
+        d.table(["预警", "等级", "发布时间（UTC）", "签收率", "未签收单位", "未签收学校", "超时签收"],
                 [[w["title"], w["level_name"], w["issued_at"][:16].replace("T", " "), _pct(w["rate"]),
                   "、".join(w["unacked_units"]) or "—", "、".join(w["unacked_schools"][:10]) or "—", w["slow_count"]]
                  for w in b["warnings"]], refs=[w["ref"] for w in b["warnings"]])
@@ -263,11 +263,12 @@ def render_docx(data: dict[str, Any], settings: Settings | None = None) -> bytes
     if not b["proposals"]:
         d.para("本期无成员单位提请事项。")
     for i, p in enumerate(b["proposals"], 1):
-        d.para(f"{i}. {p['title']}({p['unit_name']}提请)" + (f":{p['detail']}" if p["detail"] else ""), ref=p["ref"])
+        d.para(f"{i}. {p['title']}（{p['unit_name']}提请）" + (f"：{p['detail']}" if p["detail"] else ""),
+               ref=p["ref"])
     if b["decisions"]:
-        d.heading("会议议定事项", 2)
+        d.heading("（一）会议议定事项", 2)
         for r in b["decisions"]:
-            d.para(f"{r['seq']}. {r['text']}", ref=r["ref"])
+            d.heading(f"{r['seq']}. {r['text']}", 3)
             if r["tasks"]:
                 d.table(["责任单位", "任务", "完成时限"],
                         [[x["name"], x["description"], x["deadline"]] for x in r["tasks"]])
@@ -275,7 +276,7 @@ def render_docx(data: dict[str, Any], settings: Settings | None = None) -> bytes
     d.heading("七、前次会议决议落实情况")
     fu = b["follow_up"]
     if fu["total"]:
-        d.para(f"前次会议决议共交办任务{fu['total']}项,已回告{fu['completed']}项(按期{fu['completed_on_time']}项),"
+        d.para(f"前次会议决议共交办任务{fu['total']}项，已回告{fu['completed']}项（按期{fu['completed_on_time']}项），"
                f"逾期未完成{fu['overdue']}项。")
         d.table(["责任单位", "任务", "时限", "状态", "回告日期", "逾期天数"],
                 [[x["name"], x["description"], x["deadline"], _name(labels.TASK_STATUS, x["status"]),
@@ -283,11 +284,17 @@ def render_docx(data: dict[str, Any], settings: Settings | None = None) -> bytes
                 refs=[x["ref"] for x in fu["items"]])
     else:
         d.para("无前次会议决议任务。")
-    d.para("报送:旗委教育工作领导小组", indent=False)
-    d.para("发送:联席会议各成员单位", indent=False)
+    d.para("报送：旗委教育工作领导小组", indent=False)
+    d.para("发送：联席会议各成员单位", indent=False)
 
     d.page_break()
-    d.heading("附件:事项与事件编号对照")
-    d.para("简报所列每一事项均可追溯至平台事件日志中的事件(event id)。")
-    d.table(["编号", "事项", "事件编号"], [[f"[{r['n']}]", r["label"], "\n".join(r["event_ids"])] for r in b["refs"]])
+    d.heading("附件：事项与事件对照")
+    d.para("简报所列每一事项均可追溯至平台事件日志中的事件（event id）。")
+    d.table(["编号", "事项", "事件编号"], [[f"[{r['n']}]", r["label"], "\n".join(r["event_ids"])] for r in b["refs"]],
+            size=8)
     return d.to_bytes()
+
+
+def _numeral(i: int) -> str:
+    return NUMERALS[i - 1] if 1 <= i <= len(NUMERALS) else str(i)
+

@@ -1,61 +1,136 @@
-"""The one Word writer (python-docx) for the brief and the review.
+"""The one Word writer (python-docx) for the brief and the review, to GB/T 9704 practice.
 
-Every run names its font for every script (w:ascii, w:hAnsi, w:eastAsia, w:cs): Word picks
-the East-Asian face from w:eastAsia, and a run without it falls back to a Western font for
-Chinese text. The page defaults to GB/T 9704 (党政机关公文格式): A4, margins top 37, bottom 35,
-left 28, right 26 mm, body paragraphs indented two characters; a document may ask for other
-margins, sizes and no indent (the review is a table report, not a 公文).
+- Page: A4, margins top 37, bottom 35, left 28, right 26 mm (a document may ask for others: the
+  review is a table report); page numbers "— 1 —" in the footer, odd pages right and even
+  pages left, as a PAGE field.
+- Masthead: the issuing title in red, and a red rule that is a paragraph border under the
+  line with the issuing office on the left and the date on the right (a right tab stop).
+- Headings are Word's own Heading 1–3 styles (一、 in 黑体, （一） in 楷体, 1. in bold 仿宋), so the
+  navigation pane and a table of contents find them.
+- Tables: fixed layout with column widths sized to content (documents/ooxml.py), the header
+  row repeated on each page, rows kept whole.
+- Language zh-CN everywhere (styles, runs, theme font language); core properties name the
+  issuing office, the title and the creation time.
+- Every run names its face for every script (w:ascii, w:hAnsi, w:eastAsia, w:cs); faces come
+  from documents/fonts.py as a chain (the official face, then the configured family as
+  w:altName in the font table).
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
+from services.documents import ooxml
 from services.documents.fonts import Fonts
 
 GB_T_9704_MARGINS_MM = (37, 35, 28, 26)  # top, bottom, left, right
+PAGE_MM = (210, 297)
 REF_COLOR = "1F4E79"  # reference marks [n] pointing into the appendix
+RED = "C00000"
+CELL_MARGIN_TWIPS = 57  # 1 mm each side: the default 1.9 mm eats a tenth of a ten-column table
+FOOTER_PT = 14  # 4号
+FAMILIES = {"heading": "swiss", "title": "roman", "kai": "script", "body": "roman"}
+HEADING_ROLES = {1: "heading", 2: "kai", 3: "body"}
 
 
 def set_fonts(element: Any, font: str) -> None:
     """Name ``font`` for every script on a run, a style or a paragraph mark."""
-    from docx.oxml.ns import qn
-
-    fonts = element.get_or_add_rPr().get_or_add_rFonts()
-    for attr in ("w:ascii", "w:hAnsi", "w:eastAsia", "w:cs"):
-        fonts.set(qn(attr), font)
+    ooxml.set_run_fonts(element.get_or_add_rPr(), font)
 
 
 class Docx:
-    """A document under construction: paragraphs, headings, tables, pictures, page breaks."""
+    """A document under construction: masthead, paragraphs, headings, tables, pictures."""
 
     def __init__(self, fonts: Fonts, *, margins_mm: tuple[float, float, float, float] = GB_T_9704_MARGINS_MM,
-                 size: float = 12, table_size: float = 9, indent: bool = True) -> None:
+                 size: float = 16, table_size: float = 10.5, indent: bool = True, heading_size: float | None = None,
+                 title: str = "", author: str = "", created: datetime | None = None) -> None:
         from docx import Document
         from docx.shared import Mm
 
         self.fonts = fonts
         self.size, self.table_size, self.indent = size, table_size, indent
+        self.heading_size = heading_size or size
+        self.title, self.author = title, author
+        self.created = created or datetime.now(UTC).replace(microsecond=0)
         self.doc = Document()
         section = self.doc.sections[0]
         top, bottom, left, right = margins_mm
-        section.page_width, section.page_height = Mm(210), Mm(297)
+        section.page_width, section.page_height = Mm(PAGE_MM[0]), Mm(PAGE_MM[1])
         section.top_margin, section.bottom_margin = Mm(top), Mm(bottom)
         section.left_margin, section.right_margin = Mm(left), Mm(right)
-        set_fonts(self.doc.styles["Normal"].element, fonts.font_body)
+        section.footer_distance = Mm(max(bottom - 28, 7))  # the page number sits 7 mm below the text
+        self.text_width_mm = PAGE_MM[0] - left - right
+        self._styles()
+        self._footers()
+
+    # -- set-up ------------------------------------------------------------------------------
+
+    def _styles(self) -> None:
+        from docx.shared import Pt, RGBColor
+
+        styles = self.doc.styles
+        defaults = styles.element.find(ooxml.w("docDefaults"))
+        rpr = defaults.find(ooxml.w("rPrDefault")).find(ooxml.w("rPr"))
+        ooxml.set_run_fonts(rpr, self.fonts.face("body"))
+        ooxml.set_lang(rpr)
+        normal = styles["Normal"]
+        set_fonts(normal.element, self.fonts.face("body"))
+        ooxml.set_lang(normal.element.get_or_add_rPr())
+        normal.font.size = Pt(self.size)
+        normal.paragraph_format.space_after = Pt(0)
+        for level, role in HEADING_ROLES.items():
+            style = styles[f"Heading {level}"]
+            set_fonts(style.element, self.fonts.face(role))
+            style.font.size = Pt(self.heading_size)
+            style.font.bold = level == 3  # 黑体 and 楷体 carry their weight; 三级 is bold 仿宋
+            style.font.italic = False
+            style.font.color.rgb = RGBColor(0, 0, 0)
+            style.paragraph_format.space_before = Pt(self.size * 0.5)
+            style.paragraph_format.space_after = Pt(0)
+            style.paragraph_format.keep_with_next = True
+        settings = self.doc.settings.element
+        ooxml.child(settings, "themeFontLang", val="en-US", eastAsia=ooxml.LANG)  # was ja-JP: Japanese faces
+
+    def _footers(self) -> None:
+        """"— n —" in 4号: odd pages at the right, even pages at the left, one character in."""
+        from docx.enum.text import WD_ALIGN_PARAGRAPH
+        from docx.shared import Pt
+
+        self.doc.settings.odd_and_even_pages_header_footer = True
+        section = self.doc.sections[0]
+        for footer, align in ((section.footer, WD_ALIGN_PARAGRAPH.RIGHT),
+                              (section.even_page_footer, WD_ALIGN_PARAGRAPH.LEFT)):
+            p = footer.paragraphs[0]
+            p.alignment = align
+            if align == WD_ALIGN_PARAGRAPH.RIGHT:
+                p.paragraph_format.right_indent = Pt(FOOTER_PT)
+            else:
+                p.paragraph_format.left_indent = Pt(FOOTER_PT)
+
+            def make(par: Any, text: str) -> Any:
+                return self.run(par, text, font=self.fonts.face("body"), size=FOOTER_PT)
+
+            make(p, "— ")
+            ooxml.field(p, "PAGE", make)
+            make(p, " —")
+
+    # -- content -----------------------------------------------------------------------------
 
     def run(self, paragraph: Any, text: str, *, font: str | None = None, size: float | None = None,
-            bold: bool = False, color: str | None = None, superscript: bool = False) -> Any:
+            bold: bool | None = False, color: str | None = None, superscript: bool = False) -> Any:
         from docx.shared import Pt, RGBColor
 
         r = paragraph.add_run(text)
-        name = font or self.fonts.font_body
+        name = font or self.fonts.face("body")
         r.font.name = name
         set_fonts(r._element, name)
+        ooxml.set_lang(r._element.get_or_add_rPr())
         r.font.size = Pt(size or self.size)
-        r.font.bold = bold
+        if bold is not None:
+            r.font.bold = bold
         r.font.superscript = superscript
         if color:
             r.font.color.rgb = RGBColor.from_string(color)
@@ -74,50 +149,129 @@ class Docx:
             p.alignment = WD_ALIGN_PARAGRAPH.CENTER
         elif self.indent if indent is None else indent:
             p.paragraph_format.first_line_indent = Pt(size * 2)
+        if align != "center":
+            p.alignment = WD_ALIGN_PARAGRAPH.JUSTIFY
         if text:
             self.run(p, text, font=font, size=size, bold=bold, color=color)
         if ref is not None:
-            self.run(p, f"[{ref}]", size=size * 0.7, superscript=True, color=REF_COLOR)
+            self.run(p, f"[{ref}]", size=size * 0.6, superscript=True, color=REF_COLOR)
         return p
 
-    def heading(self, text: str, level: int = 1, *, bold: bool | None = None) -> None:
-        """Level 1 at 14 pt, below that 12 pt, in the heading family; by default only the
-        lower levels are bold (a 公文's first-level heading is 黑体, not bold)."""
-        self.para(text, font=self.fonts.font_heading, size=14 if level == 1 else 12,
-                  bold=level > 1 if bold is None else bold, indent=False)
+    def masthead(self, title: str, number: str, issuer: str, date: str) -> None:
+        """The 版头: the red title, the issue number, then the issuing office (left) and the
+        date (right) on one line with the red rule under it as a paragraph border."""
+        from docx.shared import Pt
+
+        self.para(title, font=self.fonts.face("title"), size=36, align="center", color=RED)
+        p = self.para(number, size=self.size, align="center")
+        p.paragraph_format.space_before = Pt(self.size)
+        line = self.para("", indent=False)
+        line.paragraph_format.space_after = Pt(self.size)
+        ppr = line._p.get_or_add_pPr()
+        ooxml.right_tab(ppr, self.text_width_mm)
+        ooxml.bottom_border(ppr, RED, 18)  # 2.25 pt
+        self.run(line, issuer)
+        self.run(line, "\t" + date)
+
+    def heading(self, text: str, level: int = 1, *, bold: bool | None = None) -> Any:
+        """A real Word heading (Heading 1–3: navigation pane, outline level); its run takes the
+        role's face and the style's size and weight unless ``bold`` says otherwise."""
+        level = max(1, min(level, 3))
+        p = self.doc.add_paragraph(style=f"Heading {level}")
+        self.run(p, text, font=self.fonts.face(HEADING_ROLES[level]), size=self.heading_size, bold=bold)
+        return p
 
     def table(self, header: Sequence[str], rows: Sequence[Sequence[Any]], refs: Sequence[int | None] = (), *,
-              size: float | None = None) -> None:
-        """A grid table; ``refs[i]`` puts a reference mark after row i's first cell."""
+              size: float | None = None) -> Any:
+        """A grid table sized to its content; ``refs[i]`` marks row i's first cell [n]."""
+        from docx.enum.text import WD_ALIGN_PARAGRAPH
+        from docx.shared import Pt
+
         size = size or self.table_size
+        texts = [["" if v is None else str(v) for v in row] for row in rows]
+        marked = [[(row[0] + f"[{refs[i]}]" if i < len(refs) and refs[i] is not None else row[0]), *row[1:]]
+                  for i, row in enumerate(texts)]
+        em_twips = size * 20
+        text_twips = self.text_width_mm * ooxml.TWIPS_PER_MM - len(header) * 2 * CELL_MARGIN_TWIPS
+        widths_em = ooxml.column_widths(list(header), marked, text_twips / em_twips)
+        widths = [round(x * em_twips) + 2 * CELL_MARGIN_TWIPS for x in widths_em]
+        numeric = [bool(rows) and all(isinstance(r[j], int | float) or r[j] in (None, "", "—") for r in rows)
+                   for j in range(len(header))]
         t = self.doc.add_table(rows=1, cols=len(header))
         t.style = "Table Grid"
-        for cell, text in zip(t.rows[0].cells, header, strict=True):
-            self.run(cell.paragraphs[0], text, font=self.fonts.font_heading, size=size, bold=True)
-        for i, row in enumerate(rows):
+        t.autofit = False
+        for cell, text, width in zip(t.rows[0].cells, header, widths_em, strict=True):
+            p = cell.paragraphs[0]
+            p.alignment = WD_ALIGN_PARAGRAPH.CENTER
+            self._tight(p)
+            self.run(p, ooxml.split_header(text, width), font=self.fonts.face("heading"), size=size)
+        for i, row in enumerate(texts):
             cells = t.add_row().cells
             for j, (cell, value) in enumerate(zip(cells, row, strict=True)):
-                self.run(cell.paragraphs[0], "" if value is None else str(value), size=size)
+                p = cell.paragraphs[0]
+                self._tight(p)
+                if numeric[j]:
+                    p.alignment = WD_ALIGN_PARAGRAPH.CENTER
+                self.run(p, value, size=size)
                 if j == 0 and i < len(refs) and refs[i] is not None:
-                    self.run(cell.paragraphs[0], f"[{refs[i]}]", size=7, superscript=True, color=REF_COLOR)
-        self.doc.add_paragraph()
+                    self.run(p, f"[{refs[i]}]", size=size * 0.7, superscript=True, color=REF_COLOR)
+        ooxml.fix_table_layout(t, widths, CELL_MARGIN_TWIPS)
+        gap = self.doc.add_paragraph()  # a small gap; a document's last table then adds no blank page
+        gap.paragraph_format.space_after = Pt(0)
+        gap.paragraph_format.line_spacing = Pt(6)
+        self.run(gap, "", size=5)
+        return t
 
-    def picture(self, png: bytes, width_mm: float = 150) -> None:
+    @staticmethod
+    def _tight(paragraph: Any) -> None:
+        from docx.shared import Pt
+
+        fmt = paragraph.paragraph_format
+        fmt.line_spacing = 1.0
+        fmt.space_before = fmt.space_after = Pt(1)
+        fmt.first_line_indent = Pt(0)
+
+    def picture(self, png: bytes, width_mm: float = 140) -> None:
         from docx.enum.text import WD_ALIGN_PARAGRAPH
         from docx.shared import Mm
 
-        self.doc.add_picture(io.BytesIO(png), width=Mm(width_mm))
+        self.doc.add_picture(io.BytesIO(png), width=Mm(min(width_mm, self.text_width_mm)))
         paragraph = self.doc.paragraphs[-1]
         paragraph.alignment = WD_ALIGN_PARAGRAPH.CENTER
+        paragraph.paragraph_format.first_line_indent = Mm(0)
         for r in paragraph.runs:  # the picture's run too: every run names its East-Asian font
-            set_fonts(r._element, self.fonts.font_body)
+            set_fonts(r._element, self.fonts.face("body"))
 
     def page_break(self) -> None:
         paragraph = self.doc.add_page_break()  # type: ignore[no-untyped-call]
         for r in paragraph.runs:
-            set_fonts(r._element, self.fonts.font_body)
+            set_fonts(r._element, self.fonts.face("body"))
+
+    # -- output ------------------------------------------------------------------------------
+
+    def _properties(self) -> None:
+        props = self.doc.core_properties
+        props.author = props.last_modified_by = self.author
+        props.title = self.title
+        props.language = ooxml.LANG
+        created = self.created.astimezone(UTC) if self.created.tzinfo else self.created
+        props.created = props.modified = created.replace(tzinfo=None)  # python-docx writes it as UTC
+        props.revision = 1
+        props.comments = ""
+        props.keywords = ""
+        props.subject = ""
+
+    def _font_table(self) -> None:
+        families = {self.fonts.face(role): FAMILIES[role] for role in FAMILIES}
+        for role in FAMILIES:
+            families.setdefault(self.fonts.configured(role), FAMILIES[role])
+        for part in self.doc.part.package.iter_parts():
+            if str(part.partname) == "/word/fontTable.xml":
+                part._blob = ooxml.declare_alternate_fonts(part.blob, self.fonts.alternates(), families)
 
     def to_bytes(self) -> bytes:
+        self._properties()
+        self._font_table()
         out = io.BytesIO()
         self.doc.save(out)
         return out.getvalue()

@@ -4,6 +4,8 @@ group commit on the event loop (``log_duty_async``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -11,9 +13,17 @@ from eventsourcing.persistence import IntegrityError
 
 from events.duty_log import DutyRecord, Findings, duty_record_id
 from events.errors import DomainError
+from services.duty_log.spreadsheet import DutyRow, RowError
 from services.kernel.principal import Principal
 from services.kernel.results import Written, request_digest
 from services.kernel.use_cases import UseCases
+
+
+@dataclass
+class ImportOutcome:
+    stored: int = 0
+    already: int = 0  # rows an earlier upload of the same file stored
+    errors: list[RowError] = field(default_factory=list)
 
 
 class DutyLogUseCases(UseCases):
@@ -76,3 +86,41 @@ class DutyLogUseCases(UseCases):
         if existing is None:
             raise IntegrityError(f"duty record {record.id} could not be stored")
         return self.replay(existing, record.request_digest)
+
+    # -- spreadsheet import (services/duty_log/spreadsheet.py checks the rows) ------------------
+
+    def duty_choices(self, unit: str, day: date) -> dict[str, str]:
+        """The unit's duties in force on ``day``: text → code, and code → code."""
+        in_force = self.agency(unit).duties_on(day)
+        return {**{d["text"]: code for code, d in in_force.items()}, **{code: code for code in in_force}}
+
+    def import_duty_rows(self, principal: Principal, rows: Sequence[DutyRow], *, partial: bool,
+                         now: datetime) -> ImportOutcome:
+        """Store the checked rows that are not stored yet, all in one commit. A row the domain
+        still refuses becomes an error; without ``partial`` any error stores nothing."""
+        self.require_writer(principal)
+        outcome = ImportOutcome()
+        fresh: list[DutyRecord] = []
+        for row in rows:
+            record_id = duty_record_id(principal.agency, row.key)
+            if self.recorder.select_events(record_id, limit=1):
+                outcome.already += 1
+                continue
+            body = {"duty_code": row.duty_code, "school_ids": row.school_ids,
+                    "occurred_on": row.occurred_on.isoformat(), "summary": row.summary,
+                    "findings": {"count": row.findings_count, "text": row.findings_text}}
+            try:
+                fresh.append(DutyRecord.perform(
+                    record_id=record_id, agency=self.agency(principal.agency), duty_code=row.duty_code,
+                    school_ids=row.school_ids, occurred_on=row.occurred_on, summary=row.summary,
+                    findings={"count": row.findings_count, "text": row.findings_text}, evidence=[],
+                    logged_by=principal.actor, request_digest=request_digest(body), school_exists=self.school_exists,
+                    now=now))
+            except DomainError as e:
+                outcome.errors.append(RowError(row.row, "职责", f"不符合履职规则：{e}"))
+        if outcome.errors and not partial:
+            return outcome
+        if fresh:
+            self.commit(*fresh)
+        outcome.stored = len(fresh)
+        return outcome

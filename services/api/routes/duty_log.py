@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 
 from contracts.api import Created, DutyLogIn, LedgerOut, RectificationStatsOut
 from contracts.text import Day
@@ -15,7 +16,9 @@ from projections.periods import Period
 from projections.rectification_board import unit_stats
 from services.api.deps import PlatformDep, PrincipalDep, require_reader_of, require_writer
 from services.api.problems import ProblemError
+from services.api.sheets import SheetFormat, ledger_tables, sheet_format, sheet_response
 
+SHEET_MEDIA = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 router = APIRouter(prefix="/api/v1", tags=["duty log"])
 
 
@@ -47,12 +50,26 @@ async def log_duty(
 
 
 @router.get("/agencies/{code}/ledger", response_model=LedgerOut,
-            responses={403: {"description": "another unit's ledger"}, 404: {"description": "unknown unit"}})
+            responses={200: {"content": {SHEET_MEDIA: {}, "text/csv": {}}},
+                       403: {"description": "another unit's ledger"}, 404: {"description": "unknown unit"}})
 def agency_ledger(
     code: str, platform: PlatformDep, principal: PrincipalDep,
     period: Annotated[str | None, Query(max_length=10, description="YYYY, YYYY-S1|S2, YYYY-Q1..4 or YYYY-MM")] = None,
     as_of: Annotated[Day | None, Query(description="the ledger as it stood at the end of this day")] = None,
-) -> LedgerOut:
+    fmt: Annotated[SheetFormat | None, Depends(sheet_format)] = None,
+) -> LedgerOut | Response:
+    """The unit's ledger as JSON, or as a spreadsheet (?format=xlsx|csv or an Accept header)."""
+    ledger = _ledger(code, platform, principal, period, as_of)
+    if fmt is None:
+        return ledger
+    with platform.read_engine.connect() as conn:
+        name = (get_agency(conn, code) or {}).get("name", code)
+    return sheet_response(ledger_tables(ledger.model_dump(), name), fmt, f"ledger-{code}-{ledger.period}",
+                          data_date=ledger.as_of)
+
+
+def _ledger(code: str, platform: PlatformDep, principal: PrincipalDep, period: str | None,
+            as_of: date | None) -> LedgerOut:
     require_reader_of(principal, code)
     today = local_date(platform.clock())
     if as_of is not None and as_of > today:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 
 from contracts.api import Page
 from contracts.api_rectifications import (
@@ -29,6 +29,7 @@ from contracts.api_rectifications import (
     VerificationIn,
 )
 from events.base import local_date
+from projections.catalogue_view import list_agencies, list_schools
 from projections.rectification_board import get_item, list_items
 from services.api.deps import (
     CursorQ,
@@ -41,6 +42,8 @@ from services.api.deps import (
     require_writer,
 )
 from services.api.problems import ProblemError
+from services.api.sheets import XLSX_MEDIA_TYPE, SheetFormat, board_table, sheet_format, sheet_response
+from services.documents import labels
 from services.kernel.use_cases import parse_id
 
 router = APIRouter(prefix="/api/v1", tags=["rectifications"])
@@ -160,7 +163,8 @@ def extension(item_id: str, body: ExtensionIn, platform: PlatformDep, principal:
     ))
 
 
-@router.get("/rectifications", response_model=Page[RectificationOut])
+@router.get("/rectifications", response_model=Page[RectificationOut],
+            responses={200: {"content": {XLSX_MEDIA_TYPE: {}, "text/csv": {}}}})
 def board(
     platform: PlatformDep, principal: PrincipalDep, limit: LimitQ = 100, cursor: CursorQ = None,
     unit: Annotated[str | None, Query(max_length=60, description="a responsible unit (lead or cooperating)")] = None,
@@ -170,8 +174,13 @@ def board(
     overdue: Annotated[bool | None, Query(description="past the deadline with the work not yet reported done")] = None,
     severity: Annotated[str | None, Query(max_length=20)] = None,
     category: Annotated[str | None, Query(max_length=40)] = None,
-) -> Page[RectificationOut]:
-    """The rectification board, newest report first."""
+    fmt: Annotated[SheetFormat | None, Depends(sheet_format)] = None,
+) -> Page[RectificationOut] | Response:
+    """The rectification board, newest report first. As a spreadsheet (?format=xlsx|csv or an
+    Accept header) it holds every item the filters choose, not one page."""
+    if fmt is not None:
+        return _board_sheet(platform, fmt, unit=unit, school=school, status=status, overdue=overdue,
+                            severity=severity, category=category)
     decoded = decode_cursor(cursor)
     if decoded is not None and not decoded.isdigit():
         raise ProblemError(400, "cursor is not one this API issued")
@@ -185,6 +194,39 @@ def board(
         items=[RectificationOut(**_fields(r)) for r in rows],
         next_cursor=encode_cursor(str(rows[-1]["reported_position"])) if more else None,
     )
+
+
+SHEET_ROWS = 100_000
+FILTER_NAMES = {"unit": "单位", "school": "学校", "status": "状态", "overdue": "逾期", "severity": "等级",
+                "category": "类别"}
+
+
+def _board_sheet(platform: PlatformDep, fmt: SheetFormat, **filters: Any) -> Response:
+    today = local_date(platform.clock())
+    with platform.read_engine.connect() as conn:
+        rows = list_items(conn, today=today, limit=SHEET_ROWS, **filters)
+        names = {a["code"]: a["name"] for a in list_agencies(conn)}
+        schools = {s["school_id"]: s["name"] for s in list_schools(conn, after=None, limit=SHEET_ROWS)}
+    chosen = "，".join(f"{FILTER_NAMES[k]}：{_filter_text(k, v, names, schools)}" for k, v in filters.items()
+                      if v is not None)
+    items = [_fields(r) | {"funds": {"amount_cny": r["funds_amount_cny"]} if r["funds_amount_cny"] is not None
+                           else None} for r in rows]
+    return sheet_response([board_table(items, names, schools, chosen)], fmt, f"rectifications-{today}",
+                          data_date=today.isoformat())
+
+
+def _filter_text(key: str, value: Any, names: dict[str, str], schools: dict[str, str]) -> str:
+    if key == "unit":
+        return names.get(str(value), str(value))
+    if key == "school":
+        return schools.get(str(value), str(value))
+    if key == "status":
+        return "未销号" if value == "open" else labels.name_of(labels.RECT_STATUS, value)
+    if key == "severity":
+        return labels.name_of(labels.SEVERITY, value)
+    if key == "overdue":
+        return "是" if value else "否"
+    return str(value)
 
 
 @router.get("/rectifications/{item_id}", response_model=RectificationDetailOut,

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Header, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.api import Created
 from contracts.rules import DEFAULT_RULES, RulesError, RuleSet, named_rules, rules_for_year
 from services.api.deps import PlatformDep, PrincipalDep, require_all_reader, require_reader_of, require_writer
 from services.api.problems import ProblemError
-from services.documents.review import MEDIA_TYPES, render, to_json
+from services.api.sheets import XLSX_MEDIA_TYPE, review_tables, sheet_response
+from services.documents.review import MEDIA_TYPES, REVIEW_FORMAT, render, to_json
 from services.kernel.use_cases import parse_id
 from services.reviews.document import compute_review, find_deduction
 from services.reviews.facts import ReviewError, parse_as_of
@@ -78,7 +79,9 @@ def get_review(
     year: int, platform: PlatformDep, principal: PrincipalDep, rules: RulesQ = None, as_of: AsOfQ = None,
     compare_rules: Annotated[str | None, Query(max_length=80, description="draft rules set: side-by-side "
                                                                           "scores and ranks")] = None,
-    format: Annotated[Literal["json", "html", "docx"], Query(description="json | html | docx")] = "json",
+    format: Annotated[Literal["json", "html", "docx", "xlsx", "csv"] | None,
+                      Query(description="json (default) | html | docx | xlsx | csv")] = None,
+    accept: Annotated[str | None, Header()] = None,
 ) -> Response:
     """Every unit's score and rank for the year, each credit and deduction with its clause and
     event ids, backdated entries (补录), appeals, and the checkpoint the review was computed at.
@@ -86,10 +89,16 @@ def get_review(
     require_all_reader(principal)
     document = _review(platform, year, _rules(rules, year), as_of,
                        _rules(compare_rules, year) if compare_rules else None)
+    fmt = format or ("xlsx" if XLSX_MEDIA_TYPE in (accept or "") else "json")
+    if fmt in ("xlsx", "csv"):  # the ranking, clause scores and items; CSV carries the clause scores
+        if document["format"] != REVIEW_FORMAT:
+            raise ProblemError(422, "the rules comparison has no spreadsheet form; ask for json, html or docx")
+        return sheet_response(review_tables(document), "xlsx" if fmt == "xlsx" else "csv", f"review-{year}",
+                              data_date=document["as_of"][:10], csv_table=1)
     headers = {}
-    if format == "docx":
+    if fmt == "docx":
         headers["Content-Disposition"] = f'attachment; filename="review-{year}.docx"'
-    return Response(render(document, format), media_type=MEDIA_TYPES[format], headers=headers)
+    return Response(render(document, fmt), media_type=MEDIA_TYPES[fmt], headers=headers)
 
 
 @router.get("/reviews/{year}/units/{unit}", responses=YEAR_ERRORS)
