@@ -23,15 +23,17 @@ from urllib.parse import quote
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
 from starlette.datastructures import FormData
 
 from events.errors import Conflict, DomainError, InvariantViolated, NotFound, NotPermitted
-from projections.catalogue_view import list_agencies
+from projections.catalogue_view import list_agencies, list_schools
 from services.api import deps
 from services.api.deps import PlatformDep, platform_of, today_of
 from services.api.problems import ProblemError
 from services.documents import labels
 from services.documents.charts import percent
+from services.documents.timefmt import local_day, local_time
 from services.kernel.use_cases import parse_id
 from services.platform import Platform
 from services.security.audit import note_principal
@@ -42,6 +44,9 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "web"
 env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True, undefined=StrictUndefined,
                   trim_blocks=True, lstrip_blocks=True)
 env.filters["pct"] = percent
+env.filters["local"] = local_time  # every instant a person reads is county time (LIANXI_COUNTY_TZ)
+env.filters["local_s"] = lambda v: local_time(v, seconds=True)
+env.filters["local_day"] = local_day
 env.globals["labels"] = labels
 
 SECURITY_HEADERS = {
@@ -135,6 +140,21 @@ def unit_names(platform: Platform) -> dict[str, str]:
         return {a["code"]: a["name"] for a in list_agencies(conn)}
 
 
+def school_names(platform: Platform) -> dict[str, str]:
+    with platform.read_engine.connect() as conn:
+        return {s["school_id"]: s["name"] for s in list_schools(conn, after=None, limit=100_000)}
+
+
+def school_label(names: dict[str, str], code: str | None) -> Markup:
+    """A school as people read it: its name, the registry code beside it marked as a code."""
+    if not code:
+        return Markup("—")
+    name = names.get(code)
+    if name is None:
+        return Markup('<code class="code">{}</code>').format(code)
+    return Markup('{} <code class="code muted">{}</code>').format(name, code)
+
+
 # -- rendering -----------------------------------------------------------------------------
 
 
@@ -158,7 +178,9 @@ def render(request: Request, template: str, session: WebSession | None, *, statu
            **ctx: Any) -> HTMLResponse:
     platform = platform_of(request)
     done = request.query_params.get("done")
+    schools = ctx.pop("schools", None) or school_names(platform)
     html = env.get_template(template).render(
+        schools=schools, school=lambda code: school_label(schools, code),
         request=request, user=session.principal if session else None, csrf=session.csrf if session else "",
         units=ctx.pop("units", None) or unit_names(platform), notice=DONE.get(done or ""),
         page_error=ctx.pop("page_error", None),

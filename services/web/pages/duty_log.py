@@ -54,11 +54,10 @@ def ledger_charts(ledger: dict[str, Any], period: Period, today: date) -> dict[s
     rows = []
     for d in ledger["duties"]:
         if d["schools_applicable"] is None:
-            rows.append(Bar(d["text"], (None,), f"不针对学校 · 履职 {d['performed_count']} 次", d["duty_code"]))
+            rows.append(Bar(d["text"], (None,), f"不针对学校 · 履职 {d['performed_count']} 次"))
         else:
             rows.append(Bar(d["text"], (d["coverage_ratio"] or 0.0,),
-                            f"{percent(d['coverage_ratio'])}（{d['schools_covered']}/{d['schools_applicable']} 所）",
-                            d["duty_code"]))
+                            f"{percent(d['coverage_ratio'])}（{d['schools_covered']}/{d['schools_applicable']} 所）"))
     return {
         "months": charts.month_bars(f"{period.label} 每月履职次数", per_month),
         "coverage": charts.hbars(f"{period.label} 各项职责的学校覆盖率", rows, maximum=1.0),
