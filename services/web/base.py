@@ -13,7 +13,7 @@ services/api/deps.py and only choose the Chinese words.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +21,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import Depends, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 from starlette.datastructures import FormData
@@ -37,6 +37,7 @@ from services.documents.timefmt import local_day, local_time
 from services.kernel.use_cases import parse_id
 from services.platform import Platform
 from services.security.audit import note_principal
+from services.web.once import form_key, submit_once
 from services.web.session import SESSION_COOKIE, WebSession, same, sessions_for
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "web"
@@ -69,6 +70,16 @@ DONE = {
     "item-added": "议题已添加。",
     "held": "会议情况已记录。",
     "resolution": "决议已通过，任务已交办。",
+    "hazard": "隐患已上报，等待牵头单位交办。",
+    "duty-logged-hazards": "履职记录已保存，发现的问题已作为隐患上报。",
+    "assigned": "已交办。",
+    "verified": "已核验销号。",
+    "rejected": "已退回重新整改（回头看）。",
+    "extended": "整改期限已延长。",
+    "task-verified": "任务已核销。",
+    "task-rejected": "任务已退回重办。",
+    "proposed": "议题已提请。",
+    "answered": "信访已答复。",
 }
 
 
@@ -125,6 +136,26 @@ def posted(session: SessionDep, form: FormDep) -> Posted:
 
 
 PostedDep = Annotated[Posted, Depends(posted)]
+
+
+def once(request: Request, post: Posted, platform: Platform, fallback: str, act: Callable[[], Response]) -> Response:
+    """Runs a form's handler once per submission (services/web/once.py): ``act`` returns a
+    redirect when it acted, or the page with the form's messages. A replay gets the first
+    redirect (its ?done= notice included), never a second event."""
+    page: list[Response] = []
+
+    def run() -> str | None:
+        response = act()
+        if isinstance(response, RedirectResponse):
+            return response.headers["location"]
+        page.append(response)
+        return None
+
+    key = form_key(post.session.principal, request.url.path, post.form, today_of(platform))
+    url = submit_once(platform.write_engine, post.session.principal, key, platform.clock(), run)
+    if url is None:
+        return page[0]
+    return redirect(url or fallback)
 
 
 def uuid_or_404(text: str, what: str) -> uuid.UUID:

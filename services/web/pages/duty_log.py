@@ -34,6 +34,7 @@ from services.web.base import (
     unit_names,
 )
 from services.web.forms import EVIDENCE, EVIDENCE_HINT, UUID_TEXT, Form
+from services.web.once import form_key
 
 router = APIRouter(include_in_schema=False)
 
@@ -140,8 +141,10 @@ def log_duty(request: Request, code: str, post: PostedDep, platform: PlatformDep
                 post.session.principal, duty_code=body.duty_code, school_ids=list(body.school_ids),
                 occurred_on=body.occurred_on, summary=body.summary,
                 findings={"count": body.findings.count, "text": body.findings.text}, evidence=list(body.evidence),
-                # The form's id makes a double submit a replay, never a second record.
-                idempotency_key=f"web-form:{f.values['form_id']}", body=body.model_dump(mode="json"),
+                # Derived from what was submitted (services/web/once.py), so a double submit and a
+                # Back-and-resubmit of a restored form are a replay, never a second record.
+                idempotency_key=f"web-form:{form_key(post.session.principal, request.url.path, post.form, today)}",
+                body=body.model_dump(mode="json"),
                 now=platform.clock(),
             )
         except DomainError as e:

@@ -23,6 +23,7 @@ from services.web.base import (
     SessionDep,
     WebError,
     domain_message,
+    once,
     redirect,
     render,
     require_lead,
@@ -54,6 +55,10 @@ def meetings(request: Request, session: SessionDep, platform: PlatformDep) -> HT
 @router.post("/meetings", response_class=HTMLResponse)
 def schedule_meeting(request: Request, post: PostedDep, platform: PlatformDep) -> Response:
     require_lead(post.session)
+    return once(request, post, platform, "/meetings", lambda: _schedule(request, post, platform))
+
+
+def _schedule(request: Request, post: Posted, platform: Platform) -> Response:
     f = Form(post.form)
     day = f.day("scheduled_for", "会议日期")
     place = f.text("place", "会议地点", required=False, max_len=200)
@@ -108,17 +113,21 @@ def _meeting_write(request: Request, meeting_id: str, post: Posted, platform: Pl
                    act: Callable[[Form, uuid.UUID], bool]) -> Response:
     require_lead(post.session)
     mid = uuid_or_404(meeting_id, "会议")
-    f = Form(post.form)
-    try:
-        ok = act(f, mid)
-    except DomainError as e:
-        f.fail("_form", domain_message(e))
-        ok = False
-    if ok and f.ok:
-        platform.runner.catch_up(MeetingsView.name)
-        return redirect(f"/meetings/{mid}?done={done}")
-    return _meeting_page(request, post.session, platform, meeting_id, errors={key: f.errors},
-                         values={key: f.values}, status=422)
+
+    def run() -> Response:
+        f = Form(post.form)
+        try:
+            ok = act(f, mid)
+        except DomainError as e:
+            f.fail("_form", domain_message(e))
+            ok = False
+        if ok and f.ok:
+            platform.runner.catch_up(MeetingsView.name)
+            return redirect(f"/meetings/{mid}?done={done}")
+        return _meeting_page(request, post.session, platform, meeting_id, errors={key: f.errors},
+                             values={key: f.values}, status=422)
+
+    return once(request, post, platform, f"/meetings/{mid}", run)
 
 
 @router.post("/meetings/{meeting_id}/items", response_class=HTMLResponse)
