@@ -10,18 +10,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from events.base import local_date
-from tests.test_web_browser import (  # noqa: F401  (fixtures)
-    LIAISON_UNIT,
-    PHONE,
-    Server,
-    _context,
-    _no_sideways_scroll,
-    _shot,
-    _sign_in,
-    browser,
-    chromium,
-    server,
-)
+from tests import test_web_browser as web
+from tests.test_web_browser import LIAISON_UNIT, PHONE, Server, _context, _no_sideways_scroll, _shot, _sign_in
+
+# The live server and the browser are test_web_browser's session fixtures.
+chromium, server, browser = web.chromium, web.server, web.browser
 
 
 def _events_after(server: Server, position: int) -> list[dict[str, Any]]:

@@ -58,7 +58,7 @@ def brief_data(conn: sa.Connection, meeting_id: str, today: date) -> dict[str, A
     school_names = {r["school_id"]: r["name"] for r in list_schools(conn, after=None, limit=100_000)}
 
     def school(code: str) -> str:
-        return school_names.get(code, code)
+        return str(school_names.get(code, code))
 
     activity = ledger.activity(conn, start, min(end, as_of))
     unit_acks = {r["recipient"]: r for r in response_by_recipient(conn, "unit", start.isoformat(), end.isoformat())}

@@ -41,14 +41,16 @@ def submit_once(engine: sa.Engine, principal: Principal, key: str, now: datetime
     t = web_submissions.c
     with engine.connect() as conn:
         prior = conn.execute(sa.select(t.result_url).where(t.form_key == key)).first()
+    claimed = False
     if prior is None:
         try:
             with engine.begin() as conn:
                 conn.execute(web_submissions.insert().values(form_key=key, agency=principal.agency, result_url=None,
                                                              created_at=utc_text(now)))
+            claimed = True
         except sa.exc.IntegrityError:
-            prior = (None,)  # another request claimed it a moment ago
-    if prior is not None:
+            pass  # another request claimed it a moment ago
+    if not claimed:
         return _first_result(engine, key)
     try:
         url = act()
