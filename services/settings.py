@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     rate_limit_burst: int = 0  # bucket size; 0 means the per-minute figure
     request_timeout_s: float = 30.0  # no response started by then: 503 (the work may still finish)
     log_level: str = "INFO"
+    # The county's time zone: every time a person reads (pages, briefs, messages) is shown in it.
+    county_tz: str = "Asia/Shanghai"
     # The Ed25519 key that signs review checkpoints (generated on first use, mode 0600).
     checkpoint_key: str = "var/checkpoint.key"
 

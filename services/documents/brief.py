@@ -28,6 +28,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from services.documents import labels
 from services.documents.docx import Docx
 from services.documents.fonts import Fonts
+from services.documents.timefmt import local_time
 from services.settings import Settings
 
 TEMPLATES = Path(__file__).parents[1] / "templates"
@@ -140,6 +141,7 @@ def _env() -> Environment:
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["cn_date"] = _cn_date
     env.filters["pct"] = _pct
+    env.filters["local"] = local_time
     env.filters["minutes"] = _minutes
     env.globals["numeral"] = lambda i: NUMERALS[i - 1] if 1 <= i <= len(NUMERALS) else str(i)
     env.globals["labels"] = labels

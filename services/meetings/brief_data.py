@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from projections import ledger
-from projections.catalogue_view import list_agencies
+from projections.catalogue_view import list_agencies, list_schools
 from projections.meetings import assemble_agenda, list_resolutions, task_stats
 from projections.rectification_board import unit_stats
 from projections.warning_response import response_by_recipient, warnings_between
@@ -54,6 +54,11 @@ def brief_data(conn: sa.Connection, meeting_id: str, today: date) -> dict[str, A
     as_of = date.fromisoformat(agenda["as_of"])
     refs = _Refs()
     name = units.get
+    # People read schools by name (the code stays in the data for the API and the appendix).
+    school_names = {r["school_id"]: r["name"] for r in list_schools(conn, after=None, limit=100_000)}
+
+    def school(code: str) -> str:
+        return str(school_names.get(code, code))
 
     activity = ledger.activity(conn, start, min(end, as_of))
     unit_acks = {r["recipient"]: r for r in response_by_recipient(conn, "unit", start.isoformat(), end.isoformat())}
@@ -86,7 +91,7 @@ def brief_data(conn: sa.Connection, meeting_id: str, today: date) -> dict[str, A
         items = []
         for it in g["items"]:
             ref = refs.add(f"整改事项 {it['id'][:8]}", it["event_ids"], f"/api/v1/rectifications/{it['id']}")
-            items.append({**it, "ref": ref})
+            items.append({**it, "ref": ref, "school_name": school(it["school_id"])})
         overdue_groups.append({**g, "name": name(g["unit"], g["unit"] or "未交办"), "items": items})
     overdue_tasks = []
     for t in agenda["follow_up"]["items"]:
@@ -97,14 +102,16 @@ def brief_data(conn: sa.Connection, meeting_id: str, today: date) -> dict[str, A
     critical = []
     for h in agenda["critical_hazards"]:
         ref = refs.add(f"重大隐患 {h['id'][:8]}", h["event_ids"], f"/api/v1/rectifications/{h['id']}")
-        critical.append({**h, "ref": ref, "unit_name": name(h["lead_unit"] or "", "待交办")})
+        critical.append({**h, "ref": ref, "unit_name": name(h["lead_unit"] or "", "待交办"),
+                         "school_name": school(h["school_id"])})
 
     campaigns = []
     for c in agenda["campaigns"]:
         ref = refs.add(f"专项整治 {c['name']}", c["event_ids"], f"/api/v1/campaigns/{c['campaign_id']}")
         phases = [{**p, "problems": sum(p["problems_by_aspect"].values())} for p in c["phases"]]
         current = next((p["name"] for p in phases if p["code"] == c["current_phase"]), "—")
-        campaigns.append({**c, "ref": ref, "phases": phases, "current_name": current})
+        campaigns.append({**c, "ref": ref, "phases": phases, "current_name": current,
+                          "behind_names": [school(s) for s in c["behind_schools"]]})
 
     all_warnings = warnings_between(conn, start.isoformat(), end.isoformat())
     flagged = []
@@ -114,7 +121,8 @@ def brief_data(conn: sa.Connection, meeting_id: str, today: date) -> dict[str, A
         flagged.append({**w, "ref": ref,
                         "unacked_units": [name(u["recipient"], u["recipient"]) for u in w["unacknowledged"]
                                           if u["kind"] == "unit"],
-                        "unacked_schools": [u["recipient"] for u in w["unacknowledged"] if u["kind"] == "school"],
+                        "unacked_schools": [school(u["recipient"]) for u in w["unacknowledged"]
+                                            if u["kind"] == "school"],
                         "slow_count": len(w["slow"])})
     recipients = sum(w["recipients"] for w in all_warnings)
     acked = sum(w["acknowledged"] for w in all_warnings)
@@ -143,7 +151,7 @@ def brief_data(conn: sa.Connection, meeting_id: str, today: date) -> dict[str, A
         follow.append({**t, "ref": ref, "name": name(t["unit"], t["unit"])})
 
     blind_rows = [{"name": name(b["unit"], b["unit"]), "count": b["count"],
-                   "duties": [d["duty_code"] for d in b["duties"]]} for b in agenda["blind_spots"]]
+                   "duties": [d["text"] or d["duty_code"] for d in b["duties"]]} for b in agenda["blind_spots"]]
     overdue_count = sum(g["count"] for g in agenda["overdue_rectifications"])
     return {
         "issuer": ISSUER,

@@ -13,7 +13,7 @@ services/api/deps.py and only choose the Chinese words.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,20 +21,23 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import Depends, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
 from starlette.datastructures import FormData
 
 from events.errors import Conflict, DomainError, InvariantViolated, NotFound, NotPermitted
-from projections.catalogue_view import list_agencies
+from projections.catalogue_view import list_agencies, list_schools
 from services.api import deps
 from services.api.deps import PlatformDep, platform_of, today_of
 from services.api.problems import ProblemError
 from services.documents import labels
 from services.documents.charts import percent
+from services.documents.timefmt import local_day, local_time
 from services.kernel.use_cases import parse_id
 from services.platform import Platform
 from services.security.audit import note_principal
+from services.web.once import form_key, submit_once
 from services.web.session import SESSION_COOKIE, WebSession, same, sessions_for
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "web"
@@ -42,6 +45,9 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "web"
 env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True, undefined=StrictUndefined,
                   trim_blocks=True, lstrip_blocks=True)
 env.filters["pct"] = percent
+env.filters["local"] = local_time  # every instant a person reads is county time (LIANXI_COUNTY_TZ)
+env.filters["local_s"] = lambda v: local_time(v, seconds=True)
+env.filters["local_day"] = local_day
 env.globals["labels"] = labels
 
 SECURITY_HEADERS = {
@@ -64,6 +70,16 @@ DONE = {
     "item-added": "议题已添加。",
     "held": "会议情况已记录。",
     "resolution": "决议已通过，任务已交办。",
+    "hazard": "隐患已上报，等待牵头单位交办。",
+    "duty-logged-hazards": "履职记录已保存，发现的问题已作为隐患上报。",
+    "assigned": "已交办。",
+    "verified": "已核验销号。",
+    "rejected": "已退回重新整改（回头看）。",
+    "extended": "整改期限已延长。",
+    "task-verified": "任务已核销。",
+    "task-rejected": "任务已退回重办。",
+    "proposed": "议题已提请。",
+    "answered": "信访已答复。",
 }
 
 
@@ -122,6 +138,26 @@ def posted(session: SessionDep, form: FormDep) -> Posted:
 PostedDep = Annotated[Posted, Depends(posted)]
 
 
+def once(request: Request, post: Posted, platform: Platform, fallback: str, act: Callable[[], Response]) -> Response:
+    """Runs a form's handler once per submission (services/web/once.py): ``act`` returns a
+    redirect when it acted, or the page with the form's messages. A replay gets the first
+    redirect (its ?done= notice included), never a second event."""
+    page: list[Response] = []
+
+    def run() -> str | None:
+        response = act()
+        if isinstance(response, RedirectResponse):
+            return response.headers["location"]
+        page.append(response)
+        return None
+
+    key = form_key(post.session.principal, request.url.path, post.form, today_of(platform))
+    url = submit_once(platform.write_engine, post.session.principal, key, platform.clock(), run)
+    if url is None:
+        return page[0]
+    return redirect(url or fallback)
+
+
 def uuid_or_404(text: str, what: str) -> uuid.UUID:
     """An id from the path; one that is not a UUID names nothing, so the page is "not found"."""
     try:
@@ -133,6 +169,21 @@ def uuid_or_404(text: str, what: str) -> uuid.UUID:
 def unit_names(platform: Platform) -> dict[str, str]:
     with platform.read_engine.connect() as conn:
         return {a["code"]: a["name"] for a in list_agencies(conn)}
+
+
+def school_names(platform: Platform) -> dict[str, str]:
+    with platform.read_engine.connect() as conn:
+        return {s["school_id"]: s["name"] for s in list_schools(conn, after=None, limit=100_000)}
+
+
+def school_label(names: dict[str, str], code: str | None) -> Markup:
+    """A school as people read it: its name, the registry code beside it marked as a code."""
+    if not code:
+        return Markup("—")
+    name = names.get(code)
+    if name is None:
+        return Markup('<code class="code">{}</code>').format(code)
+    return Markup('{} <code class="code muted">{}</code>').format(name, code)
 
 
 # -- rendering -----------------------------------------------------------------------------
@@ -158,7 +209,9 @@ def render(request: Request, template: str, session: WebSession | None, *, statu
            **ctx: Any) -> HTMLResponse:
     platform = platform_of(request)
     done = request.query_params.get("done")
+    schools = ctx.pop("schools", None) or school_names(platform)
     html = env.get_template(template).render(
+        schools=schools, school=lambda code: school_label(schools, code),
         request=request, user=session.principal if session else None, csrf=session.csrf if session else "",
         units=ctx.pop("units", None) or unit_names(platform), notice=DONE.get(done or ""),
         page_error=ctx.pop("page_error", None),

@@ -46,6 +46,17 @@ web_sessions = sa.Table(
     sa.Index("ix_web_sessions_token", "token_id"),
 )
 
+# One row per form submission the pages have run (services/web/once.py): the key is derived from
+# what was submitted, so a double tap, a retry or a Back-and-resubmit finds the first result.
+web_submissions = sa.Table(
+    "web_submissions",
+    web_metadata,
+    sa.Column("form_key", sa.String(64), primary_key=True),
+    sa.Column("agency", sa.String(64), nullable=False),
+    sa.Column("result_url", sa.String(500), nullable=True),  # NULL while the first one is running
+    sa.Column("created_at", sa.String(32), nullable=False),
+)
+
 
 def _digest(session_id: str) -> str:
     return hashlib.sha256(session_id.encode()).hexdigest()

@@ -13,12 +13,22 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from services.web.base import SignInNeeded, WebError, error_page, redirect
-from services.web.pages import dashboard, duty_log, events, meetings, rectifications, reviews, signin, warnings
+from services.web.pages import (
+    dashboard,
+    duty_log,
+    events,
+    hazards,
+    meetings,
+    rectifications,
+    reviews,
+    signin,
+    warnings,
+)
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
 # Included in this order; no two pages' paths overlap, so the order only keeps listings stable.
-PAGES = (signin, duty_log, rectifications, warnings, dashboard, meetings, events, reviews)
+PAGES = (signin, duty_log, rectifications, hazards, warnings, dashboard, meetings, events, reviews)
 
 
 def install(app: FastAPI) -> None:

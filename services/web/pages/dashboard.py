@@ -32,7 +32,7 @@ def dashboard_data(conn: sa.Connection, today: date, names: dict[str, str]) -> d
         units.append({"code": code, "name": name, "rect": rect, "tasks": tasks})
     on_time = [Bar(u["name"], (u["rect"]["on_time_rate"],),
                    (f"{percent(u['rect']['on_time_rate'])}（{u['rect']['closed_on_time']}/{u['rect']['closed']}）"
-                    if u["rect"]["closed"] else "本年尚无销号"), u["code"])
+                    if u["rect"]["closed"] else "本年尚无销号"))
                for u in units if u["rect"]["closed"] or u["rect"]["open"]]
     late = []
     for u in units:
@@ -40,7 +40,7 @@ def dashboard_data(conn: sa.Connection, today: date, names: dict[str, str]) -> d
         escalated = u["rect"]["escalated"] + u["tasks"]["escalated"]
         if overdue or escalated:
             split = f"整改 {u['rect']['overdue']}、任务 {u['tasks']['overdue']}"
-            late.append(Bar(u["name"], (overdue, escalated), f"逾期 {overdue}（{split}）· 升级 {escalated}", u["code"]))
+            late.append(Bar(u["name"], (overdue, escalated), f"逾期 {overdue}（{split}）· 升级 {escalated}"))
     late.sort(key=lambda b: (-(b.values[0] or 0), -(b.values[1] or 0), b.label))
     campaigns = campaigns_overview(conn, today)
     phases = []

@@ -34,6 +34,7 @@ from services.web.base import (
     unit_names,
 )
 from services.web.forms import EVIDENCE, EVIDENCE_HINT, UUID_TEXT, Form
+from services.web.once import form_key
 
 router = APIRouter(include_in_schema=False)
 
@@ -54,11 +55,10 @@ def ledger_charts(ledger: dict[str, Any], period: Period, today: date) -> dict[s
     rows = []
     for d in ledger["duties"]:
         if d["schools_applicable"] is None:
-            rows.append(Bar(d["text"], (None,), f"不针对学校 · 履职 {d['performed_count']} 次", d["duty_code"]))
+            rows.append(Bar(d["text"], (None,), f"不针对学校 · 履职 {d['performed_count']} 次"))
         else:
             rows.append(Bar(d["text"], (d["coverage_ratio"] or 0.0,),
-                            f"{percent(d['coverage_ratio'])}（{d['schools_covered']}/{d['schools_applicable']} 所）",
-                            d["duty_code"]))
+                            f"{percent(d['coverage_ratio'])}（{d['schools_covered']}/{d['schools_applicable']} 所）"))
     return {
         "months": charts.month_bars(f"{period.label} 每月履职次数", per_month),
         "coverage": charts.hbars(f"{period.label} 各项职责的学校覆盖率", rows, maximum=1.0),
@@ -141,8 +141,10 @@ def log_duty(request: Request, code: str, post: PostedDep, platform: PlatformDep
                 post.session.principal, duty_code=body.duty_code, school_ids=list(body.school_ids),
                 occurred_on=body.occurred_on, summary=body.summary,
                 findings={"count": body.findings.count, "text": body.findings.text}, evidence=list(body.evidence),
-                # The form's id makes a double submit a replay, never a second record.
-                idempotency_key=f"web-form:{f.values['form_id']}", body=body.model_dump(mode="json"),
+                # Derived from what was submitted (services/web/once.py), so a double submit and a
+                # Back-and-resubmit of a restored form are a replay, never a second record.
+                idempotency_key=f"web-form:{form_key(post.session.principal, request.url.path, post.form, today)}",
+                body=body.model_dump(mode="json"),
                 now=platform.clock(),
             )
         except DomainError as e:

@@ -10,7 +10,14 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from contracts.api_meetings import AgendaItemIn, HeldIn, MeetingIn, ResolutionIn
+from contracts.api_meetings import (
+    AgendaItemIn,
+    HeldIn,
+    MeetingIn,
+    ResolutionIn,
+    TaskRejectionIn,
+    TaskVerificationIn,
+)
 from events.errors import DomainError
 from projections.meetings import MeetingsView, assemble_agenda, list_meetings, list_resolutions, next_number
 from services.api.deps import PlatformDep, today_of
@@ -23,6 +30,7 @@ from services.web.base import (
     SessionDep,
     WebError,
     domain_message,
+    once,
     redirect,
     render,
     require_lead,
@@ -54,6 +62,10 @@ def meetings(request: Request, session: SessionDep, platform: PlatformDep) -> HT
 @router.post("/meetings", response_class=HTMLResponse)
 def schedule_meeting(request: Request, post: PostedDep, platform: PlatformDep) -> Response:
     require_lead(post.session)
+    return once(request, post, platform, "/meetings", lambda: _schedule(request, post, platform))
+
+
+def _schedule(request: Request, post: Posted, platform: Platform) -> Response:
     f = Form(post.form)
     day = f.day("scheduled_for", "会议日期")
     place = f.text("place", "会议地点", required=False, max_len=200)
@@ -92,7 +104,8 @@ def _meeting_page(request: Request, session: WebSession, platform: Platform, mee
         resolutions = list_resolutions(conn, mid)
     is_lead = session.principal.role == "lead"
     held = agenda["meeting"]["status"] == "held"
-    shown = ({"resolution"} if held else {"item", "held"}) if is_lead else set()
+    shown = ({"resolution"} | {f"task:{t['task_id']}" for r in resolutions for t in r["tasks"]
+                               if t["status"] == "completed"} if held else {"item", "held"}) if is_lead else set()
     return render(request, "meeting.html.j2", session, status=status, units=names, m=agenda["meeting"],
                   agenda=agenda, resolutions=resolutions, errors=errors or {}, values=values or {},
                   is_lead=is_lead, task_rows=range(3), page_error=unshown_error(errors, shown))
@@ -108,17 +121,21 @@ def _meeting_write(request: Request, meeting_id: str, post: Posted, platform: Pl
                    act: Callable[[Form, uuid.UUID], bool]) -> Response:
     require_lead(post.session)
     mid = uuid_or_404(meeting_id, "会议")
-    f = Form(post.form)
-    try:
-        ok = act(f, mid)
-    except DomainError as e:
-        f.fail("_form", domain_message(e))
-        ok = False
-    if ok and f.ok:
-        platform.runner.catch_up(MeetingsView.name)
-        return redirect(f"/meetings/{mid}?done={done}")
-    return _meeting_page(request, post.session, platform, meeting_id, errors={key: f.errors},
-                         values={key: f.values}, status=422)
+
+    def run() -> Response:
+        f = Form(post.form)
+        try:
+            ok = act(f, mid)
+        except DomainError as e:
+            f.fail("_form", domain_message(e))
+            ok = False
+        if ok and f.ok:
+            platform.runner.catch_up(MeetingsView.name)
+            return redirect(f"/meetings/{mid}?done={done}")
+        return _meeting_page(request, post.session, platform, meeting_id, errors={key: f.errors},
+                             values={key: f.values}, status=422)
+
+    return once(request, post, platform, f"/meetings/{mid}", run)
 
 
 @router.post("/meetings/{meeting_id}/items", response_class=HTMLResponse)
@@ -189,6 +206,40 @@ def adopt_resolution(request: Request, meeting_id: str, post: PostedDep, platfor
         return True
 
     return _meeting_write(request, meeting_id, post, platform, "resolution", "resolution", act)
+
+
+@router.post("/meetings/{meeting_id}/tasks/{task_id}/verify", response_class=HTMLResponse)
+def verify_task(request: Request, meeting_id: str, task_id: str, post: PostedDep, platform: PlatformDep) -> Response:
+    tid = uuid_or_404(task_id, "任务")
+
+    def act(f: Form, mid: uuid.UUID) -> bool:
+        note = f.text("note", "核销意见", required=False, max_len=2000)
+        body = f.model(TaskVerificationIn, {"note": note}, {"note": "note"})
+        if body is None:
+            return False
+        platform.app.verify_task(post.session.principal, tid, note=body.note, now=platform.clock())
+        return True
+
+    return _meeting_write(request, meeting_id, post, platform, f"task:{tid}", "task-verified", act)
+
+
+@router.post("/meetings/{meeting_id}/tasks/{task_id}/reject", response_class=HTMLResponse)
+def reject_task(request: Request, meeting_id: str, task_id: str, post: PostedDep, platform: PlatformDep) -> Response:
+    tid = uuid_or_404(task_id, "任务")
+    today = today_of(platform)
+
+    def act(f: Form, mid: uuid.UUID) -> bool:
+        reason = f.text("reason", "退回理由", max_len=4000)
+        new_deadline = f.day("new_deadline", "新的办结期限", not_before=today)
+        body = f.model(TaskRejectionIn, {"reason": reason, "new_deadline": new_deadline},
+                       {"reason": "reason", "new_deadline": "new_deadline"})
+        if body is None:
+            return False
+        platform.app.reject_task(post.session.principal, tid, reason=body.reason, new_deadline=body.new_deadline,
+                                 now=platform.clock())
+        return True
+
+    return _meeting_write(request, meeting_id, post, platform, f"task:{tid}", "task-rejected", act)
 
 
 @router.get("/meetings/{meeting_id}/brief.{fmt}")

@@ -16,7 +16,7 @@ from contracts.catalogue import default_catalogue
 from events.errors import DomainError
 from projections.catalogue_view import get_agency
 from projections.meetings import MeetingsView, list_tasks
-from projections.rectification_board import RectificationBoard, get_item, list_items
+from projections.rectification_board import RectificationBoard, list_items
 from services.api.deps import PlatformDep, today_of
 from services.documents import labels
 from services.platform import Platform
@@ -26,6 +26,7 @@ from services.web.base import (
     SessionDep,
     WebError,
     domain_message,
+    once,
     redirect,
     render,
     require_overview,
@@ -81,18 +82,22 @@ def _work_write(request: Request, code: str, post: Posted, platform: Platform, k
     beside the form that caused it."""
     names = unit_names(platform)
     require_unit_writer(post.session, code, names)
-    f = Form(post.form)
-    try:
-        done = act(f)
-    except DomainError as e:
-        f.fail("_form", domain_message(e))
-        done = False
-    if done and f.ok:
-        platform.runner.catch_up(RectificationBoard.name if key.startswith("rect") else MeetingsView.name)
-        action = "completion" if key.endswith("completion") else "progress"
-        return redirect(f"/units/{quote(code)}/work?done={action}")
-    return _work_page(request, post.session, platform, code, names, errors={key: f.errors},
-                      values={key: f.values}, status=422)
+
+    def run() -> Response:
+        f = Form(post.form)
+        try:
+            done = act(f)
+        except DomainError as e:
+            f.fail("_form", domain_message(e))
+            done = False
+        if done and f.ok:
+            platform.runner.catch_up(RectificationBoard.name if key.startswith("rect") else MeetingsView.name)
+            action = "completion" if key.endswith("completion") else "progress"
+            return redirect(f"/units/{quote(code)}/work?done={action}")
+        return _work_page(request, post.session, platform, code, names, errors={key: f.errors},
+                          values={key: f.values}, status=422)
+
+    return once(request, post, platform, f"/units/{quote(code)}/work", run)
 
 
 @router.post("/units/{code}/rectifications/{item_id}/progress", response_class=HTMLResponse)
@@ -201,17 +206,3 @@ def board(
                                                    "before": rows[-1]["reported_position"]})
     return render(request, "board.html.j2", session, units=names, rows=rows, filters=filters,
                   statuses=BOARD_STATUSES, categories=categories, next_url=next_url)
-
-
-@router.get("/rectifications/{item_id}", response_class=HTMLResponse)
-def board_item(request: Request, item_id: str, session: SessionDep, platform: PlatformDep) -> HTMLResponse:
-    iid = str(uuid_or_404(item_id, "整改事项"))
-    with platform.read_engine.connect() as conn:
-        row = get_item(conn, iid, today_of(platform))
-    if row is None:
-        raise WebError(404, "未找到该整改事项")
-    p = session.principal
-    if not p.can_read_all and p.agency not in {u["unit"] for u in row["units"]}:
-        require_overview(session)  # a liaison sees only the items its unit is responsible for
-    categories = hazard_categories()
-    return render(request, "board_item.html.j2", session, item=row, categories=categories)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import date
 from typing import Any
 from urllib.parse import quote
@@ -17,9 +18,11 @@ from services.documents import charts
 from services.documents.charts import Bar, percent
 from services.platform import Platform
 from services.web.base import (
+    Posted,
     PostedDep,
     SessionDep,
     domain_message,
+    once,
     redirect,
     render,
     require_overview,
@@ -75,6 +78,12 @@ def acknowledge(request: Request, code: str, warning_id: str, post: PostedDep, p
     names = unit_names(platform)
     require_unit_writer(post.session, code, names)
     wid = uuid_or_404(warning_id, "预警")
+    return once(request, post, platform, f"/units/{quote(code)}/warnings",
+                lambda: _acknowledge(request, code, wid, post, platform, names))
+
+
+def _acknowledge(request: Request, code: str, wid: uuid.UUID, post: Posted, platform: Platform,
+                 names: dict[str, str]) -> Response:
     f = Form(post.form)
     measures = f.lines("measures_taken", "已采取的措施", required=True, max_items=20, max_len=1000)
     note = f.text("note", "备注", required=False, max_len=2000)
