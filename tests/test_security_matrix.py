@@ -58,6 +58,9 @@ class World:
         self.checked = itertools.count(1)  # schools T008, T007, ... self-check in turn
         self.templates = iter(["food-safety", "school-bus", "drowning-prevention", "anti-bullying", "surroundings"])
         register_schools(api, 8)
+        # A year with a duty record and schools: the annual review has something to rank.
+        self.ok("POST", "/api/v1/duty-logs", {"duty_code": "fire-rescue.inspection", "school_ids": ["T001"],
+                                               "occurred_on": "2025-06-01", "summary": "消防安全检查"}, self.h(OWNER))
         self.ids: dict[str, str] = {"code": OWNER, "unit": OWNER, "year": "2025", "channel": "webhook",
                                     "fmt": "html"}
         self.sessions: dict[tuple[str, str], tuple[str, str]] = {}
@@ -426,7 +429,7 @@ def web_meeting_to_hold(world: World, path: str) -> Req:
 
 def web_evidence(world: World, path: str) -> Req:
     r = world.c.get(f"/api/v1/reviews/2025/units/{OWNER}", headers=world.h(OWNER))
-    clause = r.json()["unit"]["clauses"][0]
+    clause = next(c for c in r.json()["unit"]["clauses"] if c["items"])
     return Req(world.fill(path) + f"?clause={clause['clause']}&item={clause['items'][0]['item']}")
 
 
@@ -442,6 +445,23 @@ WEB_REGISTRY: dict[str, Rule] = {
     "POST /units/{code}/log": Rule(frozenset({"owner"}), form(lambda w: {
         "duty_code": "fire-rescue.inspection", "occurred_on": "2025-06-02", "school_ids": "T001",
         "summary": "网页填报的消防检查", "form_id": str(uuid.uuid4())})),
+    "GET /units/{code}/hazards/new": Rule(frozenset({"owner"})),
+    "POST /units/{code}/hazards/new": Rule(frozenset({"owner"}), form(lambda w: {
+        "school_id": "T001", "category": "fire", "severity": "major", "description": f"网页上报隐患 #{next(w.seq)}",
+        "found_on": "2025-06-28"})),
+    "POST /rectifications/{item_id}/assign": Rule(frozenset({"lead"}), form(
+        {"lead_unit": OWNER, "deadline": "2025-07-20", "measures": "清理疏散通道"},
+        item_id=lambda w: w.rectification("reported"))),
+    "POST /rectifications/{item_id}/verify": Rule(frozenset({"lead"}), form(
+        {"note": "核验通过"}, item_id=lambda w: w.rectification("completed"))),
+    "POST /rectifications/{item_id}/reject": Rule(frozenset({"lead"}), form(
+        {"reason": "整改不到位", "new_deadline": "2025-07-25"}, item_id=lambda w: w.rectification("completed"))),
+    "POST /rectifications/{item_id}/extend": Rule(frozenset({"lead"}), form(
+        {"reason": "需采购设备", "new_deadline": "2025-07-30"}, item_id=lambda w: w.rectification("assigned"))),
+    "POST /meetings/{meeting_id}/tasks/{task_id}/verify": Rule(frozenset({"lead"}), form(
+        {"note": "核销"}, task_id=lambda w: w.task("completed"))),
+    "POST /meetings/{meeting_id}/tasks/{task_id}/reject": Rule(frozenset({"lead"}), form(
+        {"reason": "未按要求完成", "new_deadline": "2025-07-25"}, task_id=lambda w: w.task("completed"))),
     "GET /units/{code}/work": Rule(OWN_READERS),
     "POST /units/{code}/rectifications/{item_id}/progress": Rule(frozenset({"owner"}), form(
         {"note": "网页进展", "percent": "40"}, item_id=lambda w: w.rectification("assigned"))),
