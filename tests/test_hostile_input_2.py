@@ -9,14 +9,20 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from contracts.catalogue import default_catalogue
+from services.platform import Platform
 from services.security.audit import audit_log
 from services.web.session import SIGNIN_COOKIE
 from tests.conftest import Api, Clock, make_platform, register_schools
@@ -123,3 +129,74 @@ def test_a_page_form_write_carries_its_row(county: Api, monkeypatch: pytest.Monk
     assert signed.status_code == 303, signed.text[:300]
     row = [r for r in audit_rows(county) if r["action"] == "POST /signin"][-1]
     assert (row["status"], row["outcome"]) == (303, "ok")
+
+
+# -- 9. pinned checkpoint trust -----------------------------------------------------------------------
+
+
+def lianxi(args: list[str], url: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "services.cli", *args],
+                          env={**os.environ, "LIANXI_DATABASE_URL": url, "LIANXI_CHECKPOINT_TRUSTED_KEY": "", **env},
+                          capture_output=True, text=True, timeout=180, cwd=Path(__file__).parents[1])
+
+
+def resigned(cp_file: Path, out: Path) -> Path:
+    """The same checkpoint (position, head, time), signed by some other key: valid in itself."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from services.security.checkpoint import Checkpoint, public_hex
+
+    cp = Checkpoint.read(cp_file)
+    other = Ed25519PrivateKey.generate()
+    forged = Checkpoint(position=cp.position, head_hash=cp.head_hash, time=cp.time, public_key=public_hex(other),
+                        signature=other.sign(Checkpoint.payload(cp.position, cp.head_hash, cp.time)).hex())
+    forged.check_signature()  # a well-formed, correctly signed checkpoint
+    out.write_bytes(forged.to_json())
+    return out
+
+
+def test_a_checkpoint_is_trusted_only_when_signed_by_the_pinned_key(platform: Platform, database_url: str,
+                                                                    tmp_path: Path) -> None:
+    register_schools(Api(platform), 2)
+    signing = {"LIANXI_CHECKPOINT_KEY": str(tmp_path / "platform" / "checkpoint.key")}
+    elsewhere = {"LIANXI_CHECKPOINT_KEY": str(tmp_path / "auditor" / "no-key-here")}  # a machine with no key file
+    cp_file, pem = tmp_path / "cp.json", tmp_path / "platform.pub"
+    made = lianxi(["checkpoint", "-o", str(cp_file), "--public-key-out", str(pem)], database_url, **signing)
+    assert made.returncode == 0, made.stderr
+    hex_key = json.loads(cp_file.read_text())["public_key"]
+    assert f"signed with public key {hex_key}" in made.stderr and b"BEGIN PUBLIC KEY" in pem.read_bytes()
+    forged = resigned(cp_file, tmp_path / "forged.json")
+
+    # pinned on the command line (the exported PEM, or the hex digits)
+    for pin in (str(pem), hex_key):
+        ok = lianxi(["verify", "--checkpoint", str(cp_file), "--public-key", pin], database_url, **elsewhere)
+        assert ok.returncode == 0 and f"signed by the trusted key {hex_key[:16]}" in ok.stdout, ok.stderr
+        bad = lianxi(["verify", "--checkpoint", str(forged), "--public-key", pin], database_url, **elsewhere)
+        assert bad.returncode == 1 and "not by this platform's key" in bad.stderr, bad.stdout + bad.stderr
+    # pinned in the configuration
+    configured = {**elsewhere, "LIANXI_CHECKPOINT_TRUSTED_KEY": str(pem)}
+    bad = lianxi(["verify", "--checkpoint", str(forged)], database_url, **configured)
+    assert bad.returncode == 1 and "not by this platform's key" in bad.stderr
+    ok = lianxi(["verify", "--checkpoint", str(cp_file)], database_url, **configured)
+    assert ok.returncode == 0 and "LIANXI_CHECKPOINT_TRUSTED_KEY" in ok.stdout
+    # the platform's own machine trusts its signing key file
+    bad = lianxi(["verify", "--checkpoint", str(forged)], database_url, **signing)
+    assert bad.returncode == 1 and "not by this platform's key" in bad.stderr
+
+
+def test_verify_without_a_pinned_key_says_the_signature_was_not_checked(platform: Platform, database_url: str,
+                                                                          tmp_path: Path) -> None:
+    register_schools(Api(platform), 1)
+    cp_file = tmp_path / "cp.json"
+    assert lianxi(["checkpoint", "-o", str(cp_file)], database_url,
+                  LIANXI_CHECKPOINT_KEY=str(tmp_path / "k" / "checkpoint.key")).returncode == 0
+    forged = resigned(cp_file, tmp_path / "forged.json")
+    nowhere = {"LIANXI_CHECKPOINT_KEY": str(tmp_path / "none" / "checkpoint.key")}
+    for f in (cp_file, forged):
+        out = lianxi(["verify", "--checkpoint", str(f)], database_url, **nowhere)
+        assert out.returncode == 0, out.stderr
+        assert "NOT checked against a trusted key" in out.stdout and "signed by the trusted key" not in out.stdout
+    for wrong in ("abc", str(tmp_path / "cp.json")):  # neither hex digits nor a key file
+        out = lianxi(["verify", "--checkpoint", str(cp_file), "--public-key", wrong], database_url, **nowhere)
+        lines = [x for x in out.stderr.splitlines() if x.strip()]
+        assert out.returncode == 1 and len(lines) == 1 and "public key" in lines[0], out.stderr
