@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from contracts.catalogue import default_catalogue
 from services.platform import Platform
 from services.security.audit import audit_log
 from services.web.session import SIGNIN_COOKIE
-from tests.conftest import Api, Clock, make_platform, register_schools
+from tests.conftest import FIXED_NOW, Api, Clock, make_platform, register_schools
 
 DUTY = {"duty_code": "fire-rescue.inspection", "school_ids": ["T001"], "occurred_on": "2025-06-01",
         "summary": "消防安全检查"}
@@ -200,3 +200,117 @@ def test_verify_without_a_pinned_key_says_the_signature_was_not_checked(platform
         out = lianxi(["verify", "--checkpoint", str(cp_file), "--public-key", wrong], database_url, **nowhere)
         lines = [x for x in out.stderr.splitlines() if x.strip()]
         assert out.returncode == 1 and len(lines) == 1 and "public key" in lines[0], out.stderr
+
+
+# -- 7. assignments only by the lead; 8. every Idempotency-Key create replays ------------------------
+
+FIXED_NOW_DAY = FIXED_NOW
+LAUNCH = datetime(2025, 3, 22, 1, 0, tzinfo=UTC)
+INSPECTION_DAY = datetime(2025, 3, 28, 2, 0, tzinfo=UTC)
+FIRE_ASPECTS = [a.code for a in next(c for c in default_catalogue().campaigns.campaigns
+                                     if c.code == "fire-safety").aspects]
+
+
+@pytest.fixture
+def campaign(api: Api, clock: Clock) -> str:
+    clock.now = LAUNCH - timedelta(days=1)
+    register_schools(api, 3)
+    clock.now = LAUNCH
+    r = api.client.post("/api/v1/campaigns", json={"year": 2025, "template": "fire-safety"},
+                        headers=api.as_("education", "lead"))
+    assert r.status_code == 201, r.text
+    clock.now = INSPECTION_DAY
+    return str(r.json()["id"])
+
+
+def inspection_body(**over: Any) -> dict[str, Any]:
+    return {"units": ["public-security"], "school_ids": ["T001", "T002"], "occurred_on": "2025-03-28",
+            "summary": "联合督查",
+            "findings": [
+                # the liaison names a unit outside the inspection and a deadline of today
+                {"school_id": "T001", "aspect": FIRE_ASPECTS[0], "description": "责任书未签",
+                 "responsible_unit": "urban-management", "deadline": "2025-03-28"},
+                {"school_id": "T002", "aspect": FIRE_ASPECTS[1], "description": "消防通道堵塞", "severity": "major"},
+            ], **over}
+
+
+def assignments(api: Api) -> list[dict[str, Any]]:
+    """Every RectificationAssigned event in the log."""
+    recorder = api.platform.app.recorder
+    return [json.loads(n.state) for n in recorder.select_notifications(0, 100_000)
+            if n.topic.endswith("RectificationAssigned")]
+
+
+def test_a_joint_inspections_findings_are_reported_not_assigned(api: Api, campaign: str) -> None:
+    r = api.client.post(f"/api/v1/campaigns/{campaign}/joint-inspections", json=inspection_body(),
+                        headers=api.as_("fire-rescue"))
+    assert r.status_code == 201, r.text
+    findings = r.json()["related"]
+    assert len(findings) == 2 and assignments(api) == []
+    api.settle()
+    lead = api.as_("education", "lead")
+    for item in findings:
+        got = api.client.get(f"/api/v1/rectifications/{item}", headers=lead).json()
+        assert (got["status"], got["lead_unit"], got["deadline"]) == ("reported", None, None), got
+        assert got["reported_by"] == {"kind": "joint-inspection", "units": ["fire-rescue", "public-security"]}
+    proposal = api.client.get(f"/api/v1/rectifications/{findings[0]}", headers=lead).json()["description"]
+    assert "督查组建议责任单位" in proposal and "2025-03-28" in proposal  # the proposal, for the lead to weigh
+    assignment = {"lead_unit": "fire-rescue", "deadline": "2025-04-27", "measures": ["签订责任书"],
+                  "funds": {"amount_cny": "0", "source": "自筹"}}
+    for unit in ("fire-rescue", "public-security"):  # the inspectors may not assign what they found
+        refused = api.client.post(f"/api/v1/rectifications/{findings[0]}/assignment", json=assignment,
+                                  headers=api.as_(unit))
+        assert refused.status_code == 403, refused.text
+    ok = api.client.post(f"/api/v1/rectifications/{findings[0]}/assignment", json=assignment, headers=lead)
+    assert ok.status_code == 200 and ok.json()["status"] == "assigned", ok.text
+    [assigned] = assignments(api)
+    assert assigned["agency"] == "education" and assigned["logged_by"].startswith("lead:")
+
+
+def test_no_other_path_assigns_a_rectification(api: Api, campaign: str) -> None:
+    """Self-check problems and hazards reported by units are reported, never assigned, whoever
+    relays them; only the lead's assignment is in the log."""
+    check = api.client.post(f"/api/v1/campaigns/{campaign}/self-checks", headers=api.as_("education"), json={
+        "school_id": "T003", "occurred_on": "2025-03-28",
+        "results": [{"aspect": a, "passed": i != 0, "problems": [{"description": "制度不健全"}] if i == 0 else []}
+                    for i, a in enumerate(FIRE_ASPECTS)]})
+    assert check.status_code == 201, check.text
+    joint = {**HAZARD, "reported_by": {"kind": "joint-inspection", "units": ["fire-rescue", "urban-management"]}}
+    hazard = api.client.post("/api/v1/hazards", json={**joint, "found_on": "2025-03-28"},
+                             headers=api.as_("fire-rescue"))
+    assert hazard.status_code == 201 and hazard.json()["status"] == "reported", hazard.text
+    assert assignments(api) == []
+
+
+def test_every_create_with_an_idempotency_key_replays_the_first_answer(api: Api, campaign: str,
+                                                                        clock: Clock) -> None:
+    clock.now = FIXED_NOW_DAY
+    warning = {"warning_type": "rainstorm", "level": "yellow", "title": "暴雨黄色预警", "towns": ["满都拉图镇"],
+               "valid_from": "2025-06-30T10:00:00+08:00", "valid_until": "2025-07-01T10:00:00+08:00",
+               "measures": ["减少户外活动"]}
+    creates = [
+        ("/api/v1/warnings", warning, {"title": "暴雨橙色预警"}, "meteorology"),
+        (f"/api/v1/campaigns/{campaign}/joint-inspections", inspection_body(), {"summary": "另一次督查"},
+         "fire-rescue"),
+        ("/api/v1/duty-logs", {**DUTY, "occurred_on": "2025-06-29"}, {"summary": "另一条"}, "fire-rescue"),
+        ("/api/v1/hazards", HAZARD, {"description": "另一处"}, "fire-rescue"),
+        ("/api/v1/compliance-records", {"school_id": "T001", "kind": "drinking-water-test-report",
+                                        "period": "2025-Q2", "occurred_on": "2025-06-20",
+                                        "evidence": ["https://docs.example/report-0620.pdf"]},
+         {"school_id": "T002"}, "housing-construction"),
+    ]
+    for path, body, change, unit in creates:
+        if "joint-inspections" in path:
+            clock.now = INSPECTION_DAY
+        headers = {**api.as_(unit), "Idempotency-Key": f"retry-{path}"}
+        first = api.client.post(path, json=body, headers=headers)
+        assert first.status_code == 201, (path, first.text)
+        clock.now = FIXED_NOW_DAY + timedelta(days=3)  # later: the warning expired, the phase moved on
+        again = api.client.post(path, json=body, headers=headers)
+        assert again.status_code == 201, (path, again.text)
+        strip = {"replayed"}
+        assert {k: v for k, v in again.json().items() if k not in strip} == {
+            k: v for k, v in first.json().items() if k not in strip}, path
+        other = api.client.post(path, json={**body, **change}, headers=headers)
+        assert other.status_code == 409 and "different request body" in other.json()["detail"], (path, other.text)
+        clock.now = FIXED_NOW_DAY
