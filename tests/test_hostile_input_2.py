@@ -314,3 +314,17 @@ def test_every_create_with_an_idempotency_key_replays_the_first_answer(api: Api,
         other = api.client.post(path, json={**body, **change}, headers=headers)
         assert other.status_code == 409 and "different request body" in other.json()["detail"], (path, other.text)
         clock.now = FIXED_NOW_DAY
+
+
+# -- 10. smaller mismatches -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("method", "path", "allowed"), [
+    ("PUT", "/api/v1/meetings", {"GET", "HEAD", "POST"}),  # one path, a GET route and a POST route
+    ("PATCH", "/api/v1/inbox/channels/webhook", {"PUT", "DELETE"}),  # PUT, and DELETE /channels/{channel}
+    ("DELETE", "/api/v1/duty-logs", {"POST"}),
+])
+def test_a_405_lists_every_method_the_path_allows(api: Api, method: str, path: str, allowed: set[str]) -> None:
+    r = api.client.request(method, path, headers=api.as_("education", "lead"))
+    assert r.status_code == 405 and r.headers["content-type"].startswith("application/problem+json")
+    assert {m.strip() for m in r.headers["allow"].split(",")} == allowed
