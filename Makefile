@@ -57,7 +57,8 @@ bench: setup
 	$(BIN)/python -m bench.run
 
 # Long versions of the fault tests: ~50 clients for ~2 min against `lianxi serve` (loopback,
-# temp SQLite; prints errors, p95, RSS over time), then 300 kill -9 cycles per backend.
+# temp SQLite; prints errors, p95, RSS over time, audit rows of the acknowledged writes), then 300
+# kill -9 cycles per backend (a third of them writing through the API: each write's audit row checked).
 soak: setup
 	$(BIN)/python -m bench.soak --clients 50 --duration 120
 	LIANXI_KILL_CYCLES=300 $(BIN)/pytest tests/test_crash_kill.py -q -s

@@ -5,7 +5,9 @@ Starts ``lianxi serve`` on a temporary SQLite store (127.0.0.1, a free port), th
 Every request has an expected status (a refused cross-unit read expects 403); anything else,
 or a transport error, is an error. Every 5 s it prints the server's RSS and the request
 count; at the end the error count, latency percentiles per kind of request, and whether RSS
-stayed flat after warm-up. Exit status 1 when there were errors or RSS kept growing.
+stayed flat after warm-up; then that every acknowledged write has its audit row. Exit
+status 1 when there were errors, RSS kept growing, or a write lacks its audit row. (The
+kill -9 loop that `make soak` runs next checks audit rows across crashes.)
 
 The rate limit is off for the run (LIANXI_RATE_LIMIT_PER_MINUTE=0): each client reuses one
 of a dozen credentials far faster than a person would (tests/test_limits.py covers it).
@@ -44,6 +46,7 @@ class Stats:
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     errors: list[str] = field(default_factory=list)
     count: int = 0
+    written: set[str] = field(default_factory=set)  # ids of acknowledged duty-log writes
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(self, kind: str, seconds: float, error: str | None) -> None:
@@ -154,9 +157,27 @@ def client_loop(base: str, n: int, tokens: dict[str, Any], schools: list[str], d
                 r = http.request(**args)
                 if r.status_code not in expect:
                     error = f"{r.status_code} {r.text[:200]}"
+                elif kind == "write duty-log":
+                    with stats.lock:
+                        stats.written.add(str(r.json()["id"]))
             except httpx.HTTPError as e:
                 error = f"{type(e).__name__}: {e}"
             stats.record(kind, time.perf_counter() - started, error)
+
+
+def writes_without_audit_row(url: str, written: set[str]) -> set[str]:
+    import sqlalchemy as sa
+
+    from services.security.audit import audit_log
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            audited = set(conn.execute(sa.select(audit_log.c.resource_id).where(
+                audit_log.c.action == "POST /api/v1/duty-logs", audit_log.c.outcome == "ok")).scalars())
+    finally:
+        engine.dispose()
+    return written - audited
 
 
 def pct(values: list[float], q: float) -> float:
@@ -243,8 +264,10 @@ def main() -> int:
         flat = growth <= max(0.15 * base_rss, 40.0)
         print(f"RSS after warm-up {base_rss:.1f} MB, at the end {end_rss:.1f} MB ({growth:+.1f} MB): "
               f"{'flat' if flat else 'GROWING'}")
+    unaudited = writes_without_audit_row(url, stats.written)
+    print(f"audit rows: {len(stats.written) - len(unaudited)} of {len(stats.written)} acknowledged writes have one")
     shutil.rmtree(workdir, ignore_errors=True)
-    return 0 if not stats.errors and flat else 1
+    return 0 if not stats.errors and flat and not unaudited else 1
 
 
 if __name__ == "__main__":

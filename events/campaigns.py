@@ -258,12 +258,16 @@ class JointInspection(Aggregate):
         summary: str
         findings: list[Finding]
         logged_by: str
+        # Hash of the request: a retry with the same Idempotency-Key and body is answered with
+        # this inspection, one with another body is a conflict ("" before 2025-07).
+        request_digest: str = ""
 
     def __init__(
         self, event_id: str, agency: str, occurred_on: str, campaign_id: str, year: int, template: str,
         phase: str, units: list[str], school_ids: list[str], summary: str, findings: list[Finding],
-        logged_by: str,
+        logged_by: str, request_digest: str = "",
     ) -> None:
+        self.request_digest = request_digest
         self.campaign_id = campaign_id
         self.units = list(units)
         self.findings = findings
@@ -273,9 +277,10 @@ class JointInspection(Aggregate):
     def conduct(
         cls, *, inspection_id: uuid.UUID, campaign: Campaign, by_agency: str, units: Iterable[str],
         school_ids: Sequence[str], occurred_on: date, summary: str, findings: Sequence[dict[str, Any]],
-        known_units: Iterable[str], lead: str, logged_by: str, now: datetime,
+        known_units: Iterable[str], lead: str, logged_by: str, now: datetime, request_digest: str = "",
     ) -> JointInspection:
-        """``findings``: {school_id, aspect, description, severity, responsible_unit?, deadline?}."""
+        """``findings``: {school_id, aspect, description, severity, responsible_unit?, deadline?}.
+        The responsible unit and deadline are the inspectors' proposal; the lead bureau assigns."""
         known = set(known_units)
         team = list(dict.fromkeys(units))
         if by_agency not in team:
@@ -325,7 +330,7 @@ class JointInspection(Aggregate):
             agency=by_agency, occurred_on=occurred_on.isoformat(), campaign_id=str(campaign.id),
             year=campaign.year, template=campaign.template, phase=campaign.inspection_phase_on(occurred_on),
             units=team, school_ids=schools, summary=_text(summary, "summary"), findings=out,
-            logged_by=logged_by,
+            logged_by=logged_by, request_digest=request_digest,
         )
 
 

@@ -53,6 +53,9 @@ class EarlyWarning(Aggregate):
         issued_at: str  # ISO datetime: latency is measured from here
         school_ids: list[str]  # schools of the covered towns at issue time
         units: list[str]  # member units asked to acknowledge
+        # Hash of the request that issued it: a retry with the same Idempotency-Key and body is
+        # answered with this warning, one with another body is a conflict ("" before 2025-07).
+        request_digest: str = ""
 
     class WarningEscalated(Recorded):
         escalated_to: str
@@ -66,9 +69,10 @@ class EarlyWarning(Aggregate):
     def __init__(
         self, event_id: str, agency: str, occurred_on: str, warning_type: str, level: str, title: str,
         towns: list[str], valid_from: str, valid_until: str, measures: list[str], duty_code: str,
-        issued_at: str, school_ids: list[str], units: list[str],
+        issued_at: str, school_ids: list[str], units: list[str], request_digest: str = "",
     ) -> None:
         self.issued_by = agency
+        self.request_digest = request_digest
         self.level = level
         self.issued_at = issued_at
         self.valid_until = valid_until
@@ -81,7 +85,7 @@ class EarlyWarning(Aggregate):
         cls, *, warning_id: uuid.UUID, agency: Agency, issuing_duties: Iterable[str], warning_type: str,
         level: str, title: str, towns: list[str], valid_from: datetime, valid_until: datetime,
         measures: list[str], school_ids: list[str], units: list[str], known_units: Iterable[str],
-        now: datetime,
+        now: datetime, request_digest: str = "",
     ) -> EarlyWarning:
         today = local_date(now)
         held = [c for c in agency.duties_on(today) if c in set(issuing_duties)]
@@ -115,7 +119,7 @@ class EarlyWarning(Aggregate):
             occurred_on=today.isoformat(), warning_type=warning_type, level=level, title=title.strip(),
             towns=towns, valid_from=_utc_iso(valid_from), valid_until=_utc_iso(valid_until),
             measures=measures, duty_code=sorted(held)[0], issued_at=_utc_iso(now),
-            school_ids=sorted(set(school_ids)), units=units,
+            school_ids=sorted(set(school_ids)), units=units, request_digest=request_digest,
         )
 
     def is_recipient(self, kind: str, recipient: str) -> bool:

@@ -434,17 +434,24 @@ def brief(
 def checkpoint(
     output: Annotated[str | None, typer.Option("-o", "--output", help="write the checkpoint here (default stdout)")]
     = None,
+    public_key_out: Annotated[str | None, typer.Option(
+        "--public-key-out", help="also write the signing key's public half (PEM), to pin where checkpoints are "
+                                 "verified")] = None,
 ) -> None:
     """Verify the whole log, then sign its head (Ed25519). Keep the file off the platform."""
     from pathlib import Path
 
-    from services.security.checkpoint import CheckpointError, checkpoint_now
+    from services.security.checkpoint import CheckpointError, checkpoint_now, load_key, public_pem
 
     platform = _platform(group_commit=False)
     try:
         head = platform.app.recorder.max_notification_id() or 0
         with _bar(total=head, desc="verify") as bar:
             cp, result = checkpoint_now(platform, now=platform.clock(), progress=bar.update)
+        if public_key_out:
+            Path(public_key_out).write_bytes(public_pem(load_key(create=False)))
+        typer.echo(f"signed with public key {cp.public_key}"
+                   + (f" (written to {public_key_out})" if public_key_out else ""), err=True)
         if output:
             Path(output).write_bytes(cp.to_json())
             typer.echo(f"checkpoint at position {cp.position} ({result.events} events), head {cp.head_hash}, "
@@ -461,6 +468,9 @@ def checkpoint(
 def verify(
     checkpoint_file: Annotated[str | None, typer.Option("--checkpoint", help="a checkpoint the log must still match")]
     = None,
+    public_key: Annotated[str | None, typer.Option(
+        "--public-key", help="the platform's public key the checkpoint must be signed by: 64 hex digits or a file "
+                             "(`lianxi checkpoint --public-key-out`)")] = None,
 ) -> None:
     """Recompute the hash chain over the whole log. Exit 0 when intact (and matching the
     checkpoint); otherwise exit 1 naming the first position that breaks."""
@@ -471,12 +481,13 @@ def verify(
     platform = _platform(group_commit=False)
     try:
         cp = Checkpoint.read(Path(checkpoint_file)) if checkpoint_file else None
+        trust = trusted_key(public_key)
         head = platform.app.recorder.max_notification_id() or 0
         with _bar(total=head, desc="verify") as bar:
-            result = verify_against(platform, cp, trusted_public_key=trusted_key(), progress=bar.update)
+            result = verify_against(platform, cp, trusted_public_key=trust.public_key, progress=bar.update)
         if not result.ok:
             raise CliError(result.describe())
-        matched = f"; matches the checkpoint at position {cp.position}" if cp else ""
+        matched = f"; matches the checkpoint at position {cp.position}, {trust.describe()}" if cp else ""
         typer.echo(result.describe() + matched)
     except CheckpointError as e:
         raise CliError(str(e)) from None

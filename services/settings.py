@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     county_tz: str = "Asia/Shanghai"
     # The Ed25519 key that signs review checkpoints (generated on first use, mode 0600).
     checkpoint_key: str = "var/checkpoint.key"
+    # The platform's checkpoint public key that `lianxi verify --checkpoint` trusts (64 hex
+    # digits, or a file holding them or a PEM public key, as `lianxi checkpoint
+    # --public-key-out` writes it); `verify --public-key` overrides it.
+    checkpoint_trusted_key: str = ""
 
     # -- scheduled jobs (services/<context>/jobs.py) --
     # The scheduler drafts a meeting's agenda this many days before it.

@@ -156,8 +156,9 @@ def test_problems_and_findings_become_hazards_and_progress_is_tracked(county: Pl
     assert h1 is not None and h2 is not None
     assert (h1["reported_by_kind"], h1["category"], h1["severity"], h1["status"]) == (
         "self-check", "fire", "critical", "reported")
-    assert (h2["reported_by_kind"], h2["status"], h2["lead_unit"], h2["deadline"]) == (
-        "joint-inspection", "assigned", "fire-rescue", "2025-05-10")
+    # reported by the inspecting units, the inspectors' proposal in the text; the lead assigns
+    assert (h2["reported_by_kind"], h2["status"], h2["lead_unit"]) == ("joint-inspection", "reported", None)
+    assert "建议整改时限:2025-05-10" in h2["description"]
     assert h2["reported_units"] == ["public-security", "fire-rescue"]
     assert status is not None
     self_phase, inspection, _ = status["phase_status"]
@@ -222,8 +223,16 @@ def test_campaign_api_flow(api: Api, campaign: dict[str, str]) -> None:
     overview = api.client.get("/api/v1/campaigns?year=2025", headers=api.as_("court")).json()
     assert [c["template"] for c in overview] == ["fire-safety"]
     assert api.client.get(f"/api/v1/campaigns/{uuid.uuid4()}", headers=api.as_("court")).status_code == 404
+    [finding] = r.json()["related"]
     board = api.client.get("/api/v1/rectifications?unit=fire-rescue", headers=api.as_("court")).json()
-    assert [i["description"] for i in board["items"]] == [
+    assert board["items"] == []  # not assigned by the inspection itself
+    assigned = api.client.post(f"/api/v1/rectifications/{finding}/assignment", headers=api.as_("education", "lead"),
+                               json={"lead_unit": "fire-rescue", "deadline": "2025-04-27", "measures": ["补齐巡查记录"],
+                                     "funds": {"amount_cny": "0", "source": "自筹"}})
+    assert assigned.status_code == 200, assigned.text
+    api.settle()
+    board = api.client.get("/api/v1/rectifications?unit=fire-rescue", headers=api.as_("court")).json()
+    assert [i["description"].split("(")[0] for i in board["items"]] == [
         "【消防安全专项整治·联合督查】日常防火巡查检查落实不到位:巡查记录缺失"]
 
 

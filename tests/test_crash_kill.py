@@ -1,7 +1,9 @@
 """Crash safety: kill -9 a writer (and, in the same loop, a projection worker) at random
 moments, on SQLite and on PostgreSQL, and after every kill check that
 
-- every write the child saw acknowledged is in the log;
+- every write the child saw acknowledged is in the log; for writes through the API (every
+  other writer cycle), every acknowledged write and indeed every stored write has its audit
+  row (it commits in the write's transaction: no kill falls between them);
 - no event is half-written (each stored event decodes, with every field its class declares);
 - the hash chain verifies (when `lianxi verify` exists);
 - each read model equals a clean replay of the log up to that read model's own position
@@ -35,6 +37,7 @@ from events.duty_log import DutyRecord
 from services.platform import Platform
 from services.settings import Settings
 from tests.conftest import PG_BASE, drop_pg_schema, make_platform
+from tests.crash_writer import API_SUMMARY
 
 ROOT = Path(__file__).resolve().parent.parent
 CYCLES = int(os.environ.get("LIANXI_KILL_CYCLES", "30"))
@@ -112,6 +115,8 @@ class Checker:
     checked_to: int = 0
     stored_ids: set[str] = field(default_factory=set)
     acked: set[str] = field(default_factory=set)
+    acked_over_http: set[str] = field(default_factory=set)
+    stored_over_http: set[str] = field(default_factory=set)
     killed_mid_projection: int = 0
     required: dict[str, frozenset[str]] = field(default_factory=dict)
 
@@ -128,6 +133,8 @@ class Checker:
                 assert not missing, f"event {n.id} ({n.topic}) lacks {sorted(missing)}"
                 if n.topic.endswith("DutyPerformed"):
                     self.stored_ids.add(state["event_id"])
+                    if str(state.get("summary", "")).startswith(API_SUMMARY):
+                        self.stored_over_http.add(str(uuid.UUID(str(n.originator_id))))
             self.checked_to = batch[-1].id
         if self.platform.database.kind == "sqlite":
             with self.platform.write_engine.connect() as conn:
@@ -145,6 +152,22 @@ class Checker:
         self.acked.update(acked)
         lost = self.acked - self.stored_ids
         assert not lost, f"{len(lost)} acknowledged writes are missing, e.g. {sorted(lost)[:3]}"
+
+    def acknowledged_writes_have_audit_rows(self, acked: list[str]) -> None:
+        """Every write the API acknowledged has its audit row: who wrote what, outcome ok."""
+        from services.security.audit import audit_log
+
+        self.acked_over_http.update(acked)
+        with self.platform.write_engine.connect() as conn:
+            audited = set(conn.execute(sa.select(audit_log.c.resource_id).where(
+                audit_log.c.action == "POST /api/v1/duty-logs", audit_log.c.outcome == "ok",
+                audit_log.c.unit.is_not(None))).scalars())
+        missing = self.acked_over_http - audited
+        assert not missing, (f"{len(missing)} of {len(self.acked_over_http)} acknowledged API writes have no "
+                             f"audit row, e.g. {sorted(missing)[:3]}")
+        unaudited = self.stored_over_http - audited
+        assert not unaudited, (f"{len(unaudited)} of {len(self.stored_over_http)} stored API writes have no "
+                               f"audit row, e.g. {sorted(unaudited)[:3]}")
 
     def hash_chain_verifies(self) -> None:
         """In-process through the function `lianxi verify` runs, else through the command
@@ -240,9 +263,9 @@ def test_kill_loop(database_url: str, tmp_path: Path) -> None:
     scratch.runner.reader = capped
     checker = Checker(platform, scratch, capped, database_url)
     env = {**os.environ, "LIANXI_DATABASE_URL": database_url, "LIANXI_PROJECTION_BATCH_SIZE": "25",
-           "PYTHONUNBUFFERED": "1"}
+           "LIANXI_RATE_LIMIT_PER_MINUTE": "0", "PYTHONUNBUFFERED": "1"}
     stderr_path = tmp_path / "children.log"
-    kinds = {"writer": 0, "projector": 0}
+    kinds = {"writer": 0, "api writer": 0, "projector": 0}
     try:
         with stderr_path.open("w") as stderr:
             for cycle in range(CYCLES):
@@ -254,14 +277,18 @@ def test_kill_loop(database_url: str, tmp_path: Path) -> None:
                     time.sleep(rng.uniform(0.3, 1.0))
                     child.kill()
                 else:
-                    kinds["writer"] += 1
+                    over_http = cycle % 3 == 1
+                    kinds["api writer" if over_http else "writer"] += 1
                     child = Child.start([sys.executable, "-m", "tests.crash_writer", database_url, f"c{cycle}",
-                                         "--schools", ",".join(SCHOOLS)], env, stderr)
+                                         "--schools", ",".join(SCHOOLS), *(["--http"] if over_http else [])],
+                                        env, stderr)
                     child.wait_for("READY")
                     time.sleep(rng.uniform(0.05, 0.6))
                     child.kill()
                 checker.log_is_whole()
                 checker.acknowledged_writes_are_stored(child.acknowledged())
+                if cycle % 3 == 1:
+                    checker.acknowledged_writes_have_audit_rows(child.acknowledged())
                 checker.hash_chain_verifies()
                 checker.read_models_match_replay(at_positions=True)
                 checker.read_models_match_replay(at_positions=False)
@@ -275,8 +302,11 @@ def test_kill_loop(database_url: str, tmp_path: Path) -> None:
         if scratch_schema:
             drop_pg_schema(scratch_schema)
     assert checker.acked, "the writer never got a write acknowledged"
+    assert checker.acked_over_http or CYCLES < 2, "the API writer never got a write acknowledged"
     print(f"\nkill loop on {platform.database.kind}: {CYCLES} cycles ({kinds}), {len(checker.acked)} acknowledged "
-          f"writes, {checker.checked_to} log positions, {checker.killed_mid_projection} read models caught "
+          f"writes ({len(checker.acked_over_http)} through the API; {len(checker.stored_over_http)} stored API writes, "
+          f"each with its audit row), "
+          f"{checker.checked_to} log positions, {checker.killed_mid_projection} read models caught "
           f"behind the head at a kill")
 
 

@@ -16,6 +16,7 @@ from projections.base import metadata
 from projections.ledger import asof_ledger, live_ledger
 from projections.periods import Period
 from services.demo.year import run_demo
+from services.kernel.event_store import CommitItem
 from services.kernel.principal import Principal
 from services.platform import Platform
 from tests.conftest import Clock, make_platform
@@ -187,7 +188,7 @@ def test_group_commit_isolates_a_conflicting_item(sqlite_url: str) -> None:
     committer = GroupCommitter(platform.app._save_batch)  # the app's own batch transaction
 
     def commit(agg: Any) -> Any:
-        return committer.commit(tuple(agg.collect_events()))
+        return committer.commit(CommitItem(tuple(agg.collect_events())))
 
     def writable(code: str) -> Any:  # app.agency() hands out a shared cached copy, for reading
         return platform.app.repository.get(agency_id(code))

@@ -3,8 +3,10 @@ self-checks (自查), joint inspections (联合督查) and the scheduler's phase
 
 Self-check problems and joint-inspection findings are reported as hazards
 (``Rectification.report``) in the same commit as the self-check or inspection, with ids the
-campaign domain derived, so a retry cannot report a hazard twice; inspection findings are
-assigned to the responsible unit at once.
+campaign domain derived, so a retry cannot report a hazard twice. No path but the lead
+bureau's own assignment assigns them: an inspection's findings are hazards reported by the
+inspecting units, their proposed responsible unit and deadline written into the hazard for
+the lead to weigh when it assigns (assigning work is the lead's act, never a side effect).
 
 Schools have no credentials of their own: they act (self-checks) through the unit that
 registers them, the lead bureau (教育局), with a liaison or lead token.
@@ -20,9 +22,9 @@ from typing import Any
 from eventsourcing.persistence import IntegrityError
 
 from contracts.catalogue import Catalogue
-from events.base import derive_id, local_date
+from events.base import derive_id
 from events.campaigns import Campaign, JointInspection, PhaseReminder, SelfCheck
-from events.errors import InvariantViolated
+from events.errors import Conflict, InvariantViolated
 from events.rectifications import Actor, Rectification
 from services.kernel.principal import Principal
 from services.kernel.results import Written
@@ -72,43 +74,48 @@ class CampaignUseCases(UseCases):
     def conduct_joint_inspection(
         self, principal: Principal, campaign_id: uuid.UUID, *, units: Sequence[str], school_ids: Sequence[str],
         occurred_on: date, summary: str, findings: Sequence[dict[str, Any]], idempotency_key: str | None,
-        now: datetime,
+        now: datetime, request_digest: str = "",
     ) -> Written:
-        """Findings become hazards reported by the joint inspection and assigned at once to
-        the responsible unit with the inspectors' deadline (整改责任、时限)."""
+        """Findings become hazards reported by the inspecting units (kind joint-inspection),
+        awaiting the lead bureau's assignment. A retry with the same Idempotency-Key and body
+        (``request_digest``) is answered with the first inspection."""
         self.require_writer(principal)
-        campaign = self.campaign(campaign_id)
         inspection_id = (derive_id("joint-inspection", principal.agency, idempotency_key)
                          if idempotency_key else uuid.uuid4())
-        lead = self.lead_code
+        prior = self.maybe(inspection_id) if idempotency_key else None
+        if isinstance(prior, JointInspection):  # a retry: the first answer, whatever the day is now
+            return self._inspection_replay(prior, request_digest)
+        campaign = self.campaign(campaign_id)
         inspection = JointInspection.conduct(
             inspection_id=inspection_id, campaign=campaign, by_agency=principal.agency, units=units,
             school_ids=school_ids, occurred_on=occurred_on, summary=summary, findings=findings,
-            known_units=self.unit_codes(), lead=lead, logged_by=principal.actor, now=now,
+            known_units=self.unit_codes(), lead=self.lead_code, logged_by=principal.actor, now=now,
+            request_digest=request_digest,
         )
         actor = Actor(agency=principal.agency, lead=self.is_lead(principal), logged_by=principal.actor)
-        # The assignment follows from the inspection itself; it is recorded in the lead
-        # bureau's name (assignment is the lead's act) and names the inspection it came from.
-        assigner = Actor(agency=lead, lead=True, logged_by=f"joint-inspection:{inspection_id}")
         aspects = {a: t for a, t in _aspect_texts(self.catalogue, campaign)}
-        today = local_date(now)
-        hazards = []
-        for f in inspection.findings:
-            hazard = self._hazard(
+        names = {u.code: u.name for u in self.catalogue.units.units}
+        hazards = [
+            self._hazard(
                 actor, uuid.UUID(f["hazard_id"]), kind="joint-inspection", units=inspection.units,
                 school_id=f["school_id"], category=campaign.hazard_category, severity=f["severity"],
-                description=f"【{campaign.name}·联合督查】{aspects[f['aspect']]}:{f['description']}",
+                description=(f"【{campaign.name}·联合督查】{aspects[f['aspect']]}:{f['description']}"
+                             f"(督查组建议责任单位:{names.get(f['responsible_unit'], f['responsible_unit'])},"
+                             f"建议整改时限:{f['deadline']},待牵头单位交办)"),
                 found_on=occurred_on, now=now)
-            hazard.assign(
-                actor=assigner, lead_unit=f["responsible_unit"], cooperating_units=[],
-                deadline=max(date.fromisoformat(f["deadline"]), today),
-                measures=[f"按联合督查意见整改:{f['description']}"],
-                funds={"amount_cny": "0.00", "source": "责任单位自筹(待核定)"},
-                known_unit=self.known_unit, now=now,
-            )
-            hazards.append(hazard)
-        return self.create(inspection.id, "joint inspection", inspection, *hazards,
-                            related=[str(h.id) for h in hazards])
+            for f in inspection.findings
+        ]
+        related = [str(h.id) for h in hazards]
+        try:
+            return self.create(inspection.id, "joint inspection", inspection, *hazards, related=related)
+        except Conflict:  # the same key racing with another request
+            existing = self.maybe(inspection.id)
+            if not isinstance(existing, JointInspection) or not idempotency_key:
+                raise
+            return self._inspection_replay(existing, request_digest)
+
+    def _inspection_replay(self, existing: JointInspection, digest: str) -> Written:
+        return self.replay(existing, digest, related=[f["hazard_id"] for f in existing.findings])
 
     def _hazard(self, actor: Actor, item_id: uuid.UUID, *, kind: str, units: Sequence[str], school_id: str,
                 category: str, severity: str, description: str, found_on: date, now: datetime) -> Rectification:

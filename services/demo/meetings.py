@@ -291,13 +291,13 @@ def run_demo_meetings(
             known_units=sim.units, lead=sim.lead, logged_by=DEMO, now=at)
         sim.counts["inspections"] += 1
         actor = Actor(agency=by, lead=by == sim.lead, logged_by=DEMO)
-        assigner = Actor(agency=sim.lead, lead=True, logged_by=f"joint-inspection:{inspection.id}")
         sim.emit(inspection)
         for f in inspection.findings:
             h = report(actor, f["hazard_id"], c, "joint-inspection", inspection.units, f["school_id"], f["severity"],
                        f"【{c.name}·联合督查】{f['description']}", day, at)
             deadline = date.fromisoformat(f["deadline"])
-            h.assign(actor=assigner, lead_unit=f["responsible_unit"], cooperating_units=[], deadline=deadline,
+            # the lead bureau assigns the finding as the inspectors proposed (its own act)
+            h.assign(actor=sim.lead_actor, lead_unit=f["responsible_unit"], cooperating_units=[], deadline=deadline,
                      measures=[f"按联合督查意见整改:{f['description']}"],
                      funds={"amount_cny": "0.00", "source": "责任单位自筹(待核定)"},
                      known_unit=set(sim.units).__contains__, now=at)

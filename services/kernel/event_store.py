@@ -18,15 +18,24 @@ from events.errors import NotFound
 from events.schools import school_aggregate_id
 from services.store.database import Database, OrjsonTranscoder, SideRows
 from services.store.group_commit import GroupCommitter, pending_events
+from services.store.request_rows import carrying
 
 AGENCY_CACHE_TTL_S = 5.0
 
 
 @dataclass(frozen=True)
-class SideRowsItem:
-    """A group-commit item that carries rows for a table beside the log, not events."""
+class CommitItem:
+    """One writer's share of a group commit: its pending events (collected once, when queued:
+    a retry after a failed batch must still have them) and rows for tables beside the log
+    (its request's audit row) that commit in the same transaction."""
 
-    rows: SideRows
+    events: tuple[Any, ...] = ()
+    side_rows: tuple[SideRows, ...] = ()
+
+
+def _first_originator(events: Sequence[Any]) -> str | None:
+    """What a write's audit row names as its resource: the first aggregate it wrote."""
+    return str(events[0].originator_id) if events else None
 
 
 class EventStore(Application[uuid.UUID]):
@@ -43,9 +52,7 @@ class EventStore(Application[uuid.UUID]):
         super().__init__(env=env)
         self._known_schools: set[str] = set()
         self._schools_lock = threading.Lock()
-        # Items: one request's pending events (collected once, when queued: a retry after a
-        # failed batch must still have them), or side rows (an audit row) to commit with them.
-        self.committer: GroupCommitter[tuple[Any, ...] | SideRowsItem, list[Recording[uuid.UUID]]] | None = (
+        self.committer: GroupCommitter[CommitItem, list[Recording[uuid.UUID]]] | None = (
             GroupCommitter(self._save_batch, max_batch=max_batch) if group_commit else None
         )
         # Agencies change rarely (a catalogue revision) but every duty log reads one.
@@ -62,36 +69,51 @@ class EventStore(Application[uuid.UUID]):
     # -- writing ---------------------------------------------------------------------------
 
     def commit(self, *aggregates: Any) -> Sequence[Recording[uuid.UUID]]:
-        """Save through the group committer when enabled (API), directly otherwise."""
-        if self.committer is not None:
-            return self.committer.commit(tuple(pending_events(aggregates)))
-        return self.save(*aggregates)
+        """Save through the group committer when enabled (API), directly otherwise. Within a
+        request, the first commit also carries the request's audit row
+        (services/store/request_rows.py)."""
+        if self.committer is None:
+            return self.save(*aggregates)
+        events = tuple(pending_events(aggregates))
+        with carrying(_first_originator(events)) as side:
+            return self.committer.commit(CommitItem(events, tuple(side)))
 
     async def commit_async(self, *aggregates: Any) -> Sequence[Recording[uuid.UUID]]:
         """``commit`` for a request handler on the event loop: it awaits the group commit
         instead of blocking a worker thread on it."""
-        if self.committer is not None:
-            return await self.committer.commit_async(tuple(pending_events(aggregates)))
-        return self.save(*aggregates)
+        if self.committer is None:
+            return self.save(*aggregates)
+        events = tuple(pending_events(aggregates))
+        with carrying(_first_originator(events)) as side:
+            return await self.committer.commit_async(CommitItem(events, tuple(side)))
 
     async def commit_side_rows_async(self, rows: SideRows) -> None:
-        """Rows beside the log (an audit row), committed in the next group commit's
-        transaction; directly when group commit is off."""
+        """Rows beside the log (the audit row of a request that wrote nothing), committed in
+        the next group commit's transaction; directly when group commit is off."""
         if self.committer is not None:
-            await self.committer.commit_async(SideRowsItem(rows))
+            await self.committer.commit_async(CommitItem(side_rows=(rows,)))
         else:
-            self.save(side_rows=[rows])
+            super().save(side_rows=[rows])
 
-    def _save_batch(self, items: Sequence[tuple[Any, ...] | SideRowsItem]) -> list[list[Recording[uuid.UUID]]]:
+    def _save_batch(self, items: Sequence[CommitItem]) -> list[list[Recording[uuid.UUID]]]:
         """The group committer's transaction: every item's events and side rows in one ``save``."""
-        events = [e for item in items if not isinstance(item, SideRowsItem) for e in item]
-        side = [item.rows for item in items if isinstance(item, SideRowsItem)]
-        recordings = self.save(*events, side_rows=side) if side else self.save(*events)
+        events = [e for item in items for e in item.events]
+        side = [rows for item in items for rows in item.side_rows]
+        recordings = self._save(events, side)
         by_event = {id(r.domain_event): r for r in recordings}
-        return [[] if isinstance(item, SideRowsItem) else [by_event[id(e)] for e in item] for item in items]
+        return [[by_event[id(e)] for e in item.events] for item in items]
 
     def save(self, *objs: Any, **kwargs: Any) -> list[Recording[uuid.UUID]]:
-        recordings = super().save(*objs, **kwargs)
+        """A direct save; within a request it carries the request's audit row unless it
+        already went with an earlier commit."""
+        if "side_rows" in kwargs or not objs:
+            return self._save(list(objs), kwargs.pop("side_rows", ()) or (), **kwargs)
+        events = list(pending_events(objs))
+        with carrying(_first_originator(events)) as side:
+            return self._save(events, side, **kwargs)
+
+    def _save(self, events: Sequence[Any], side: Sequence[SideRows], **kwargs: Any) -> list[Recording[uuid.UUID]]:
+        recordings = super().save(*events, side_rows=list(side), **kwargs) if side else super().save(*events, **kwargs)
         if any(isinstance(r.domain_event, Agency.Event) for r in recordings):
             self._agencies.clear()  # a revised unit is read afresh
         return recordings

@@ -151,9 +151,13 @@ class UseCases(EventStore):
                 raise
             return replay(existing)
 
-    def replay(self, existing: Any, digest: str, *, status: str | None = None) -> Written:
-        """The first answer to an Idempotency-Key, if this request carries the same body."""
+    def replay(self, existing: Any, digest: str, *, status: str | None = None,
+               related: Sequence[str] = ()) -> Written:
+        """The first answer to an Idempotency-Key, if this request carries the same body: the
+        aggregate's first event (its id, type and position) and what was created with it."""
         if getattr(existing, "request_digest", None) != digest:
             raise Conflict("this Idempotency-Key was already used with a different request body")
+        first = next(iter(self.events.get(existing.id, lte=1)), None)
         return Written(id=str(existing.id), position=self.position_of(existing.id, 1), status=status,
-                       replayed=True)
+                       event_id=getattr(first, "event_id", None), type=type(first).__name__ if first else None,
+                       related=tuple(related), replayed=True)

@@ -40,6 +40,7 @@ from projections.base import insert_ignore, upsert_add, utc_text
 from projections.notifications import attempts, channels, deliveries, notifications, reads, recipients_of
 from services.security.outbound import policy_from
 from services.settings import Settings
+from services.store.request_rows import begin_carrying
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ def set_channel(engine: sa.Engine, agency: str, channel: str, target: str, *, no
     else:
         raise NotFound(f"unknown channel {channel!r}; one of {', '.join(CHANNELS)}")
     stamp = utc_text(now)
-    with engine.begin() as conn:
+    with begin_carrying(engine) as conn:
         # one statement, so twenty concurrent settings cannot collide on the key; the last wins
         # and the channel keeps its first start time
         upsert_add(conn, channels, [{"agency": agency, "channel": channel, "target": target, "secret": secret,
@@ -133,7 +134,7 @@ def set_channel(engine: sa.Engine, agency: str, channel: str, target: str, *, no
 
 def delete_channel(engine: sa.Engine, agency: str, channel: str) -> None:
     """Stops a channel; its undelivered records are cancelled (never sent later)."""
-    with engine.begin() as conn:
+    with begin_carrying(engine) as conn:
         done = conn.execute(channels.delete().where(channels.c.agency == agency, channels.c.channel == channel))
         if not done.rowcount:
             raise NotFound(f"no {channel} channel is configured for {agency!r}")
@@ -185,7 +186,7 @@ def mark_read(engine: sa.Engine, agency: str, ids: Sequence[str] | None, *, now:
     """Marks the unit's notifications read (``ids`` None: all of them). Naming another unit's
     notification is refused; naming an unknown one is a 404."""
     stamp = utc_text(now)
-    with engine.begin() as conn:
+    with begin_carrying(engine) as conn:
         if ids is None:
             joined = notifications.outerjoin(reads, reads.c.notification_id == notifications.c.notification_id)
             q = (sa.select(notifications.c.notification_id).select_from(joined)

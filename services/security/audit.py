@@ -7,9 +7,15 @@ read model (no projection writes it, a rebuild never drops it), the platform has
 or delete path for it, and database triggers refuse UPDATE, DELETE (and on PostgreSQL
 TRUNCATE) from anyone.
 
-A request's row is committed before its response leaves the server, so a client never sees
-an answer whose audit row could still be lost. Rows ride the application's group commit:
-concurrent requests' rows and events share one transaction (see ``AuditTrail``).
+A write's row commits in the write's own transaction: the middleware prepares the row for
+each request, and the first commit the request makes carries it (services/store/request_rows.py;
+event commits, group commit included, and table writes through ``begin_carrying``), so no
+crash can keep the write and lose its row. Such a row is written before the answer exists:
+its status is the route's success status (201, or 303 for a page's redirect) and its
+resource id the first aggregate written. A request that wrote nothing (a read, a refusal, a
+replay) gets its row from the middleware, committed before the response leaves the server;
+so does a request whose answer failed after its write had committed (a second row, with
+the failure). Rows ride the application's group commit (see ``AuditTrail``).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from projections.base import utc_text
 from services.kernel.principal import Principal
 from services.store.database import SideRows
+from services.store.request_rows import RequestRows, close_request, open_request
 
 log = logging.getLogger(__name__)
 
@@ -105,12 +112,12 @@ class AuditTrail:
         self.app = app
 
     @staticmethod
-    def _side_rows(row: Mapping[str, Any]) -> SideRows:
+    def side_rows(row: Mapping[str, Any]) -> SideRows:
         return ("audit_log", AUDIT_COLUMNS, [tuple(row[c] for c in AUDIT_COLUMNS)])
 
     async def append_async(self, row: Mapping[str, Any]) -> None:
         """Returns once the row is committed."""
-        await self.app.commit_side_rows_async(self._side_rows(row))
+        await self.app.commit_side_rows_async(self.side_rows(row))
 
     def setup_tables(self) -> None:
         """Under the caller's DDL lock (services/platform.py)."""
@@ -247,7 +254,24 @@ class AuditMiddleware:
             if name in UNIT_PATH_PARAMS and isinstance(value, str) and value not in note.target_units:
                 note.target_units.append(value[:64])
 
-    def _row(self, scope: Scope, note: RequestNote, status: int, body: bytes) -> dict[str, Any]:
+    @staticmethod
+    def _success_status(scope: Scope) -> int:
+        """The status a write's answer will have when it succeeds: the route's declared one, or
+        a page's redirect after a POST (services/web/base.py ``redirect``)."""
+        declared = getattr(scope.get("route"), "status_code", None)
+        if declared:
+            return int(declared)
+        return 200 if str(scope.get("path", "")).startswith("/api/") else 303
+
+    def _carried_rows(self, scope: Scope, note: RequestNote) -> Callable[[str | None], list[SideRows]]:
+        def build(resource_id: str | None) -> list[SideRows]:
+            self._note_path_units(scope, note)
+            row = self._row(scope, note, self._success_status(scope), b"", resource_id=resource_id)
+            return [self.trail.side_rows(row)]
+        return build
+
+    def _row(self, scope: Scope, note: RequestNote, status: int, body: bytes,
+             resource_id: str | None = None) -> dict[str, Any]:
         """A request refused before authentication may look its token up (cached)."""
         token = _bearer(scope)
         if note.principal is None and token is not None and not note.presented_token:
@@ -263,7 +287,8 @@ class AuditMiddleware:
         else:
             actor = "anonymous"
         parsed = _parse(body) if body else {}
-        resource_id = parsed.get("id") if status < 300 and scope.get("method") not in SAFE_METHODS else None
+        if resource_id is None and status < 300 and scope.get("method") not in SAFE_METHODS:
+            resource_id = parsed.get("id")
         detail = parsed.get("detail") if status >= 400 else None
         own = p.agency if p is not None else None
         others = [u for u in note.target_units if u != own]
@@ -280,7 +305,9 @@ class AuditMiddleware:
             "client": str(client[0])[:64] if client else None,
         }
 
-    async def _write(self, scope: Scope, note: RequestNote, status: int, body: bytes) -> None:
+    async def _write(self, scope: Scope, note: RequestNote, status: int, body: bytes, carried: RequestRows) -> None:
+        if carried.carried and status < 400:
+            return  # the write's own transaction holds the row
         row = self._row(scope, note, status, body)
         try:
             await self.trail.append_async(row)
@@ -293,13 +320,15 @@ class AuditMiddleware:
             return
         note = RequestNote()
         token = _note.set(note)
+        carried = RequestRows(self._carried_rows(scope, note))
+        rows_token = open_request(carried)
         held: list[Message] = []
         captured = bytearray()
         state: dict[str, Any] = {"audited": None, "status": 0, "flushed": False}
 
         async def flush() -> None:
             state["flushed"] = True
-            await self._write(scope, note, state["status"], bytes(captured))
+            await self._write(scope, note, state["status"], bytes(captured), carried)
             for m in held:
                 await send(m)
             held.clear()
@@ -332,11 +361,12 @@ class AuditMiddleware:
         except BaseException:
             if state["audited"] is None:
                 state["status"] = 500
-                await self._write(scope, note, 500, b"")
+                await self._write(scope, note, 500, b"", carried)
             elif state["audited"] and not state["flushed"]:
-                await self._write(scope, note, state["status"], bytes(captured))
+                await self._write(scope, note, state["status"], bytes(captured), carried)
             raise
         finally:
+            close_request(rows_token)
             _note.reset(token)
 
 

@@ -6,6 +6,13 @@ default ``./var/checkpoint.key``, created on first use with mode 0600), so someo
 rewrite the database cannot sign a checkpoint for the rewritten log. The checkpoint file is
 meant to be kept off the platform (printed, mailed to the auditors, stored elsewhere);
 ``lianxi verify --checkpoint FILE`` then proves the log still reaches it unchanged.
+
+A checkpoint names the key that signed it, so its signature alone proves nothing: anyone can
+sign one. It is trusted only when signed by a key pinned on the verifying machine: ``verify
+--public-key KEY``, the setting ``LIANXI_CHECKPOINT_TRUSTED_KEY``, or (on the platform's own
+machine) the signing key file. ``lianxi checkpoint --public-key-out FILE`` exports the public
+key to pin; without any pinned key, ``verify`` says the signature was not checked against a
+trusted key.
 """
 
 from __future__ import annotations
@@ -161,10 +168,63 @@ def sign(head: Head, time: datetime, key: Ed25519PrivateKey) -> Checkpoint:
                       signature=signature)
 
 
-def trusted_key() -> str | None:
-    """This platform's public key, when its key file exists (never creates one)."""
+def public_pem(key: Ed25519PrivateKey) -> bytes:
+    """The public key to pin on a verifying machine (SubjectPublicKeyInfo PEM)."""
+    return key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _hex_key(text: str) -> str | None:
+    text = text.strip().lower()
+    return text if len(text) == 64 and all(c in "0123456789abcdef" for c in text) else None
+
+
+def read_public_key(value: str) -> str:
+    """A pinned public key as hex: 64 hex digits, or a file holding them or a PEM public key."""
+    direct = _hex_key(value)
+    if direct is not None:
+        return direct
+    path = Path(value)
+    if not path.is_file():
+        raise CheckpointError(f"public key {value!r} is neither 64 hex digits nor a readable file")
+    data = path.read_bytes()
+    in_file = _hex_key(data.decode("ascii", "replace"))
+    if in_file is not None:
+        return in_file
+    try:
+        loaded = serialization.load_pem_public_key(data)
+    except ValueError as e:
+        raise CheckpointError(f"public key file {path} holds neither 64 hex digits nor a PEM public key: {e}") from None
+    if not isinstance(loaded, Ed25519PublicKey):
+        raise CheckpointError(f"public key file {path} is not an Ed25519 key")
+    return loaded.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
+
+
+@dataclass(frozen=True)
+class Trust:
+    """The key a checkpoint must be signed by, and where it was pinned (None: nowhere)."""
+
+    public_key: str | None
+    source: str
+
+    def describe(self) -> str:
+        if self.public_key is None:
+            return ("WARNING: the checkpoint's signature was NOT checked against a trusted key (anyone can sign a "
+                    "checkpoint); pin the platform's key with --public-key or LIANXI_CHECKPOINT_TRUSTED_KEY")
+        return f"signed by the trusted key {self.public_key[:16]}… ({self.source})"
+
+
+def trusted_key(pinned: str | None = None) -> Trust:
+    """The key to trust: ``pinned`` (verify --public-key), else the configured trusted key,
+    else this machine's signing key file (never created here)."""
+    if pinned:
+        return Trust(read_public_key(pinned), "pinned with --public-key")
+    configured = Settings().checkpoint_trusted_key
+    if configured:
+        return Trust(read_public_key(configured), "LIANXI_CHECKPOINT_TRUSTED_KEY")
     path = key_path()
-    return public_hex(load_key(path, create=False)) if path.exists() else None
+    if path.exists():
+        return Trust(public_hex(load_key(path, create=False)), f"this machine's signing key {path}")
+    return Trust(None, "none")
 
 
 def checkpoint_now(platform: Any, *, now: datetime, progress: Any = None) -> tuple[Checkpoint, Verification]:

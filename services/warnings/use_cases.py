@@ -11,7 +11,7 @@ from eventsourcing.persistence import IntegrityError
 
 from contracts.escalation import WarningRules, default_warning_rules
 from events.base import derive_id
-from events.errors import Conflict
+from events.errors import Conflict, DomainError
 from events.warnings import EarlyWarning, WarningAcknowledgement
 from services.kernel.principal import Principal
 from services.kernel.results import Written, written
@@ -32,20 +32,30 @@ class WarningUseCases(UseCases):
     def issue_warning(
         self, principal: Principal, *, warning_type: str, level: str, title: str, towns: Sequence[str],
         valid_from: datetime, valid_until: datetime, measures: Sequence[str], units: Sequence[str] | None,
-        school_ids: Sequence[str], idempotency_key: str | None, now: datetime,
+        school_ids: Sequence[str], idempotency_key: str | None, now: datetime, request_digest: str = "",
     ) -> Written:
-        """``school_ids``: the schools of the covered towns, looked up by the caller."""
+        """``school_ids``: the schools of the covered towns, looked up by the caller.
+        ``request_digest``: the request body's hash; a retry with the same Idempotency-Key and
+        body is answered with the first warning, even once the warning has expired."""
         self.require_writer(principal)
         wid = derive_id("warning", principal.agency, idempotency_key) if idempotency_key else uuid.uuid4()
         rules = self.warning_rules
-        agg = EarlyWarning.issue(
-            warning_id=wid, agency=self.agency(principal.agency), issuing_duties=rules.issuing_duties,
-            warning_type=warning_type, level=level, title=title, towns=list(towns), valid_from=valid_from,
-            valid_until=valid_until, measures=list(measures), school_ids=list(school_ids),
-            units=list(units if units is not None else rules.default_units), known_units=self.unit_codes(),
-            now=now,
-        )
-        return self.create(wid, "warning", agg)
+        try:
+            agg = EarlyWarning.issue(
+                warning_id=wid, agency=self.agency(principal.agency), issuing_duties=rules.issuing_duties,
+                warning_type=warning_type, level=level, title=title, towns=list(towns), valid_from=valid_from,
+                valid_until=valid_until, measures=list(measures), school_ids=list(school_ids),
+                units=list(units if units is not None else rules.default_units), known_units=self.unit_codes(),
+                now=now, request_digest=request_digest,
+            )
+        except DomainError:
+            prior = self.maybe(wid) if idempotency_key else None
+            if prior is None:
+                raise
+            return self.replay(prior, request_digest)
+        if not idempotency_key:
+            return self.create(wid, "warning", agg)
+        return self.create_or_replay(agg, lambda existing: self.replay(existing, request_digest))
 
     def acknowledge_warning(
         self, principal: Principal, warning_id: uuid.UUID, *, recipient_kind: str, recipient: str | None,

@@ -24,6 +24,7 @@ from projections.base import utc_text
 from services.kernel.principal import Principal, Role
 from services.security.tokens import tokens as tokens_table
 from services.store.database import ddl_lock
+from services.store.request_rows import begin_carrying
 
 SESSION_COOKIE = "lx_session"
 SIGNIN_COOKIE = "lx_signin"  # double-submit token of the sign-in form
@@ -91,7 +92,7 @@ class SessionStore:
         session_id = new_secret()
         csrf = new_secret()
         digest = _digest(session_id)
-        with self.engine.begin() as conn:
+        with begin_carrying(self.engine) as conn:
             conn.execute(web_sessions.insert().values(
                 session_hash=digest, token_id=principal.token_id, agency=principal.agency, role=principal.role,
                 label=principal.label[:100], csrf=csrf, created_at=utc_text(now),
@@ -117,7 +118,7 @@ class SessionStore:
         return WebSession(principal, row["csrf"], row["session_hash"])
 
     def end(self, session_hash: str, now: datetime) -> None:
-        with self.engine.begin() as conn:
+        with begin_carrying(self.engine) as conn:
             conn.execute(web_sessions.update()
                          .where(web_sessions.c.session_hash == session_hash, web_sessions.c.ended_at.is_(None))
                          .values(ended_at=utc_text(now)))

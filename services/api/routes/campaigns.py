@@ -18,6 +18,7 @@ from projections.campaign_progress import campaign_status, campaigns_overview, l
 from projections.catalogue_view import schools as schools_table
 from services.api.deps import PlatformDep, PrincipalDep, answer, require_lead, require_writer
 from services.api.problems import WRITE_ERRORS, ProblemError
+from services.kernel.results import request_digest
 from services.kernel.use_cases import parse_id
 
 router = APIRouter(prefix="/api/v1", tags=["campaigns"])
@@ -61,12 +62,15 @@ def joint_inspection(
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
 ) -> Written:
     """A joint inspection (联合督查) by the caller's unit and the units listed. Each finding becomes a
-    hazard assigned to its responsible unit (`related`)."""
+    hazard reported by the inspecting units (`related`), awaiting the lead bureau's assignment; the
+    finding's responsible unit and deadline are the inspectors' proposal, written into the hazard.
+    A retry with the same Idempotency-Key and body answers with the first inspection."""
     require_writer(principal)
     return answer(Written, platform.app.conduct_joint_inspection(
         principal, parse_id(campaign_id, "campaign"), units=list(body.units), school_ids=list(body.school_ids),
         occurred_on=body.occurred_on, summary=body.summary, findings=[f.model_dump() for f in body.findings],
         idempotency_key=idempotency_key, now=platform.clock(),
+        request_digest=request_digest(body.model_dump(mode="json")),
     ))
 
 

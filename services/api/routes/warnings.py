@@ -19,6 +19,7 @@ from projections.catalogue_view import schools as schools_table
 from projections.warning_response import get_warning, recipient_status, response_by_recipient, warnings_between
 from services.api.deps import PlatformDep, PrincipalDep, answer, require_writer
 from services.api.problems import WRITE_ERRORS, ProblemError
+from services.kernel.results import request_digest
 from services.kernel.use_cases import parse_id
 
 router = APIRouter(prefix="/api/v1", tags=["warnings"])
@@ -42,6 +43,7 @@ def issue(
         valid_from=body.valid_from, valid_until=body.valid_until, measures=list(body.measures),
         units=list(body.units) if body.units is not None else None, school_ids=school_ids,
         idempotency_key=idempotency_key, now=platform.clock(),
+        request_digest=request_digest(body.model_dump(mode="json")),
     )
     response.headers["Location"] = f"/api/v1/warnings/{w.id}"
     return answer(Written, w)
