@@ -148,3 +148,27 @@ def test_the_data_is_built_once_per_source_and_an_unknown_meeting_is_not_kept() 
         assert built == ["a", "c", "unknown", "unknown"]
     finally:
         cache.close()
+
+
+def test_a_render_that_finishes_before_its_callback_is_registered_does_not_deadlock() -> None:
+    """A render that is done (here: fails at once) before ``get`` registers its callback runs
+    the callback in ``get``'s own thread; it must not wait on the cache's lock."""
+    render = SlowRender(0.0, fail=True)
+    cache = BriefCache(render)
+    outcome: list[str] = []
+
+    def ask() -> None:
+        for _ in range(50):
+            try:
+                cache.get({"n": 1}, "pdf", wait_s=5)
+            except OSError:
+                outcome.append("raised")
+
+    try:
+        worker = threading.Thread(target=ask, daemon=True)
+        worker.start()
+        worker.join(timeout=20)
+        assert not worker.is_alive(), "get() deadlocked on its own lock"
+        assert outcome == ["raised"] * 50
+    finally:
+        cache.close()

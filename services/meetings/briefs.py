@@ -65,10 +65,11 @@ class BriefCache:
                 self._done.move_to_end(key)
                 return hit
             future = self._rendering.get(key)
+            started = future is None
             if future is None:
-                future = self._pool.submit(self._render, data, fmt)
-                self._rendering[key] = future
-                future.add_done_callback(lambda f: self._finished(key, f))
+                future = self._rendering[key] = self._pool.submit(self._render, data, fmt)
+        if started:  # outside the lock: a render already done runs the callback right here
+            future.add_done_callback(lambda f: self._finished(key, f))
         try:
             return future.result(timeout=wait_s)
         except WaitedTooLong:
