@@ -151,24 +151,36 @@ def test_the_data_is_built_once_per_source_and_an_unknown_meeting_is_not_kept() 
 
 
 def test_a_render_that_finishes_before_its_callback_is_registered_does_not_deadlock() -> None:
-    """A render that is done (here: fails at once) before ``get`` registers its callback runs
-    the callback in ``get``'s own thread; it must not wait on the cache's lock."""
-    render = SlowRender(0.0, fail=True)
-    cache = BriefCache(render)
-    outcome: list[str] = []
+    """A render that is already done when ``get`` registers its callback runs the callback in
+    ``get``'s own thread; it must not wait on the cache's lock. An executor that renders inline
+    makes every render finish first."""
+    from concurrent.futures import Future
 
-    def ask() -> None:
-        for _ in range(50):
+    class Inline:
+        def submit(self, fn: Any, *args: Any) -> Future[bytes]:
+            done: Future[bytes] = Future()
             try:
-                cache.get({"n": 1}, "pdf", wait_s=5)
+                done.set_result(fn(*args))
+            except Exception as e:
+                done.set_exception(e)
+            return done
+
+        def shutdown(self, **_: Any) -> None:
+            pass
+
+    for fails in (False, True):
+        cache = BriefCache(SlowRender(0.0, fail=fails))
+        cache._pool = Inline()  # type: ignore[assignment]
+        outcome: list[object] = []
+
+        def ask(cache: BriefCache = cache, outcome: list[object] = outcome) -> None:
+            try:
+                outcome.append(cache.get({"n": 1}, "pdf", wait_s=5))
             except OSError:
                 outcome.append("raised")
 
-    try:
         worker = threading.Thread(target=ask, daemon=True)
         worker.start()
-        worker.join(timeout=20)
+        worker.join(timeout=10)
         assert not worker.is_alive(), "get() deadlocked on its own lock"
-        assert outcome == ["raised"] * 50
-    finally:
-        cache.close()
+        assert outcome == (["raised"] if fails else [b"pdf:1"])
