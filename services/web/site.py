@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
+from services.web import error_pages
 from services.web.base import SignInNeeded, WebError, error_page, redirect
 from services.web.pages import (
     dashboard,
@@ -36,6 +37,7 @@ def install(app: FastAPI) -> None:
     for page in PAGES:
         app.include_router(page.router)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    error_pages.install(app)  # 404/403/500 for a browser as a Chinese page; the API keeps problem+json
 
     @app.exception_handler(WebError)
     async def _web_error(request: Request, exc: WebError) -> HTMLResponse:
