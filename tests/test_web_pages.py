@@ -376,7 +376,7 @@ def test_the_lead_runs_a_meeting_and_the_liaison_reports_on_its_task(api: Api, s
     assert r.status_code == 303, r.text
     assert "检查水域警示标志" in lead.client.get(meeting).text
     brief = lead.client.get(f"{meeting}/brief.html")
-    assert brief.status_code == 200 and brief.headers["content-disposition"].startswith("attachment")
+    assert brief.status_code == 200 and brief.headers["content-disposition"].startswith("inline")
     assert "简报" in brief.text
 
     liaison = Browser(api, LIAISON)

@@ -19,6 +19,7 @@ from services.web.pages import (
     duty_log,
     events,
     hazards,
+    liaison,
     meetings,
     rectifications,
     reviews,
@@ -29,7 +30,7 @@ from services.web.pages import (
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
 # Included in this order; no two pages' paths overlap, so the order only keeps listings stable.
-PAGES = (signin, duty_log, rectifications, hazards, warnings, dashboard, meetings, events, reviews)
+PAGES = (signin, duty_log, rectifications, hazards, liaison, warnings, dashboard, meetings, events, reviews)
 
 
 def install(app: FastAPI) -> None:
