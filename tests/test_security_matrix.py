@@ -474,6 +474,13 @@ WEB_REGISTRY: dict[str, Rule] = {
     "GET /units/{code}/warnings": Rule(OWN_READERS),
     "POST /units/{code}/warnings/{warning_id}/ack": Rule(frozenset({"owner"}), form(
         {"measures_taken": "已加固设施"}, warning_id=fresh_warning)),
+    "GET /units/{code}/agenda": Rule(OWN_READERS),
+    "POST /units/{code}/agenda": Rule(frozenset({"owner"}), form(lambda w: {
+        "meeting_id": w.meeting("2025-07-30", FIXED_NOW), "title": f"网页提请议题 #{next(w.seq)}"})),
+    "GET /units/{code}/petitions": Rule(OWN_READERS),
+    "POST /units/{code}/petitions/{petition_id}/answer": Rule(frozenset({"owner"}), form(
+        {"answered_on": "2025-06-10", "answer": "网页答复：已核查并整改"},
+        petition_id=lambda w: w.petition(handling=OWNER))),
     "GET /dashboard": Rule(ALL_READERS),
     "GET /rectifications": Rule(ALL_READERS),
     "GET /rectifications/{item_id}": Rule(OWN_READERS, why="a liaison sees the items its unit answers for"),

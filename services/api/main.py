@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
-from services.api import limits, problems
+from services.api import docs, limits, problems
 from services.api.routes import (
     audit as audit_routes,
 )
@@ -54,7 +55,10 @@ def create_app(platform: Platform, *, background: bool = False) -> FastAPI:
         if scheduler is not None:
             scheduler.shutdown()
 
-    app = FastAPI(
+    # Swagger UI and ReDoc's files from the installed fastapi-offline package, never a CDN (county
+    # networks have no internet); the two pages themselves are services/api/docs.py's.
+    app = FastAPIOffline(
+        None, None, static_url=docs.ASSETS,
         title="Lianxi 联席 API",
         version="1.0.0",
         description="校园安全局际联席会议协同平台 — duty log, ledgers, rectifications, meetings, reviews.",
@@ -62,6 +66,7 @@ def create_app(platform: Platform, *, background: bool = False) -> FastAPI:
     )
     app.state.platform = platform
     problems.install(app)
+    docs.install(app)
     for module in (health, catalogue, duty_log, duty_log_import, events, audit_routes, rectifications, campaigns,
                    warnings, meetings, logistics, inbox, reviews):
         app.include_router(module.router)

@@ -21,7 +21,13 @@ APPLIES_TO = {
 MEETING_STATUS = {"scheduled": "待召开", "held": "已召开"}
 PHASE_STATE = {"closed": "已截止", "open": "进行中", "not-started": "未开始"}
 PETITION_STATUS = {"received": "已受理", "answered": "已答复", "closed": "已办结"}
-APPEAL_STATUS = {"pending": "待裁定", "upheld": "申诉成立,不予扣分", "rejected": "申诉驳回"}
+PETITION_TOPIC = {
+    "drinking-water": "饮用水", "canteen": "学校食堂", "dormitory": "学生宿舍", "school-bus": "校车",
+    "insurance": "学生保险", "uniforms-supplies": "校服及学习用品", "fees": "收费", "environment": "周边环境",
+    "facilities": "校舍设施", "other": "其他",
+}
+PETITION_CHANNEL = {"visit": "来访", "letter": "来信", "phone": "来电", "online": "网上信访", "hotline": "12345热线"}
+APPEAL_STATUS = {"pending": "待裁定", "upheld": "申诉成立，不予扣分", "rejected": "申诉驳回"}
 AGENDA_SECTIONS = {
     "overdue_rectifications": "逾期及升级督办的整改事项", "critical_hazards": "重大隐患",
     "campaigns": "专项整治进度", "warnings": "预警响应情况", "blind_spots": "责任盲区",
@@ -52,6 +58,19 @@ EVENT_TYPES = {
     "PetitionReceived": "信访受理", "PetitionAnswered": "信访答复", "PetitionClosed": "信访办结",
     "ReviewAppealFiled": "考核申诉", "ReviewAppealDecided": "申诉裁定",
 }
+
+
+_DIGITS = "零一二三四五六七八九"
+
+
+def chinese_number(n: int) -> str:
+    """1-99 as official Chinese writes them in 第四次会议, 2026年第十二期; others in digits."""
+    if not 1 <= n <= 99:
+        return str(n)
+    tens, ones = divmod(n, 10)
+    if tens == 0:
+        return _DIGITS[ones]
+    return ("" if tens == 1 else _DIGITS[tens]) + "十" + (_DIGITS[ones] if ones else "")
 
 
 def name_of(table: dict[str, str], code: str | None) -> str:

@@ -195,7 +195,7 @@ def nav_for(session: WebSession | None) -> list[tuple[str, str]]:
     p = session.principal
     own = f"/units/{quote(p.agency)}"
     unit_pages = [(own, "本单位台账"), (f"{own}/log", "填报履职"), (f"{own}/work", "整改与任务"),
-                  (f"{own}/warnings", "预警签收")]
+                  (f"{own}/warnings", "预警签收"), (f"{own}/agenda", "提请议题"), (f"{own}/petitions", "信访答复")]
     if p.role == "liaison":
         return unit_pages
     overview = [("/dashboard", "总览"), ("/rectifications", "整改台账"), ("/meetings", "联席会议"),

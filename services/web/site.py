@@ -12,12 +12,14 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
+from services.web import error_pages
 from services.web.base import SignInNeeded, WebError, error_page, redirect
 from services.web.pages import (
     dashboard,
     duty_log,
     events,
     hazards,
+    liaison,
     meetings,
     rectifications,
     reviews,
@@ -28,7 +30,7 @@ from services.web.pages import (
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
 # Included in this order; no two pages' paths overlap, so the order only keeps listings stable.
-PAGES = (signin, duty_log, rectifications, hazards, warnings, dashboard, meetings, events, reviews)
+PAGES = (signin, duty_log, rectifications, hazards, liaison, warnings, dashboard, meetings, events, reviews)
 
 
 def install(app: FastAPI) -> None:
@@ -36,6 +38,7 @@ def install(app: FastAPI) -> None:
     for page in PAGES:
         app.include_router(page.router)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    error_pages.install(app)  # 404/403/500 for a browser as a Chinese page; the API keeps problem+json
 
     @app.exception_handler(WebError)
     async def _web_error(request: Request, exc: WebError) -> HTMLResponse:

@@ -17,7 +17,7 @@ from projections.catalogue_view import duties_in_force, get_agency, list_schools
 from projections.ledger import LedgerView, live_ledger
 from projections.meetings import task_stats
 from projections.periods import Period
-from projections.rectification_board import unit_stats
+from projections.rectification_board import RectificationBoard, unit_stats
 from services.api.deps import PlatformDep, today_of
 from services.documents import charts
 from services.documents.charts import Bar, percent
@@ -35,6 +35,7 @@ from services.web.base import (
 )
 from services.web.forms import EVIDENCE, EVIDENCE_HINT, UUID_TEXT, Form
 from services.web.once import form_key
+from services.web.pages.hazards import hazard_choices, report_hazards
 
 router = APIRouter(include_in_schema=False)
 
@@ -98,7 +99,8 @@ def _log_context(platform: Platform, code: str, today: date) -> dict[str, Any]:
     towns: dict[str, list[dict[str, Any]]] = {}
     for s in sorted(schools, key=lambda s: (s["town"], s["school_id"])):
         towns.setdefault(s["town"], []).append(s)
-    return {"duties": duties, "towns": towns}
+    categories, severities = hazard_choices()
+    return {"duties": duties, "towns": towns, "categories": categories, "severities": severities}
 
 
 @router.get("/units/{code}/log", response_class=HTMLResponse)
@@ -130,27 +132,43 @@ def log_duty(request: Request, code: str, post: PostedDep, platform: PlatformDep
     f.values["form_id"] = form_id if UUID_TEXT.match(form_id) else str(uuid.uuid4())
     if count and count > 0 and not findings_text:
         f.fail("findings_text", "发现了问题时，请简要说明问题。")
+    # The findings may go on as hazards (隐患上报) in the same submission: one per school named.
+    as_hazards = f.raw("findings_as_hazards") == "yes"
+    f.values["findings_as_hazards"] = "yes" if as_hazards else ""
+    category = severity = ""
+    if as_hazards:
+        category = f.choice("hazard_category", "隐患类别", ctx["categories"])
+        severity = f.choice("hazard_severity", "隐患等级", ctx["severities"])
+        if not count:
+            f.fail("findings_count", "要把发现的问题上报为隐患，发现问题数须大于 0。")
+        if not schools:
+            f.fail("school_ids", "要把发现的问题上报为隐患，请选择问题所在的学校。")
     body = f.model(DutyLogIn, {
         "duty_code": duty, "school_ids": schools, "occurred_on": day, "summary": summary,
         "findings": {"count": count or 0, "text": findings_text}, "evidence": evidence,
     }, {"duty_code": "duty_code", "school_ids": "school_ids", "occurred_on": "occurred_on",
         "summary": "summary", "findings": "findings_count", "evidence": "evidence"})
-    if body is not None:
+    if body is not None and f.ok:
+        # Derived from what was submitted (services/web/once.py), so a double submit and a
+        # Back-and-resubmit of a restored form are a replay, never a second record.
+        key = f"web-form:{form_key(post.session.principal, request.url.path, post.form, today)}"
         try:
             platform.app.log_duty(
                 post.session.principal, duty_code=body.duty_code, school_ids=list(body.school_ids),
                 occurred_on=body.occurred_on, summary=body.summary,
                 findings={"count": body.findings.count, "text": body.findings.text}, evidence=list(body.evidence),
-                # Derived from what was submitted (services/web/once.py), so a double submit and a
-                # Back-and-resubmit of a restored form are a replay, never a second record.
-                idempotency_key=f"web-form:{form_key(post.session.principal, request.url.path, post.form, today)}",
-                body=body.model_dump(mode="json"),
-                now=platform.clock(),
+                idempotency_key=key, body=body.model_dump(mode="json"), now=platform.clock(),
             )
+            if as_hazards:  # each hazard keyed off the same submission: a replay stores none twice
+                report_hazards(platform, post, key=key, school_ids=list(body.school_ids), category=category,
+                               severity=severity, description=body.findings.text, found_on=body.occurred_on)
         except DomainError as e:
             f.fail("_form", domain_message(e))
         else:
             platform.runner.catch_up(LedgerView.name)
+            if as_hazards:
+                platform.runner.catch_up(RectificationBoard.name)
+                return redirect(f"/units/{quote(code)}?done=duty-logged-hazards")
             return redirect(f"/units/{quote(code)}?done=duty-logged")
     return render(request, "log_form.html.j2", post.session, status=422, units=names, code=code,
                   errors=f.errors, values=f.values, **ctx)

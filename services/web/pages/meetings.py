@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
@@ -21,6 +22,7 @@ from contracts.api_meetings import (
 from events.errors import DomainError
 from projections.meetings import MeetingsView, assemble_agenda, list_meetings, list_resolutions, next_number
 from services.api.deps import PlatformDep, today_of
+from services.documents import labels
 from services.meetings.brief_data import build_brief
 from services.meetings.briefs import RETRY_AFTER_S
 from services.platform import Platform
@@ -261,7 +263,14 @@ def meeting_brief(request: Request, meeting_id: str, fmt: str, session: SessionD
     if body is None:
         return render(request, "generating.html.j2", session, status=202, refresh_s=RETRY_AFTER_S,
                       title="简报正在生成", back=f"/meetings/{mid}")
-    filename = f"brief-{data['meeting']['year']}-{data['meeting']['number']}.{fmt}"
     return Response(body, media_type=BRIEF_MEDIA[fmt], headers={
-        "Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store",
-        "X-Content-Type-Options": "nosniff"})
+        "Content-Disposition": brief_disposition(data["meeting"]["year"], data["meeting"]["number"], fmt),
+        "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+
+
+def brief_disposition(year: int, number: int, fmt: str) -> str:
+    """The HTML brief opens in the browser; Word and PDF download. The file is named as officials
+    name it (2026年第四次联席会议简报.docx) in RFC 5987's filename*, with an ASCII name for old clients."""
+    name = f"{year}年第{labels.chinese_number(number)}次联席会议简报.{fmt}"
+    how = "inline" if fmt == "html" else "attachment"
+    return f"{how}; filename=\"brief-{year}-{number}.{fmt}\"; filename*=UTF-8''{quote(name, safe='')}"
