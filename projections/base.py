@@ -6,7 +6,6 @@ from __future__ import annotations
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -51,17 +50,32 @@ def _county_day_of_hour(hour: str) -> str:
 StoredRow = tuple[int, uuid.UUID | str, int, str, bytes]
 
 
-@dataclass(frozen=True, slots=True)
 class LoggedEvent:
-    """One stored event, decoded straight from its JSON (no domain-object round trip)."""
+    """One stored event, decoded straight from its JSON (no domain-object round trip). The
+    originator id becomes a UUID only when read: most read models never read it, and a UUID
+    per event was a tenth of a rebuild's decoding."""
 
-    position: int
-    originator_id: uuid.UUID
-    originator_version: int
-    topic: str
-    type: str
-    recorded_at: str  # utc_text
-    data: dict[str, Any]
+    __slots__ = ("position", "_originator_id", "originator_version", "topic", "type", "recorded_at", "data")
+
+    def __init__(self, position: int, originator_id: uuid.UUID | str, originator_version: int, topic: str,
+                 type: str, recorded_at: str, data: dict[str, Any]) -> None:
+        self.position = position
+        self._originator_id = originator_id
+        self.originator_version = originator_version
+        self.topic = topic
+        self.type = type
+        self.recorded_at = recorded_at  # utc_text
+        self.data = data
+
+    @property
+    def originator_id(self) -> uuid.UUID:
+        oid = self._originator_id
+        if not isinstance(oid, uuid.UUID):
+            oid = self._originator_id = uuid.UUID(oid)
+        return oid
+
+    def __repr__(self) -> str:
+        return f"LoggedEvent({self.position}, {self.type}, {self._originator_id})"
 
     @classmethod
     def from_notification(cls, n: Any) -> LoggedEvent:
@@ -77,11 +91,7 @@ class LoggedEvent:
         kind = _types.get(topic)
         if kind is None:
             kind = _types[topic] = type_of_topic(topic)
-        oid = originator_id if isinstance(originator_id, uuid.UUID) else uuid.UUID(originator_id)
-        return cls(
-            position=position, originator_id=oid, originator_version=version,
-            topic=topic, type=kind, recorded_at=recorded, data=state,
-        )
+        return cls(position, originator_id, version, topic, kind, recorded, state)
 
 
 _types: dict[str, str] = {}
