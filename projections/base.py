@@ -134,10 +134,44 @@ class Projection(ABC):
 
 
 def insert_ignore(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING of many rows. Rows that all carry the same columns, of
+    types the driver takes as they are, go straight to the driver's executemany: SQLAlchemy's
+    per-row parameter processing was most of a rebuild's insert cost."""
     if not rows:
         return
+    keys = tuple(rows[0])
+    if _plain(table) and all(len(r) == len(keys) for r in rows):
+        try:
+            params = [tuple(r[k] for k in keys) for r in rows]
+        except KeyError:
+            params = None
+        if params is not None:
+            conn.exec_driver_sql(_insert_ignore_sql(conn.dialect, table, keys), params)
+            return
     stmt = _dialect_insert(conn, table).on_conflict_do_nothing()
     conn.execute(stmt, list(rows))
+
+
+# Column types whose values SQLAlchemy hands to SQLite and psycopg unchanged (or as the
+# driver would convert them itself: a bool to SQLite's 1/0).
+_PLAIN_TYPES = (sa.String, sa.Integer, sa.Float, sa.Boolean, sa.LargeBinary)
+
+
+@lru_cache(maxsize=256)
+def _plain(table: sa.Table) -> bool:
+    return all(isinstance(c.type, _PLAIN_TYPES) and not isinstance(c.type, sa.Enum)
+               and (isinstance(c.type, sa.Float) or not isinstance(c.type, sa.Numeric)) for c in table.c)
+
+
+@lru_cache(maxsize=1024)
+def _insert_ignore_sql(dialect: sa.Dialect, table: sa.Table, keys: tuple[str, ...]) -> str:
+    if dialect.name not in ("sqlite", "postgresql"):
+        raise NotImplementedError(dialect.name)
+    quote = dialect.identifier_preparer
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    columns = ", ".join(quote.quote(table.c[k].name) for k in keys)
+    return (f"INSERT INTO {quote.format_table(table)} ({columns}) VALUES ({', '.join([mark] * len(keys))}) "
+            f"ON CONFLICT DO NOTHING")
 
 
 def upsert_add(

@@ -143,11 +143,13 @@ def link_rows(conn: sa.Connection, rows: Sequence[RawRow]) -> None:
     """Links ``rows`` (consecutive stored events, in log order) after the chain's last link
     before them. A position already linked (after a rebuild) is re-checked, never relinked."""
     first, last = rows[0][0], rows[-1][0]
+    # Plain driver statements: a rebuild re-checks every link, and SQLAlchemy's per-row result
+    # and parameter processing cost more than the hashing.
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     existing = {
-        int(p): bytes(h) for p, h in conn.execute(
-            sa.select(log_chain.c.position, log_chain.c.hash)
-            .where(log_chain.c.position >= first, log_chain.c.position <= last)
-        )
+        int(p): bytes(h) for p, h in conn.exec_driver_sql(
+            f"SELECT position, hash FROM log_chain WHERE position >= {mark} AND position <= {mark}", (first, last),
+        ).fetchall()
     }
     _, prev = _prev_hash(conn, first)
     new = []
@@ -155,11 +157,11 @@ def link_rows(conn: sa.Connection, rows: Sequence[RawRow]) -> None:
         prev = link(prev, pos, oid, ver, topic, state)
         known = existing.get(pos)
         if known is None:
-            new.append({"position": pos, "hash": prev})
+            new.append((pos, prev))
         elif known != prev:
             raise ChainBroken(pos, "the stored event no longer matches the link recorded for it")
     if new:
-        conn.execute(log_chain.insert(), new)
+        conn.exec_driver_sql(f"INSERT INTO log_chain (position, hash) VALUES ({mark}, {mark})", new)
 
 
 def catch_up(engine: sa.Engine, *, batch: int = 20_000, progress: Callable[[int], None] | None = None) -> int:
