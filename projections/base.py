@@ -8,6 +8,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -140,9 +141,10 @@ def insert_ignore(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str,
     if not rows:
         return
     keys = tuple(rows[0])
-    if _plain(table) and all(len(r) == len(keys) for r in rows):
+    if len(keys) > 1 and _plain(table) and all(len(r) == len(keys) for r in rows):
+        values = itemgetter(*keys)
         try:
-            params = [tuple(r[k] for k in keys) for r in rows]
+            params = [values(r) for r in rows]
         except KeyError:
             params = None
         if params is not None:
