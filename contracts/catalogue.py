@@ -178,7 +178,7 @@ _SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 def load_file(path: Path, model: type[_Strict]) -> Any:
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_SafeLoader)  # noqa: S506 - a safe loader
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_SafeLoader)
     except FileNotFoundError:
         raise CatalogueError(f"{path}: file not found") from None
     except yaml.YAMLError as e:

@@ -56,7 +56,7 @@ class LoggedEvent:
     originator id becomes a UUID only when read: most read models never read it, and a UUID
     per event was a tenth of a rebuild's decoding."""
 
-    __slots__ = ("position", "_originator_id", "originator_version", "topic", "type", "recorded_at", "data")
+    __slots__ = ("_originator_id", "data", "originator_version", "position", "recorded_at", "topic", "type")
 
     def __init__(self, position: int, originator_id: uuid.UUID | str, originator_version: int, topic: str,
                  type: str, recorded_at: str, data: dict[str, Any]) -> None:

@@ -155,8 +155,8 @@ class Context:
         wanted = sorted(set(item_ids) - self._assignees.keys())
         for i in range(0, len(wanted), 500):
             chunk = wanted[i:i + 500]
-            found = dict(self.conn.execute(
-                sa.select(assignees.c.item_id, assignees.c.units).where(assignees.c.item_id.in_(chunk))).all())
+            found: dict[str, str] = {str(item): str(units) for item, units in self.conn.execute(
+                sa.select(assignees.c.item_id, assignees.c.units).where(assignees.c.item_id.in_(chunk)))}
             for item in chunk:
                 raw = found.get(item)
                 self._assignees[item] = [] if raw is None else list(orjson.loads(raw))

@@ -120,8 +120,9 @@ class _Batch:
         for chunk in _chunks(sorted(ids)):
             for (wid,) in conn.execute(sa.select(w.warning_id).where(w.warning_id.in_(chunk))):
                 self.stored_warnings[wid] = {"acknowledged": 0, "escalation": None}
-            for wid, kind, who, issued, acked in conn.execute(
-                    sa.select(r.warning_id, r.kind, r.recipient, r.issued_at, r.acked_at).where(r.warning_id.in_(chunk))):
+            stored = (sa.select(r.warning_id, r.kind, r.recipient, r.issued_at, r.acked_at)
+                      .where(r.warning_id.in_(chunk)))
+            for wid, kind, who, issued, acked in conn.execute(stored):
                 self.stored_recipients[(wid, kind, who)] = {"issued_at": issued, "acked": acked is not None,
                                                             "ack": None}
         self.new_warnings: dict[str, dict[str, Any]] = {}

@@ -155,7 +155,8 @@ def link_rows(conn: sa.Connection, rows: Sequence[RawRow]) -> None:
     new = []
     # ``link`` inlined, with each originator's bytes made once per batch: a rebuild hashes
     # every event of the log here.
-    sha256, pack, oids = hashlib.sha256, _HEADER.pack, {}
+    sha256, pack = hashlib.sha256, _HEADER.pack
+    oids: dict[Any, bytes] = {}
     for pos, oid, ver, topic, state in rows:
         t = _topics.get(topic)
         if t is None:
