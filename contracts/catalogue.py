@@ -171,9 +171,14 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+# libyaml's loader where built in: the same documents, parsed ~10x faster (the catalogue and
+# calendar are loaded at the start of every CLI command and rebuild).
+_SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_file(path: Path, model: type[_Strict]) -> Any:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_SafeLoader)
     except FileNotFoundError:
         raise CatalogueError(f"{path}: file not found") from None
     except yaml.YAMLError as e:

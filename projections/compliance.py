@@ -25,7 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from contracts.compliance import ComplianceCalendar, ComplianceKind, period_bounds, periods_overlapping
 from events.base import COUNTY_TZ
 from events.logistics import ComplianceGap, ComplianceRecord
-from projections.base import LoggedEvent, Projection, insert_ignore, metadata
+from projections.base import LoggedEvent, Projection, county_day, insert_ignore, metadata
 from projections.catalogue_view import schools as schools_table
 
 STATUSES = ("on_time", "late", "missing", "pending")
@@ -97,7 +97,7 @@ class ComplianceView(Projection):
             d = e.data
             key = (d["school_id"], d["kind"], d["period"])
             if e.type == "ComplianceRecordLogged":
-                day = local_day_of(e.recorded_at)
+                day = county_day(e.recorded_at)
                 rows.append({
                     "position": e.position, "record_id": d["event_id"], "agency": d["agency"],
                     "school_id": key[0], "kind": key[1], "period": key[2], "occurred_on": d["occurred_on"],

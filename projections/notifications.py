@@ -35,7 +35,7 @@ from events.logistics import ComplianceGap, Petition
 from events.meetings import Meeting, Task
 from events.rectifications import Rectification
 from events.warnings import EarlyWarning
-from projections.base import LoggedEvent, Projection, insert_ignore, metadata
+from projections.base import LoggedEvent, Projection, insert_ignore, metadata, upsert_add
 
 notifications = sa.Table(
     "rm_notifications",
@@ -139,27 +139,44 @@ Rule = Callable[[LoggedEvent, "Context"], list[Notice]]
 
 
 class Context:
-    """What rules may look up: units of assigned items and the member units."""
+    """What rules may look up: units of assigned items and the member units. Assignments a
+    batch will look up are read in one query up front, and those it makes are written once
+    each at the end (``flush``), instead of a SELECT and a write per event."""
 
-    def __init__(self, conn: sa.Connection) -> None:
+    def __init__(self, conn: sa.Connection, events: Sequence[LoggedEvent] = ()) -> None:
         self.conn = conn
         self._assignees: dict[str, list[str]] = {}
+        self._assigned: set[str] = set()  # written by this batch, not yet stored
         self._units: list[str] | None = None
+        self._lead: tuple[str | None] | None = None
+        self._load([i for e in events if (i := _item_of(e)) is not None])
+
+    def _load(self, item_ids: Sequence[str]) -> None:
+        wanted = sorted(set(item_ids) - self._assignees.keys())
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i:i + 500]
+            found: dict[str, str] = {str(item): str(units) for item, units in self.conn.execute(
+                sa.select(assignees.c.item_id, assignees.c.units).where(assignees.c.item_id.in_(chunk)))}
+            for item in chunk:
+                raw = found.get(item)
+                self._assignees[item] = [] if raw is None else list(orjson.loads(raw))
 
     def assignees(self, item_id: str) -> list[str]:
         if item_id not in self._assignees:
-            raw = self.conn.execute(sa.select(assignees.c.units).where(assignees.c.item_id == item_id)).scalar()
-            self._assignees[item_id] = [] if raw is None else list(orjson.loads(raw))
+            self._load([item_id])
         return self._assignees[item_id]
 
     def assign(self, item_id: str, units: list[str]) -> None:
         self._assignees[item_id] = units
-        payload = orjson.dumps(units).decode()
-        exists = self.conn.execute(sa.select(assignees.c.item_id).where(assignees.c.item_id == item_id)).first()
-        if exists:
-            self.conn.execute(assignees.update().where(assignees.c.item_id == item_id).values(units=payload))
-        else:
-            self.conn.execute(assignees.insert().values(item_id=item_id, units=payload))
+        self._assigned.add(item_id)
+
+    def flush(self) -> None:
+        """Stores the batch's assignments (the latest units per item)."""
+        if self._assigned:
+            upsert_add(self.conn, assignees, [
+                {"item_id": item, "units": orjson.dumps(self._assignees[item]).decode()}
+                for item in sorted(self._assigned)], keys=("item_id",), replace=("units",))
+            self._assigned.clear()
 
     def units(self) -> list[str]:
         if self._units is None:
@@ -167,12 +184,29 @@ class Context:
         return self._units
 
     def lead(self) -> str | None:
-        row = self.conn.execute(sa.select(units_table.c.code).where(units_table.c.lead.is_(True))).first()
-        return None if row is None else str(row[0])
+        if self._lead is None:
+            row = self.conn.execute(sa.select(units_table.c.code).where(units_table.c.lead.is_(True))).first()
+            self._lead = (None if row is None else str(row[0]),)
+        return self._lead[0]
 
     def add_unit(self, code: str, lead: bool) -> None:
         insert_ignore(self.conn, units_table, [{"code": code, "lead": lead}])
         self._units = None
+        self._lead = None
+
+
+_RECTIFICATION_STEPS = frozenset({"RectificationAssigned", "RectificationRejected", "RectificationOverdue",
+                                  "RectificationEscalated"})
+_TASK_STEPS = frozenset({"TaskAssigned", "TaskRejected", "TaskOverdue", "TaskEscalated"})
+
+
+def _item_of(e: LoggedEvent) -> str | None:
+    """The assigned item whose units an event's rule looks up or sets."""
+    if e.type in _RECTIFICATION_STEPS:
+        return str(e.originator_id)
+    if e.type in _TASK_STEPS:
+        return str(e.data["task_id"])
+    return None
 
 
 def _notice(recipients: Iterable[str], kind: str, title: str, body: str, subject_type: str,
@@ -329,7 +363,7 @@ class NotificationsView(Projection):
     tables = (notifications, assignees, units_table)
 
     def apply(self, conn: sa.Connection, events: Sequence[LoggedEvent]) -> None:
-        ctx = Context(conn)
+        ctx = Context(conn, events)
         rows: list[dict[str, Any]] = []
         for e in events:
             for n in _BY_NAME[e.type](e, ctx):
@@ -338,6 +372,7 @@ class NotificationsView(Projection):
                     "position": e.position, "event_id": e.data["event_id"], "event_type": e.type,
                     "created_at": e.recorded_at,
                 })
+        ctx.flush()
         insert_ignore(conn, notifications, rows)
         if rows:
             _plan_deliveries(conn, rows)

@@ -323,8 +323,9 @@ class ProjectionRunner:
                 return hit
 
             applied = 0
+            shares = self._shares(group, rows)
             for p in group:
-                mine = rows if not p.topics else [r for r in rows if r[3] in self._topic_sets[p.name]]
+                mine = rows if not p.topics else shares[p.name]
                 if mine:
                     if type(p).apply_stored is Projection.apply_stored:  # decoded once for all who decode
                         p.apply(conn, [event(r) for r in mine])
@@ -338,6 +339,20 @@ class ProjectionRunner:
         else:
             self._limits.pop(_SHARED, None)
         return BatchResult(applied, start, stop, full)
+
+    def _shares(self, group: Sequence[Projection], rows: Sequence[StoredRow]) -> dict[str, list[StoredRow]]:
+        """Each projection's rows of the batch (those of its topics), in one pass over the rows:
+        a topic's projections are looked up once per row, not each projection's topics."""
+        shares: dict[str, list[StoredRow]] = {p.name: [] for p in group if p.topics}
+        takers: dict[str, list[list[StoredRow]]] = {}
+        for row in rows:
+            lists = takers.get(row[3])
+            if lists is None:
+                lists = takers[row[3]] = [shares[p.name] for p in group
+                                          if p.topics and row[3] in self._topic_sets[p.name]]
+            for share in lists:
+                share.append(row)
+        return shares
 
     def _apply_isolated(self, conn: sa.Connection, p: Projection, rows: Sequence[StoredRow]) -> None:
         for row in rows:

@@ -23,7 +23,6 @@ from projections.runner import ProjectionRunner
 from projections.targets import TargetsView
 from projections.warning_response import WarningResponseView
 from services.app import LianxiApp
-from services.documents.brief import render as render_brief
 from services.kernel.jobs import JobContext
 from services.meetings.briefs import BriefCache
 from services.security import hashchain
@@ -41,6 +40,14 @@ def all_projections() -> list[Any]:
         MeetingsView(), TargetsView(), ComplianceView(), PetitionsView(), NotificationsView(),
         hashchain.HashChainProjection(),  # tamper evidence over every event
     ]
+
+
+def render_brief(*args: Any, **kwargs: Any) -> Any:
+    """The brief renderer, imported when a brief is first rendered: Jinja2 and the Word and
+    PDF writers are not loaded by CLI commands that never render one (a rebuild)."""
+    from services.documents.brief import render
+
+    return render(*args, **kwargs)
 
 
 def utcnow() -> datetime:

@@ -26,18 +26,18 @@ from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import sqlalchemy as sa
-from fastapi.routing import iter_route_contexts
-from starlette.routing import Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from projections.base import utc_text
 from services.kernel.principal import Principal
 from services.store.database import SideRows
 from services.store.request_rows import RequestRows, close_request, open_request
+
+if TYPE_CHECKING:  # the web stack is imported where the middleware is installed, not by every CLI command
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +196,8 @@ def note_target_unit(unit: str) -> None:
 
 
 def _route_template(scope: Scope, routes: Callable[[], Sequence[Any]]) -> str:
+    from starlette.routing import Match
+
     route = scope.get("route")
     if route is None:  # refused before routing (413, 429): find the route it was meant for
         route = next((r for r in routes() if r.matches(scope)[0] == Match.FULL), None)
@@ -372,6 +374,8 @@ class AuditMiddleware:
 
 def install(app: Any, platform: Any) -> None:
     """Add the audit middleware (call after the other middlewares, so it is outermost)."""
+    from fastapi.routing import iter_route_contexts
+
     app.add_middleware(AuditMiddleware, trail=platform.audit, clock=lambda: platform.clock(),
                        authenticate=platform.tokens.authenticate,
                        routes=lambda: list(iter_route_contexts(app.routes)))

@@ -136,30 +136,45 @@ class HashChainProjection(Projection):
 
     def apply_stored(self, conn: sa.Connection, rows: Sequence[StoredRow]) -> None:
         if rows:
-            link_rows(conn, [(r[0], r[1], r[2], r[3], as_bytes(r[4])) for r in rows])
+            link_rows(conn, rows)
 
 
 def link_rows(conn: sa.Connection, rows: Sequence[RawRow]) -> None:
     """Links ``rows`` (consecutive stored events, in log order) after the chain's last link
     before them. A position already linked (after a rebuild) is re-checked, never relinked."""
     first, last = rows[0][0], rows[-1][0]
+    # Plain driver statements: a rebuild re-checks every link, and SQLAlchemy's per-row result
+    # and parameter processing cost more than the hashing.
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     existing = {
-        int(p): bytes(h) for p, h in conn.execute(
-            sa.select(log_chain.c.position, log_chain.c.hash)
-            .where(log_chain.c.position >= first, log_chain.c.position <= last)
-        )
+        int(p): bytes(h) for p, h in conn.exec_driver_sql(
+            f"SELECT position, hash FROM log_chain WHERE position >= {mark} AND position <= {mark}", (first, last),
+        ).fetchall()
     }
     _, prev = _prev_hash(conn, first)
     new = []
+    # ``link`` inlined, with each originator's bytes made once per batch: a rebuild hashes
+    # every event of the log here.
+    sha256, pack = hashlib.sha256, _HEADER.pack
+    oids: dict[Any, bytes] = {}
     for pos, oid, ver, topic, state in rows:
-        prev = link(prev, pos, oid, ver, topic, state)
+        t = _topics.get(topic)
+        if t is None:
+            t = topic.encode()
+            if len(_topics) < 10_000:
+                _topics[topic] = t
+        o = oids.get(oid)
+        if o is None:
+            o = oids[oid] = _oid_bytes(oid)
+        s = state if type(state) is bytes else as_bytes(state)
+        prev = sha256(b"".join((prev, pack(pos, ver, len(t), len(s)), o, t, s))).digest()
         known = existing.get(pos)
         if known is None:
-            new.append({"position": pos, "hash": prev})
+            new.append((pos, prev))
         elif known != prev:
             raise ChainBroken(pos, "the stored event no longer matches the link recorded for it")
     if new:
-        conn.execute(log_chain.insert(), new)
+        conn.exec_driver_sql(f"INSERT INTO log_chain (position, hash) VALUES ({mark}, {mark})", new)
 
 
 def catch_up(engine: sa.Engine, *, batch: int = 20_000, progress: Callable[[int], None] | None = None) -> int:
