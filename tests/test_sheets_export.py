@@ -91,8 +91,9 @@ def test_the_board_workbook_holds_every_filtered_item(api: Api) -> None:
 
 def test_the_review_workbook_and_csv(api: Api) -> None:
     auditor = api.as_("education", "auditor")
-    data = api.client.get("/api/v1/reviews/2024", headers=auditor).json()
-    r = api.client.get("/api/v1/reviews/2024?format=xlsx", headers=auditor)
+    # The demo year is 2024; no rules declare 2024, so the 2025 rules are named (and the document says so).
+    data = api.client.get("/api/v1/reviews/2024?rules=review-2025.v1", headers=auditor).json()
+    r = api.client.get("/api/v1/reviews/2024?format=xlsx&rules=review-2025.v1", headers=auditor)
     assert r.status_code == 200, r.text
     wb = workbook(r.content)
     assert wb.sheetnames == ["考核排名", "条款得分", "计分事项"]
@@ -103,7 +104,7 @@ def test_the_review_workbook_and_csv(api: Api) -> None:
     _, clauses = sheet_rows(wb["条款得分"])
     assert len(clauses) == sum(len(u["clauses"]) for u in data["units"])
     assert all(isinstance(row[5], float | int) for row in clauses)
-    text = api.client.get("/api/v1/reviews/2024?format=csv", headers=auditor)
+    text = api.client.get("/api/v1/reviews/2024?format=csv&rules=review-2025.v1", headers=auditor)
     assert text.headers["content-type"].startswith("text/csv")
     assert text.content.startswith(b"\xef\xbb\xbf")  # Excel opens Chinese CSV correctly only with the BOM
     parsed = list(csv.reader(io.StringIO(text.content.decode("utf-8-sig"))))
