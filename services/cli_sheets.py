@@ -202,6 +202,7 @@ FixO = Annotated[Path | None, typer.Option("--fix", help="write the rows left ou
 
 
 def _writer(platform: Any, unit: str) -> Principal:
+    unit = unit or platform.app.lead_code
     known = platform.known_agencies()
     if unit not in known:
         raise click.ClickException(f"未知单位“{unit}”（可用：{'、'.join(sorted(known))}）")
@@ -260,3 +261,18 @@ def import_duty_logs(file: Annotated[Path, typer.Argument(help="the filled templ
     """Duty records (履职记录) from a filled template; nothing stored unless every row is valid."""
     _import("duty-logs", file, unit, partial, fix)
 
+
+
+@import_cli.command("hazards")
+def import_hazards(file: Annotated[Path, typer.Argument(help="the filled template (.xlsx)")], unit: UnitO,
+                   partial: PartialO = False, fix: FixO = None) -> None:
+    """Hazards a unit found (隐患排查), one per row; each becomes a rectification on the board."""
+    _import("hazards", file, unit, partial, fix)
+
+
+@import_cli.command("schools")
+def import_schools(file: Annotated[Path, typer.Argument(help="the filled template (.xlsx)")],
+                   partial: PartialO = False, fix: FixO = None,
+                   unit: Annotated[str | None, typer.Option(help="default: the lead unit")] = None) -> None:
+    """The school register (学校名册), registered by the lead unit; registered schools are left as they are."""
+    _import("schools", file, unit or "", partial, fix)

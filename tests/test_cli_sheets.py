@@ -131,3 +131,21 @@ def test_import_duty_logs_stores_once_and_names_bad_rows(db: str, tmp_path: Path
     (tmp_path / "not.xlsx").write_text("hello")
     assert "不是有效的Excel" in one_error_line(run(db, "import", "duty-logs", tmp_path / "not.xlsx", "--unit", UNIT))
     assert "未知单位" in one_error_line(run(db, "import", "duty-logs", good, "--unit", "nobody"))
+
+
+def test_import_schools_and_hazards(db: str, tmp_path: Path) -> None:
+    schools_template = tmp_path / "schools-template.xlsx"
+    assert run(db, "import", "template", "schools", "--unit", "education", "-o", schools_template).returncode == 0
+    register = fill(schools_template, [["C001", "命令行小学", "满都拉图镇", "小学", "否", "是", "否"]],
+                    tmp_path / "schools.xlsx")
+    proc = run(db, "import", "schools", register)  # the lead unit by default
+    assert proc.returncode == 0 and "学校名册：共1行，新导入1行" in proc.stdout, proc.stderr
+    refused = run(db, "import", "schools", register, "--unit", UNIT)
+    assert "lead bureau" in one_error_line(refused)
+    hazards_template = tmp_path / "hazards-template.xlsx"
+    assert run(db, "import", "template", "hazards", "--unit", UNIT, "-o", hazards_template).returncode == 0
+    assert "命令行小学" in [c.value for c in openpyxl.load_workbook(hazards_template)["选项"]["A"]]
+    found = fill(hazards_template, [["命令行小学", "消防安全", "较大", "疏散通道堵塞", date(2025, 3, 1)]],
+                 tmp_path / "hazards.xlsx")
+    assert "隐患：共1行，新导入1行" in run(db, "import", "hazards", found, "--unit", UNIT).stdout
+    assert "此前已导入1行" in run(db, "import", "hazards", found, "--unit", UNIT).stdout

@@ -252,6 +252,30 @@ def duty_sheet(world: World, path: str) -> Req:
     return Req(path, content=out.getvalue())
 
 
+def _sheet(world: World, template_path: str, row: list[Any]) -> bytes:
+    template = world.c.get(template_path, headers=credentials(world, "lead", LEAD_UNIT))
+    wb = openpyxl.load_workbook(io.BytesIO(template.content))
+    wb.worksheets[0].append(row)
+    out = io.BytesIO()
+    wb.save(out)
+    return out.getvalue()
+
+
+def hazard_sheet(world: World, path: str) -> Req:
+    """One hazard at a registered school; any writer reports in its own name."""
+    wb = openpyxl.load_workbook(io.BytesIO(world.c.get("/api/v1/hazards/template",
+                                                       headers=credentials(world, "lead", LEAD_UNIT)).content))
+    school = wb["选项"].cell(2, 1).value
+    return Req(path, content=_sheet(world, "/api/v1/hazards/template",
+                                    [school, "消防安全", "一般", f"灭火器过期{next(world.seq)}", date(2025, 6, 1)]))
+
+
+def school_sheet(world: World, path: str) -> Req:
+    n = next(world.seq)
+    return Req(path, content=_sheet(world, "/api/v1/schools/template",
+                                    [f"M{n:03d}", f"矩阵学校{n}", "满都拉图镇", "小学", "否", "是", "否"]))
+
+
 def new_meeting(world: World, path: str) -> Req:
     return Req(path, json={"scheduled_for": "2025-07-25", "place": "会议室"})
 
@@ -291,6 +315,10 @@ REGISTRY: dict[str, Rule] = {
     "GET /api/v1/duty-logs/template": Rule(WRITERS, why="each writer gets its own unit's template"),
     "POST /api/v1/duty-logs/import": Rule(frozenset({"owner"}), duty_sheet,
                                           why="OWNER's template; other units' duties differ (per-row 422)"),
+    "GET /api/v1/hazards/template": Rule(WRITERS),
+    "POST /api/v1/hazards/import": Rule(WRITERS, hazard_sheet, why="each writer reports in its own name"),
+    "GET /api/v1/schools/template": Rule(frozenset({"lead"})),
+    "POST /api/v1/schools/import": Rule(frozenset({"lead"}), school_sheet),
     "GET /api/v1/events": Rule(ALL_READERS),
     "GET /api/v1/audit": Rule(frozenset({"auditor"})),
     # hazards and rectifications: the lead assigns, verifies, rejects, extends; the

@@ -1,5 +1,6 @@
-"""Duty logs from a spreadsheet: the unit's template (its duties and the schools as drop-down
-lists) and the upload, which checks every row and answers row by row in Chinese.
+"""Registers from spreadsheets (duty logs, hazards, school registers): the template (a unit's
+duties, the schools, the categories as drop-down lists) and the upload, which checks every row
+and answers row by row in Chinese.
 
 Without ``partial`` a file with any bad row stores nothing (422, each row, column and reason);
 with ``partial=true`` the valid rows are stored, and ``format=xlsx`` then returns the bad rows
@@ -12,7 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-from services.api.deps import PlatformDep, PrincipalDep, require_writer
+from services.api.deps import PlatformDep, PrincipalDep, require_lead, require_writer
 from services.api.imports import IMPORTERS, ImportFileError, fix_response, template_response
 from services.api.problems import problem
 from services.api.sheets import XLSX_MEDIA_TYPE
@@ -65,3 +66,33 @@ def duty_log_template(platform: PlatformDep, principal: PrincipalDep) -> Respons
 async def import_duty_logs(request: Request, platform: PlatformDep, principal: PrincipalDep,
                            partial: PartialQ = False, format: FixFormatQ = None) -> Any:
     return await upload(request, platform, principal, "duty-logs", partial, format)
+
+
+@router.get("/hazards/template", tags=["rectifications"], responses={200: {"content": {XLSX_MEDIA_TYPE: {}}}})
+def hazard_template(platform: PlatformDep, principal: PrincipalDep) -> Response:
+    """The hazard upload template: schools, categories and severities as drop-downs."""
+    require_writer(principal)
+    return template_response(platform, principal, IMPORTERS["hazards"])  # type: ignore[no-any-return]
+
+
+@router.post("/hazards/import", tags=["rectifications"], description=UPLOAD_DESCRIPTION, responses=UPLOAD_RESPONSES)
+async def import_hazards(request: Request, platform: PlatformDep, principal: PrincipalDep,
+                         partial: PartialQ = False, format: FixFormatQ = None) -> Any:
+    """Hazards the caller's unit found, one per row; each becomes a rectification on the board."""
+    return await upload(request, platform, principal, "hazards", partial, format)
+
+
+@router.get("/schools/template", tags=["catalogue"], responses={200: {"content": {XLSX_MEDIA_TYPE: {}}}})
+def school_template(platform: PlatformDep, principal: PrincipalDep) -> Response:
+    """The school register template (学校名册). Lead only."""
+    require_lead(principal)
+    return template_response(platform, principal, IMPORTERS["schools"])  # type: ignore[no-any-return]
+
+
+@router.post("/schools/import", tags=["catalogue"], description=UPLOAD_DESCRIPTION, responses=UPLOAD_RESPONSES)
+async def import_schools(request: Request, platform: PlatformDep, principal: PrincipalDep,
+                         partial: PartialQ = False, format: FixFormatQ = None) -> Any:
+    """Schools registered from the register; one already registered with the same details is
+    left as it is, one with other details is a row error. Lead only."""
+    require_lead(principal)
+    return await upload(request, platform, principal, "schools", partial, format)
