@@ -44,6 +44,7 @@ class Req:
     json: Any = None
     data: dict[str, str] | None = None  # a web form (the session's CSRF token is added)
     content: bytes | None = None  # a raw body (a spreadsheet upload)
+    files: dict[str, tuple[str, bytes, str]] | None = None  # a page's file upload (multipart)
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -276,6 +277,13 @@ def school_sheet(world: World, path: str) -> Req:
                                     [f"M{n:03d}", f"矩阵学校{n}", "满都拉图镇", "小学", "否", "是", "否"]))
 
 
+def web_duty_sheet(world: World, path: str) -> Req:
+    """OWNER's filled template sent from the upload page (multipart)."""
+    sheet = duty_sheet(world, path)
+    assert sheet.content is not None
+    return Req(world.fill(path), data={}, files={"file": ("台账.xlsx", sheet.content, "application/octet-stream")})
+
+
 def new_meeting(world: World, path: str) -> Req:
     return Req(path, json={"scheduled_for": "2025-07-25", "place": "会议室"})
 
@@ -473,6 +481,12 @@ WEB_REGISTRY: dict[str, Rule] = {
     "POST /units/{code}/log": Rule(frozenset({"owner"}), form(lambda w: {
         "duty_code": "fire-rescue.inspection", "occurred_on": "2025-06-02", "school_ids": "T001",
         "summary": "网页填报的消防检查", "form_id": str(uuid.uuid4())})),
+    "GET /units/{code}/ledger.xlsx": Rule(OWN_READERS),
+    "GET /units/{code}/import": Rule(frozenset({"owner"})),
+    "GET /units/{code}/import/template.xlsx": Rule(frozenset({"owner"})),
+    "POST /units/{code}/import": Rule(frozenset({"owner"}), web_duty_sheet),
+    "GET /rectifications.xlsx": Rule(ALL_READERS),
+    "GET /review/{year}.xlsx": Rule(ALL_READERS),
     "GET /units/{code}/hazards/new": Rule(frozenset({"owner"})),
     "POST /units/{code}/hazards/new": Rule(frozenset({"owner"}), form(lambda w: {
         "school_id": "T001", "category": "fire", "severity": "major", "description": f"网页上报隐患 #{next(w.seq)}",
@@ -608,7 +622,8 @@ def call(world: World, method: str, req: Req, role: str, owner: str) -> Any:
         if method == "GET":
             response = world.c.get(req.path, headers=headers, follow_redirects=False)
         else:
-            response = world.c.request(method, req.path, data=data, headers=headers, follow_redirects=False)
+            response = world.c.request(method, req.path, data=data, files=req.files, headers=headers,
+                                       follow_redirects=False)
     world.api.settle()
     return response
 
