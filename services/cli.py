@@ -419,7 +419,8 @@ def brief(
             except ValueError:
                 raise CliError(f"--meeting {meeting!r} is not a meeting id, YEAR-NUMBER or 'latest'") from None
         started = time.perf_counter()
-        data = build_brief(platform.read_engine, platform.runner.catch_up, mid, local_date(platform.clock()))
+        data = build_brief(platform.read_engine, platform.runner.catch_up, mid, local_date(platform.clock()),
+                           positions=platform.app.event_positions)
         if data is None:
             raise CliError(f"unknown meeting {meeting!r}")
         body = render(data, format)
