@@ -139,3 +139,14 @@ def test_css_font_chain_is_the_word_chain(brief: dict[str, Any]) -> None:
     for role, selector in (("body", "body"), ("title", "h1"), ("heading", "h2"), ("kai", "h3")):
         assert re.search(rf"{selector} {{ font-family: {re.escape(fonts.css(role))};", html), role
         assert fonts.chain(role)[0] in html  # the official face first, as the DOCX names it
+
+
+def test_the_word_annex_cites_the_same_positions(brief: dict[str, Any]) -> None:
+    import io
+
+    from docx import Document
+
+    annex = Document(io.BytesIO(render(brief, "docx"))).tables[-1]
+    assert annex.rows[0].cells[2].text == "日志位置与事件编号"
+    first = brief["refs"][0]["events"][0]
+    assert f"位置 {first['position']}  {first['id']}" in annex.rows[1].cells[2].text

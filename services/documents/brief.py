@@ -302,9 +302,17 @@ def render_docx(data: dict[str, Any], settings: Settings | None = None, *, creat
 
     d.page_break()
     d.heading("附件：事项与事件对照")
-    d.para("简报所列每一事项均可追溯至平台事件日志中的事件（event id）。")
-    d.table(["编号", "事项", "事件编号"], [[f"[{r['n']}]", r["label"], "\n".join(r["event_ids"])] for r in b["refs"]],
-            size=8)
+    positioned = any(e["position"] for r in b["refs"] for e in r.get("events") or [])
+    if positioned:  # as the PDF: the log position people look up on the event page, the id for machines
+        d.para("简报所列每一事项均可追溯至平台事件日志中的事件：“位置”即事件日志页面（/events）所示的位置，"
+               "其后为事件编号（event id）。")
+        d.table(["编号", "事项", "日志位置与事件编号"],
+                [[f"[{r['n']}]", r["label"], "\n".join(f"位置 {e['position'] or '—'}  {e['id']}" for e in r["events"])]
+                 for r in b["refs"]], size=8)
+    else:
+        d.para("简报所列每一事项均可追溯至平台事件日志中的事件（event id）。")
+        d.table(["编号", "事项", "事件编号"], [[f"[{r['n']}]", r["label"], "\n".join(r["event_ids"])]
+                                           for r in b["refs"]], size=8)
     return d.to_bytes()
 
 
