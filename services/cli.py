@@ -15,6 +15,7 @@ from tqdm import tqdm
 from contracts.catalogue import CatalogueError, load_catalogue
 from contracts.text import find_control_character
 from events.errors import DomainError
+from services.cli_sheets import export_cli, import_cli
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Lianxi 联席: campus-safety joint-meeting platform.")
@@ -22,6 +23,8 @@ token_cli = typer.Typer(no_args_is_help=True, help="Issue, list and revoke API t
 projections_cli = typer.Typer(no_args_is_help=True, help="Read-model maintenance.")
 cli.add_typer(token_cli, name="token")
 cli.add_typer(projections_cli, name="projections")
+cli.add_typer(export_cli, name="export")
+cli.add_typer(import_cli, name="import")
 
 
 class CliError(Exception):
@@ -416,7 +419,8 @@ def brief(
             except ValueError:
                 raise CliError(f"--meeting {meeting!r} is not a meeting id, YEAR-NUMBER or 'latest'") from None
         started = time.perf_counter()
-        data = build_brief(platform.read_engine, platform.runner.catch_up, mid, local_date(platform.clock()))
+        data = build_brief(platform.read_engine, platform.runner.catch_up, mid, local_date(platform.clock()),
+                           positions=platform.app.event_positions)
         if data is None:
             raise CliError(f"unknown meeting {meeting!r}")
         body = render(data, format)

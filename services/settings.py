@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     brief_chart_font_index: int = 0
     # Name the official 公文 faces first (documents/fonts.py), the families above as fallbacks.
     brief_official_faces: bool = True
+    # The site's address as people reach it (https://lianxi.example.gov.cn): the PDF brief's
+    # links to the event log are absolute with it; unset, the PDF names the log positions only.
+    public_url: str = ""
     # The county (区/旗) named in spreadsheet title rows.
     county_name: str = "苏尼特左旗"
 

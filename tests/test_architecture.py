@@ -29,7 +29,7 @@ SETTINGS_MODULE = "services.settings"
 
 CONTEXTS = ("catalogue", "duty_log", "rectifications", "campaigns", "warnings", "meetings", "logistics",
             "reviews", "notify")
-ENTRY_POINTS = ("api", "web", "cli", "scheduler", "kafka", "demo", "platform")
+ENTRY_POINTS = ("api", "web", "cli", "cli_sheets", "scheduler", "kafka", "demo", "platform")
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ class Req:
     json: Any = None
     data: dict[str, str] | None = None  # a web form (the session's CSRF token is added)
     content: bytes | None = None  # a raw body (a spreadsheet upload)
+    files: dict[str, tuple[str, bytes, str]] | None = None  # a page's file upload (multipart)
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -252,6 +253,37 @@ def duty_sheet(world: World, path: str) -> Req:
     return Req(path, content=out.getvalue())
 
 
+def _sheet(world: World, template_path: str, row: list[Any]) -> bytes:
+    template = world.c.get(template_path, headers=credentials(world, "lead", LEAD_UNIT))
+    wb = openpyxl.load_workbook(io.BytesIO(template.content))
+    wb.worksheets[0].append(row)
+    out = io.BytesIO()
+    wb.save(out)
+    return out.getvalue()
+
+
+def hazard_sheet(world: World, path: str) -> Req:
+    """One hazard at a registered school; any writer reports in its own name."""
+    wb = openpyxl.load_workbook(io.BytesIO(world.c.get("/api/v1/hazards/template",
+                                                       headers=credentials(world, "lead", LEAD_UNIT)).content))
+    school = wb["选项"].cell(2, 1).value
+    return Req(path, content=_sheet(world, "/api/v1/hazards/template",
+                                    [school, "消防安全", "一般", f"灭火器过期{next(world.seq)}", date(2025, 6, 1)]))
+
+
+def school_sheet(world: World, path: str) -> Req:
+    n = next(world.seq)
+    return Req(path, content=_sheet(world, "/api/v1/schools/template",
+                                    [f"M{n:03d}", f"矩阵学校{n}", "满都拉图镇", "小学", "否", "是", "否"]))
+
+
+def web_duty_sheet(world: World, path: str) -> Req:
+    """OWNER's filled template sent from the upload page (multipart)."""
+    sheet = duty_sheet(world, path)
+    assert sheet.content is not None
+    return Req(world.fill(path), data={}, files={"file": ("台账.xlsx", sheet.content, "application/octet-stream")})
+
+
 def new_meeting(world: World, path: str) -> Req:
     return Req(path, json={"scheduled_for": "2025-07-25", "place": "会议室"})
 
@@ -291,6 +323,10 @@ REGISTRY: dict[str, Rule] = {
     "GET /api/v1/duty-logs/template": Rule(WRITERS, why="each writer gets its own unit's template"),
     "POST /api/v1/duty-logs/import": Rule(frozenset({"owner"}), duty_sheet,
                                           why="OWNER's template; other units' duties differ (per-row 422)"),
+    "GET /api/v1/hazards/template": Rule(WRITERS),
+    "POST /api/v1/hazards/import": Rule(WRITERS, hazard_sheet, why="each writer reports in its own name"),
+    "GET /api/v1/schools/template": Rule(frozenset({"lead"})),
+    "POST /api/v1/schools/import": Rule(frozenset({"lead"}), school_sheet),
     "GET /api/v1/events": Rule(ALL_READERS),
     "GET /api/v1/audit": Rule(frozenset({"auditor"})),
     # hazards and rectifications: the lead assigns, verifies, rejects, extends; the
@@ -445,6 +481,12 @@ WEB_REGISTRY: dict[str, Rule] = {
     "POST /units/{code}/log": Rule(frozenset({"owner"}), form(lambda w: {
         "duty_code": "fire-rescue.inspection", "occurred_on": "2025-06-02", "school_ids": "T001",
         "summary": "网页填报的消防检查", "form_id": str(uuid.uuid4())})),
+    "GET /units/{code}/ledger.xlsx": Rule(OWN_READERS),
+    "GET /units/{code}/import": Rule(frozenset({"owner"})),
+    "GET /units/{code}/import/template.xlsx": Rule(frozenset({"owner"})),
+    "POST /units/{code}/import": Rule(frozenset({"owner"}), web_duty_sheet),
+    "GET /rectifications.xlsx": Rule(ALL_READERS),
+    "GET /review/{year}.xlsx": Rule(ALL_READERS),
     "GET /units/{code}/hazards/new": Rule(frozenset({"owner"})),
     "POST /units/{code}/hazards/new": Rule(frozenset({"owner"}), form(lambda w: {
         "school_id": "T001", "category": "fire", "severity": "major", "description": f"网页上报隐患 #{next(w.seq)}",
@@ -587,7 +629,8 @@ def call(world: World, method: str, req: Req, role: str, owner: str) -> Any:
         if method == "GET":
             response = world.c.get(req.path, headers=headers, follow_redirects=False)
         else:
-            response = world.c.request(method, req.path, data=data, headers=headers, follow_redirects=False)
+            response = world.c.request(method, req.path, data=data, files=req.files, headers=headers,
+                                       follow_redirects=False)
     world.api.settle()
     return response
 

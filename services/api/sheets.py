@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 from fastapi import Query, Request, Response
 
+from projections.catalogue_view import list_agencies, list_schools
 from services.documents import labels
 from services.documents.sheets import CSV_MEDIA_TYPE, XLSX_MEDIA_TYPE, Column, Table, csv_bytes, xlsx
 
@@ -53,6 +54,13 @@ def sheet_response(tables: Sequence[Table], fmt: SheetFormat, filename: str, dat
     ascii_name = name.encode("ascii", "replace").decode().replace("?", "_")
     disposition = f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
     return Response(body, media_type=media, headers={"Content-Disposition": disposition})
+
+
+def catalogue_names(conn: Any) -> tuple[dict[str, str], dict[str, str]]:
+    """Unit and school names by code: a spreadsheet shows names, a code column keeps the key."""
+    units = {a["code"]: a["name"] for a in list_agencies(conn)}
+    schools = {s["school_id"]: s["name"] for s in list_schools(conn, after=None, limit=100_000)}
+    return units, schools
 
 
 # -- the tables people read --------------------------------------------------------------------
@@ -153,3 +161,98 @@ def duty_fix_table(raw: Sequence[tuple[int, list[Any]]], errors: Sequence[Any]) 
                Column("发现问题数"), Column("问题描述"), Column("原行号", "int"), Column("原因")]
     rows = [[*values, number, "；".join(reasons[number])] for number, values in raw if number in reasons]
     return Table("待修改", "履职记录待修改行", columns, rows)
+
+
+# -- compliance, targets, campaigns, warnings -----------------------------------------------------
+
+COMPLIANCE_STATUS = {"on_time": "按时报送", "late": "逾期报送", "missing": "缺报", "pending": "未到期"}
+RATE_COLUMNS = [Column("按时", "int"), Column("逾期报送", "int"), Column("缺报", "int"), Column("未到期", "int"),
+                Column("应报", "int"), Column("按时率", "percent"), Column("报送率", "percent")]
+
+
+def _rate_row(rate: dict[str, Any]) -> list[Any]:
+    return [rate["on_time"], rate["late"], rate["missing"], rate["pending"], rate["due"], rate["on_time_rate"],
+            rate["filed_rate"]]
+
+
+def compliance_tables(cells: Sequence[dict[str, Any]], rates: dict[str, Any], kinds: dict[str, str],
+                      units: dict[str, str], schools: dict[str, str], filters: str) -> list[Table]:
+    """The compliance matrix (one row per school x kind x period, as the filters chose it) and
+    its rates per kind, town and responsible unit."""
+    suffix = f"（{filters}）" if filters else ""
+    matrix = Table("台账矩阵", "台账报送矩阵" + suffix, [
+        Column("学校"), Column("乡镇"), Column("台账类别"), Column("周期"), Column("责任单位"),
+        Column("应报日期", "date"), Column("缺报认定日期", "date"), Column("状态"), Column("记录数", "int"),
+        Column("首次报送日期", "date"), Column("已提示缺报"), Column("计量值", "float"), Column("学校代码"),
+        Column("类别代码"),
+    ], [[schools.get(c["school_id"], c["school_id"]), c["town"], kinds.get(c["kind"], c["kind"]), c["period"],
+         units.get(c["responsible"], c["responsible"]), c["due_on"], c["missing_after"],
+         COMPLIANCE_STATUS[c["status"]], c["records"], c["first_recorded_on"], "是" if c["flagged_missing"] else "",
+         c["measure"], c["school_id"], c["kind"]] for c in cells])
+    tables = [matrix]
+    for key, sheet, label, names in (("by_kind", "按类别", "台账类别", kinds), ("by_town", "按乡镇", "乡镇", {}),
+                                     ("by_unit", "按责任单位", "责任单位", units)):
+        if key in rates:
+            tables.append(Table(sheet, f"台账报送率（{sheet}）" + suffix, [Column(label), *RATE_COLUMNS],
+                                [[names.get(k, k), *_rate_row(v)] for k, v in rates[key].items()]))
+    tables.append(Table("合计", "台账报送率（合计）" + suffix, [Column("范围"), *RATE_COLUMNS],
+                        [["全部", *_rate_row(rates["overall"])]]))
+    return tables
+
+
+def targets_tables(data: dict[str, Any], county: str) -> list[Table]:
+    """Every target of the year for the county and each town, then the month-end values."""
+    year = data["year"]
+    columns = [Column("指标"), Column("范围"), Column("当前值", "float"), Column("目标值", "float"),
+               Column("差距", "float"), Column("达标"), Column("分子", "int"), Column("分母", "int"),
+               Column("统计周期"), Column("已设定目标"), Column("指标代码")]
+    rows: list[list[Any]] = []
+    months: list[str] = []
+    trend_rows: list[list[Any]] = []
+    for t in data["targets"]:
+        scopes = [(county, t.get("county") or {})] + [(tw["town"], tw) for tw in t.get("towns") or []]
+        for scope, fig in scopes:
+            rows.append([t["text"], scope, fig.get("value"), fig.get("target"), fig.get("gap"),
+                         {True: "是", False: "否"}.get(fig.get("met"), ""), fig.get("numerator"),
+                         fig.get("denominator"), fig.get("period"), "是" if t.get("set") else "否", t["code"]])
+            trend = fig.get("trend") or {}
+            months = months or sorted(trend)
+            trend_rows.append([t["text"], scope, *(trend.get(m) for m in months)])
+    progress = Table("目标进度", f"{year}年度目标进度", columns, rows)
+    trend_table = Table("月末值", f"{year}年度目标月末值",
+                        [Column("指标"), Column("范围"), *(Column(m, "float") for m in months)], trend_rows)
+    return [progress, trend_table]
+
+
+def campaign_tables(status: dict[str, Any], matrix: Sequence[dict[str, Any]], schools: dict[str, str]) -> list[Table]:
+    """A campaign's progress per phase, then the matrix phase x school x aspect."""
+    name = status["name"]
+    phases = {p["code"]: p["name"] for p in status["phases"]}
+    aspects = {a["code"]: a["text"] for a in status["aspects"]}
+    phase_table = Table("阶段进度", f"{status['year']}年{name}阶段进度", [
+        Column("阶段"), Column("开始日期", "date"), Column("截止日期", "date"), Column("状态"),
+        Column("学校数", "int"), Column("按时完成", "int"), Column("逾期完成", "int"), Column("未完成", "int"),
+        Column("未到期", "int"), Column("完成率", "percent"), Column("未完成学校"),
+    ], [[p["name"], p["starts"], p["deadline"], labels.name_of(labels.PHASE_STATE, p["state"]), p["schools"],
+         p["on_time"], p["late"], p["missed"], p["pending"], p["completion"],
+         "、".join(schools.get(s, s) for s in p["missed_schools"])] for p in status["phase_status"]])
+    order = {code: i for i, code in enumerate(phases)}
+    cells = sorted(matrix, key=lambda c: (order.get(c["phase"], 99), c["school_id"], c["aspect"]))
+    matrix_table = Table("进度矩阵", f"{status['year']}年{name}进度矩阵", [
+        Column("阶段"), Column("学校"), Column("整治内容"), Column("结果"), Column("问题数", "int"),
+        Column("日期", "date"), Column("依据事件"),
+    ], [[phases.get(c["phase"], c["phase"]), schools.get(c["school_id"], c["school_id"]),
+         aspects.get(c["aspect"], c["aspect"]), "发现问题" if c["status"] == "problems" else "通过", c["problems"],
+         c["occurred_on"], c["event_id"]] for c in cells])
+    return [phase_table, matrix_table]
+
+
+def warning_response_table(rows: Sequence[dict[str, Any]], kind: str, names: dict[str, str], window: str) -> Table:
+    """Per unit or school: warnings received and acknowledged, the rate and the latencies."""
+    label = "学校" if kind == "school" else "单位"
+    return Table("预警响应", f"预警响应情况（按{label}，{window}）", [
+        Column(label), Column("收到预警", "int"), Column("已签收", "int"), Column("签收率", "percent"),
+        Column("签收用时中位数（分钟）", "float"), Column("最长用时（分钟）", "float"), Column("超时签收", "int"),
+        Column("代码"),
+    ], [[names.get(r["recipient"], r["recipient"]), r["received"], r["acknowledged"], r["rate"],
+         r["median_latency_minutes"], r["max_latency_minutes"], r["slow"], r["recipient"]] for r in rows])

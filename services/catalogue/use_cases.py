@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -9,8 +10,10 @@ from eventsourcing.persistence import IntegrityError
 
 from contracts.catalogue import Catalogue
 from events.agencies import Agency, Duty, agency_id
-from events.errors import Conflict
-from events.schools import School
+from events.errors import Conflict, DomainError, NotPermitted
+from events.schools import School, school_aggregate_id
+from services.catalogue.spreadsheet import KIND_NAMES, SchoolRow
+from services.documents.sheet_rows import ImportOutcome, RowError
 from services.kernel.principal import Principal
 from services.kernel.results import Written
 from services.kernel.use_cases import UseCases
@@ -76,3 +79,40 @@ class CatalogueUseCases(UseCases):
         event = recordings[0].domain_event
         # The API has always answered a registration with the event's id.
         return Written(id=getattr(event, "event_id"), position=recordings[0].notification.id)  # noqa: B009
+
+    def import_school_rows(self, principal: Principal, rows: Sequence[SchoolRow], *, partial: bool,
+                           now: datetime, dry_run: bool = False) -> ImportOutcome:
+        """Register the checked schools not registered yet, all in one commit. A school already
+        registered with the same details is ``already``; with other details it is an error
+        (a register upload never overwrites a school)."""
+        if not self.is_lead(principal):
+            raise NotPermitted("only the lead bureau registers schools")
+        lead = self.agency(principal.agency)
+        outcome = ImportOutcome()
+        fresh: list[School] = []
+        for row in rows:
+            existing = self.maybe(school_aggregate_id(row.school_id))
+            if existing is not None:
+                held = (existing.name, existing.town, existing.kind, existing.boarding, existing.canteen,
+                        existing.school_bus)
+                if held == row.details():
+                    outcome.already += 1
+                else:
+                    kind = KIND_NAMES.get(existing.kind, existing.kind)
+                    outcome.errors.append(RowError(row.row, "学校代码", f"已登记为“{existing.name}”（{existing.town}，"
+                                                   f"{kind}），与本行不一致；名册导入不修改已登记学校"))
+                continue
+            try:
+                fresh.append(School.register(
+                    by_agency=lead.code, by_lead=lead.lead, school_id=row.school_id, name=row.name, town=row.town,
+                    kind=row.kind, boarding=row.boarding, canteen=row.canteen, school_bus=row.school_bus, now=now))
+            except DomainError as e:
+                outcome.errors.append(RowError(row.row, "学校代码", f"不符合登记规则：{e}"))
+        if dry_run or (outcome.errors and not partial):  # dry_run: only the domain's verdict on every row
+            return outcome
+        if fresh:
+            self.commit(*fresh)
+            for school in fresh:
+                self.remember_school(school.school_id)
+        outcome.stored = len(fresh)
+        return outcome

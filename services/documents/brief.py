@@ -29,7 +29,7 @@ from services.documents import labels
 from services.documents.docx import Docx
 from services.documents.fonts import Fonts
 from services.documents.timefmt import local_time
-from services.settings import Settings
+from services.settings import Settings, get_settings
 
 TEMPLATES = Path(__file__).parents[1] / "templates"
 FORMATS = ("html", "docx", "pdf")
@@ -46,26 +46,31 @@ VALUE_W = 60
 TOP = 34
 
 
-def chart_svg(chart: dict[str, Any], font: str) -> str:
-    """A horizontal bar chart as inline SVG (server-side, no library)."""
+PRINT_ROW_H = 15  # on paper a chart shares its page with text (about 95 mm for 21 units)
+
+
+def chart_svg(chart: dict[str, Any], font: str, row_h: int = ROW_H) -> str:
+    """A horizontal bar chart as inline SVG (server-side, no library). ``font`` is a CSS
+    font-family list (documents/fonts.py's chain)."""
     rows = chart["rows"]
-    width, height = LABEL_W + BAR_W + VALUE_W, TOP + ROW_H * len(rows) + 8
+    width, height = LABEL_W + BAR_W + VALUE_W, TOP + row_h * len(rows) + 8
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(chart["title"])}" '
-        f'font-family="{escape(font)}, sans-serif" font-size="12">',
+        f'font-family="{escape(font)}" font-size="12">',
         f'<text x="{width / 2}" y="18" text-anchor="middle" font-size="14" font-weight="bold">'
         f'{escape(chart["title"])}</text>',
         f'<line x1="{LABEL_W}" y1="{TOP - 4}" x2="{LABEL_W}" y2="{height - 6}" stroke="#555" stroke-width="1"/>',
     ]
     top = chart["max"] or 1.0
     for i, (label, value, shown) in enumerate(rows):
-        y = TOP + i * ROW_H
+        y = TOP + i * row_h
         w = max(0.0, min(1.0, value / top)) * (BAR_W - 10)
-        parts.append(f'<text x="{LABEL_W - 6}" y="{y + 14}" text-anchor="end">{escape(label)}</text>')
-        parts.append(f'<rect x="{LABEL_W + 1}" y="{y + 3}" width="{w:.1f}" height="{ROW_H - 8}" '
+        base = y + row_h / 2 + 4  # the text's baseline, centred on the bar
+        parts.append(f'<text x="{LABEL_W - 6}" y="{base:g}" text-anchor="end">{escape(label)}</text>')
+        parts.append(f'<rect x="{LABEL_W + 1}" y="{y + 3}" width="{w:.1f}" height="{row_h - 6}" '
                      f'fill="{chart["color"]}"/>')
-        parts.append(f'<text x="{LABEL_W + w + 6:.1f}" y="{y + 14}">{escape(shown)}</text>')
+        parts.append(f'<text x="{LABEL_W + w + 6:.1f}" y="{base:g}">{escape(shown)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -149,9 +154,15 @@ def _env() -> Environment:
 
 
 def render_html(data: dict[str, Any], *, print_mode: bool = False, settings: Settings | None = None) -> str:
-    fonts = Fonts.of(settings)
-    charts = {k: chart_svg(c, fonts.font_heading) for k, c in data["charts"].items()}
-    return _env().get_template("brief.html.j2").render(b=data, charts=charts, fonts=fonts, print_mode=print_mode)
+    s = settings or get_settings()
+    fonts = Fonts.of(s)
+    row_h = PRINT_ROW_H if print_mode else ROW_H
+    charts = {k: chart_svg(c, fonts.css("heading"), row_h) for k, c in data["charts"].items()}
+    # The annex links into the event log: relative on the site; on paper only with the public address.
+    site = s.public_url.rstrip("/") if print_mode else ""
+    linked = not print_mode or bool(site)
+    return _env().get_template("brief.html.j2").render(b=data, charts=charts, fonts=fonts, print_mode=print_mode,
+                                                       site=site, linked=linked)
 
 
 def render_pdf(data: dict[str, Any], settings: Settings | None = None) -> bytes:
@@ -291,9 +302,17 @@ def render_docx(data: dict[str, Any], settings: Settings | None = None, *, creat
 
     d.page_break()
     d.heading("附件：事项与事件对照")
-    d.para("简报所列每一事项均可追溯至平台事件日志中的事件（event id）。")
-    d.table(["编号", "事项", "事件编号"], [[f"[{r['n']}]", r["label"], "\n".join(r["event_ids"])] for r in b["refs"]],
-            size=8)
+    positioned = any(e["position"] for r in b["refs"] for e in r.get("events") or [])
+    if positioned:  # as the PDF: the log position people look up on the event page, the id for machines
+        d.para("简报所列每一事项均可追溯至平台事件日志中的事件：“位置”即事件日志页面（/events）所示的位置，"
+               "其后为事件编号（event id）。")
+        d.table(["编号", "事项", "日志位置与事件编号"],
+                [[f"[{r['n']}]", r["label"], "\n".join(f"位置 {e['position'] or '—'}  {e['id']}" for e in r["events"])]
+                 for r in b["refs"]], size=8)
+    else:
+        d.para("简报所列每一事项均可追溯至平台事件日志中的事件（event id）。")
+        d.table(["编号", "事项", "事件编号"], [[f"[{r['n']}]", r["label"], "\n".join(r["event_ids"])]
+                                           for r in b["refs"]], size=8)
     return d.to_bytes()
 
 

@@ -14,32 +14,20 @@ fixed stores only those rows the second time (the good rows keep their number an
 
 from __future__ import annotations
 
-import hashlib
-import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
+from services.documents import sheet_rows
+from services.documents.sheet_rows import FIRST_DATA_ROW, ImportFileError, RowError, row_key
+from services.documents.sheet_rows import parse_date as _date
+
+__all__ = ["COLUMNS", "FIRST_DATA_ROW", "Checked", "DutyRow", "ImportFileError", "RowError", "check_rows",
+           "read_rows", "row_key"]
 COLUMNS = ("职责", "发生日期", "学校", "情况说明", "发现问题数", "问题描述")
-FIRST_DATA_ROW = 3  # row 1 the title, row 2 the headers
-MAX_ROWS = 20_000
 MAX_TEXT = 2000
 SCHOOL_SEPARATORS = ("、", "，", ",", ";", "；")
-
-
-class ImportFileError(ValueError):
-    """The upload is not a readable template (the message is Chinese, for the person)."""
-
-
-@dataclass(frozen=True)
-class RowError:
-    row: int
-    column: str
-    reason: str
-
-    def text(self) -> str:
-        return f"第{self.row}行“{self.column}”：{self.reason}"
 
 
 @dataclass(frozen=True)
@@ -63,60 +51,7 @@ class Checked:
 
 def read_rows(data: bytes) -> list[tuple[int, list[Any]]]:
     """(row number, cells) for every non-empty data row of the first sheet."""
-    from openpyxl import load_workbook
-
-    try:
-        wb = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except Exception as e:  # zipfile.BadZipFile, KeyError, InvalidFileException...: all "not a workbook"
-        raise ImportFileError(f"文件不是有效的Excel工作簿（.xlsx）：{type(e).__name__}") from None
-    try:
-        ws = wb.worksheets[0]
-        header = next(ws.iter_rows(min_row=2, max_row=2, max_col=len(COLUMNS), values_only=True), ())
-        if tuple(str(h or "").strip() for h in header) != COLUMNS:
-            raise ImportFileError(f"第2行应为表头：{'、'.join(COLUMNS)}；请使用平台下载的模板")
-        rows: list[tuple[int, list[Any]]] = []
-        for number, cells in enumerate(ws.iter_rows(min_row=FIRST_DATA_ROW, max_col=len(COLUMNS), values_only=True),
-                                       FIRST_DATA_ROW):
-            values = list(cells) + [None] * (len(COLUMNS) - len(cells))
-            if all(v is None or (isinstance(v, str) and not v.strip()) for v in values):
-                continue
-            rows.append((number, values))
-            if len(rows) > MAX_ROWS:
-                raise ImportFileError(f"一次最多导入{MAX_ROWS}行")
-        return rows
-    finally:
-        wb.close()
-
-
-def row_key(unit: str, number: int, values: Sequence[Any]) -> str:
-    """The row's idempotency key: unit, row number and the row's content."""
-    canonical = "\x1f".join(_canonical(v) for v in values)
-    digest = hashlib.sha256(f"{unit}\x1e{number}\x1e{canonical}".encode()).hexdigest()[:40]
-    return f"xlsx:{digest}"
-
-
-def _canonical(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return value.date().isoformat() if value.time() == datetime.min.time() else value.isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).strip()
-
-
-def _date(value: Any) -> date:
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    text = str(value).strip().replace("/", "-").replace(".", "-")
-    if "年" in text:
-        text = text.replace("年", "-").replace("月", "-").replace("日", "")
-    y, m, d = (int(p) for p in text.split("-"))
-    return date(y, m, d)
+    return sheet_rows.read_rows(data, COLUMNS)
 
 
 def check_rows(

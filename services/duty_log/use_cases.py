@@ -5,7 +5,6 @@ group commit on the event loop (``log_duty_async``)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -13,17 +12,11 @@ from eventsourcing.persistence import IntegrityError
 
 from events.duty_log import DutyRecord, Findings, duty_record_id
 from events.errors import DomainError
-from services.duty_log.spreadsheet import DutyRow, RowError
+from services.documents.sheet_rows import ImportOutcome, RowError
+from services.duty_log.spreadsheet import DutyRow
 from services.kernel.principal import Principal
 from services.kernel.results import Written, request_digest
 from services.kernel.use_cases import UseCases
-
-
-@dataclass
-class ImportOutcome:
-    stored: int = 0
-    already: int = 0  # rows an earlier upload of the same file stored
-    errors: list[RowError] = field(default_factory=list)
 
 
 class DutyLogUseCases(UseCases):
@@ -95,7 +88,7 @@ class DutyLogUseCases(UseCases):
         return {**{d["text"]: code for code, d in in_force.items()}, **{code: code for code in in_force}}
 
     def import_duty_rows(self, principal: Principal, rows: Sequence[DutyRow], *, partial: bool,
-                         now: datetime) -> ImportOutcome:
+                         now: datetime, dry_run: bool = False) -> ImportOutcome:
         """Store the checked rows that are not stored yet, all in one commit. A row the domain
         still refuses becomes an error; without ``partial`` any error stores nothing."""
         self.require_writer(principal)
@@ -118,7 +111,7 @@ class DutyLogUseCases(UseCases):
                     now=now))
             except DomainError as e:
                 outcome.errors.append(RowError(row.row, "职责", f"不符合履职规则：{e}"))
-        if outcome.errors and not partial:
+        if dry_run or (outcome.errors and not partial):  # dry_run: only the domain's verdict on every row
             return outcome
         if fresh:
             self.commit(*fresh)

@@ -36,12 +36,23 @@ class _Refs:
 
 
 def build_brief(read_engine: sa.Engine, catch_up: Callable[[], object], meeting_id: str,
-                today: date) -> dict[str, Any] | None:
+                today: date, positions: Callable[[Sequence[str]], dict[str, int]] | None = None,
+                ) -> dict[str, Any] | None:
     """The brief of one meeting as of ``today``, after ``catch_up`` brings the read models up to
-    the log's head (the platform's ``runner.catch_up``); None for an unknown meeting."""
+    the log's head (the platform's ``runner.catch_up``); None for an unknown meeting.
+
+    ``positions`` (the platform's ``app.event_positions``) gives each cited event its log
+    position, so the annex points into the event log people can browse (/events shows
+    positions); each ref's ``events`` lists id and position (None when not found)."""
     catch_up()
     with read_engine.connect() as conn:
-        return brief_data(conn, meeting_id, today)
+        data = brief_data(conn, meeting_id, today)
+    if data is not None:
+        cited = list(dict.fromkeys(e for r in data["refs"] for e in r["event_ids"]))
+        found = positions(cited) if positions is not None else {}
+        for r in data["refs"]:
+            r["events"] = [{"id": e, "position": found.get(e)} for e in dict.fromkeys(r["event_ids"])]
+    return data
 
 
 def brief_data(conn: sa.Connection, meeting_id: str, today: date) -> dict[str, Any] | None:

@@ -18,11 +18,13 @@ from typing import Any
 from eventsourcing.persistence import IntegrityError
 
 from contracts.escalation import EscalationRules
-from events.errors import Conflict, NotFound
+from events.errors import Conflict, DomainError, NotFound
 from events.rectifications import Actor, Funds, Rectification, rectification_id
+from services.documents.sheet_rows import ImportOutcome, RowError
 from services.kernel.principal import Principal
 from services.kernel.results import Written, request_digest
 from services.kernel.use_cases import ATTEMPTS, UseCases
+from services.rectifications.spreadsheet import HazardRow
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,40 @@ class RectificationUseCases(UseCases):
         )
         # The same Idempotency-Key racing with another request is answered as a replay.
         return self.create_or_replay(agg, lambda existing: self._hazard_replay(existing, digest), status=agg.status)
+
+    def import_hazard_rows(self, principal: Principal, rows: Sequence[HazardRow], *, partial: bool,
+                           now: datetime, dry_run: bool = False) -> ImportOutcome:
+        """Report the checked rows not reported yet (each row's key is its idempotency key), all
+        in one commit. A row the domain still refuses becomes an error; without ``partial`` any
+        error stores nothing."""
+        actor = self._actor(principal)
+        hazards = self.catalogue.hazards
+        categories, severities = [c.code for c in hazards.categories], [s.code for s in hazards.severities]
+        outcome = ImportOutcome()
+        fresh: list[Rectification] = []
+        for row in rows:
+            item_id = rectification_id(principal.agency, row.key)
+            if self.recorder.select_events(item_id, limit=1):
+                outcome.already += 1
+                continue
+            body = {"reported_by": {"kind": "unit", "units": [principal.agency]}, "school_id": row.school_id,
+                    "category": row.category, "severity": row.severity, "description": row.description,
+                    "found_on": row.found_on.isoformat()}
+            try:
+                fresh.append(Rectification.report(
+                    item_id=item_id, actor=actor, kind="unit", units=[principal.agency], school_id=row.school_id,
+                    category=row.category, severity=row.severity, description=row.description,
+                    found_on=row.found_on, categories=categories, severities=severities,
+                    known_unit=self.known_unit, school_exists=self.school_exists,
+                    request_digest=request_digest(body), now=now))
+            except DomainError as e:
+                outcome.errors.append(RowError(row.row, "问题描述", f"不符合上报规则：{e}"))
+        if dry_run or (outcome.errors and not partial):  # dry_run: only the domain's verdict on every row
+            return outcome
+        if fresh:
+            self.commit(*fresh)
+        outcome.stored = len(fresh)
+        return outcome
 
     def _hazard_replay(self, existing: Any, digest: str) -> Written:
         first = self.replay(existing, digest, status=existing.status)

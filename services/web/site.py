@@ -23,6 +23,7 @@ from services.web.pages import (
     meetings,
     rectifications,
     reviews,
+    sheets,
     signin,
     warnings,
 )
@@ -30,7 +31,7 @@ from services.web.pages import (
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
 # Included in this order; no two pages' paths overlap, so the order only keeps listings stable.
-PAGES = (signin, duty_log, rectifications, hazards, liaison, warnings, dashboard, meetings, events, reviews)
+PAGES = (signin, duty_log, rectifications, hazards, liaison, warnings, dashboard, meetings, events, reviews, sheets)
 
 
 def install(app: FastAPI) -> None:

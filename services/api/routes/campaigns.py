@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 
 from contracts.api_meetings import CampaignIn, JointInspectionIn, SelfCheckIn, Written
 from events.base import local_date
@@ -18,6 +18,14 @@ from projections.campaign_progress import campaign_status, campaigns_overview, l
 from projections.catalogue_view import schools as schools_table
 from services.api.deps import PlatformDep, PrincipalDep, answer, require_lead, require_writer
 from services.api.problems import WRITE_ERRORS, ProblemError
+from services.api.sheets import (
+    XLSX_MEDIA_TYPE,
+    SheetFormat,
+    campaign_tables,
+    catalogue_names,
+    sheet_format,
+    sheet_response,
+)
 from services.kernel.results import request_digest
 from services.kernel.use_cases import parse_id
 
@@ -98,10 +106,19 @@ def detail(campaign_id: str, platform: PlatformDep, principal: PrincipalDep) -> 
 
 
 @router.get("/campaigns/{campaign_id}/matrix", response_model=list[dict[str, Any]],
-            responses={404: {"description": "unknown"}})
-def matrix(campaign_id: str, platform: PlatformDep, principal: PrincipalDep) -> list[dict[str, Any]]:
-    """campaign x phase x school x aspect: pass or problems, with the event that recorded it."""
+            responses={200: {"content": {XLSX_MEDIA_TYPE: {}, "text/csv": {}}}, 404: {"description": "unknown"}})
+def matrix(campaign_id: str, platform: PlatformDep, principal: PrincipalDep,
+           fmt: Annotated[SheetFormat | None, Depends(sheet_format)] = None) -> list[dict[str, Any]] | Response:
+    """campaign x phase x school x aspect: pass or problems, with the event that recorded it. As a
+    spreadsheet (?format=xlsx|csv or an Accept header): the progress per phase, then the matrix."""
+    today = local_date(platform.clock())
     with platform.read_engine.connect() as conn:
-        if campaign_status(conn, str(parse_id(campaign_id, "campaign")), local_date(platform.clock())) is None:
+        status = campaign_status(conn, str(parse_id(campaign_id, "campaign")), today)
+        if status is None:
             raise ProblemError(404, f"unknown campaign {campaign_id!r}")
-        return progress_matrix(conn, campaign_id)
+        cells = progress_matrix(conn, status["campaign_id"])
+        if fmt is None:
+            return cells
+        _, schools = catalogue_names(conn)
+    return sheet_response(campaign_tables(status, cells, schools), fmt,
+                          f"campaign-{status['year']}-{status['template']}", data_date=today.isoformat(), csv_table=1)

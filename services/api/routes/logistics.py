@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 
 from contracts.api import Page
 from contracts.api_logistics import (
@@ -42,7 +42,18 @@ from services.api.deps import (
     require_writer,
 )
 from services.api.problems import ProblemError
+from services.api.sheets import (
+    COMPLIANCE_STATUS,
+    XLSX_MEDIA_TYPE,
+    SheetFormat,
+    catalogue_names,
+    compliance_tables,
+    sheet_format,
+    sheet_response,
+    targets_tables,
+)
 from services.kernel.principal import Principal
+from services.settings import get_settings
 
 router = APIRouter(prefix="/api/v1", tags=["logistics"])
 
@@ -52,20 +63,26 @@ _WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
     409: {"description": "already recorded differently"},
     422: {"description": "invalid body or a broken rule"},
 }
+SheetQ = Annotated[SheetFormat | None, Depends(sheet_format)]
+SHEET_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"content": {XLSX_MEDIA_TYPE: {}, "text/csv": {}}}}
 YearQ = Annotated[int | None, Query(ge=2000, le=2100, description="calendar year (default: this year)")]
 
 
 # -- targets -------------------------------------------------------------------------------------
 
 
-@router.get("/targets", response_model=TargetsOut)
-def targets_progress(platform: PlatformDep, principal: PrincipalDep, year: YearQ = None) -> TargetsOut:
+@router.get("/targets", response_model=TargetsOut, responses=SHEET_RESPONSES)
+def targets_progress(platform: PlatformDep, principal: PrincipalDep, year: YearQ = None,
+                     fmt: SheetQ = None) -> TargetsOut | Response:
     """Progress against every target of the year, for the county and each town: value, target,
-    gap and the value at each month end."""
+    gap and the value at each month end. As a spreadsheet with ?format=xlsx|csv or an Accept header."""
     today = local_date(platform.clock())
     with platform.read_engine.connect() as conn:
         data = target_progress(conn, platform.app.calendar, year or today.year, today,
                                default_catalogue().targets.targets)
+    if fmt is not None:
+        return sheet_response(targets_tables(data, get_settings().county_name), fmt, f"targets-{data['year']}",
+                              data_date=data["as_of"])
     return TargetsOut(**data)
 
 
@@ -151,7 +168,7 @@ def compliance_calendar(platform: PlatformDep, principal: PrincipalDep) -> dict[
     return platform.app.calendar.model_dump(mode="json")
 
 
-@router.get("/compliance", response_model=ComplianceOut)
+@router.get("/compliance", response_model=ComplianceOut, responses=SHEET_RESPONSES)
 def compliance_index(
     platform: PlatformDep, principal: PrincipalDep, limit: LimitQ = 200, cursor: CursorQ = None,
     school: Annotated[str | None, Query(max_length=40)] = None,
@@ -160,10 +177,12 @@ def compliance_index(
     town: Annotated[str | None, Query(max_length=100)] = None,
     year: YearQ = None,
     status: Annotated[str | None, Query(pattern="^(on_time|late|missing|pending)$")] = None,
-) -> ComplianceOut:
+    fmt: SheetQ = None,
+) -> ComplianceOut | Response:
     """The compliance matrix school x kind x period (on_time / late / missing / pending) with
     rates per kind, town, school and responsible unit. Rates cover every cell matched by the
-    filters; ``items`` is paged."""
+    filters; ``items`` is paged. As a spreadsheet (?format=xlsx|csv or an Accept header) it holds
+    every matched cell and the rates."""
     today = local_date(platform.clock())
     visible = _visible_kinds(platform, principal)
     if kind is not None and visible is not None and kind not in visible:
@@ -177,6 +196,16 @@ def compliance_index(
     rates = compliance_rates(cells, per_school=school is not None or town is not None)
     if status is not None:
         cells = [c for c in cells if c["status"] == status]
+    if fmt is not None:
+        with platform.read_engine.connect() as conn:
+            units, schools = catalogue_names(conn)
+        kinds = {k.code: k.name for k in calendar.kinds}
+        chosen = {"学校": schools.get(school or "", school), "台账类别": kinds.get(kind or "", kind), "周期": period,
+                  "乡镇": town, "年度": year,
+                  "状态": COMPLIANCE_STATUS.get(status or "")}
+        filters = "，".join(f"{k}：{v}" for k, v in chosen.items() if v is not None)
+        return sheet_response(compliance_tables(cells, rates, kinds, units, schools, filters), fmt,
+                              f"compliance-{today}", data_date=today.isoformat())
     after = decode_cursor(cursor)
     if after is not None:
         cells = [c for c in cells if f"{c['school_id']}|{c['kind']}|{c['period']}" > after]

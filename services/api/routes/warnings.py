@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 
 from contracts.api_meetings import AcknowledgementIn, WarningIn, Written
 from events.base import local_date
@@ -19,6 +19,14 @@ from projections.catalogue_view import schools as schools_table
 from projections.warning_response import get_warning, recipient_status, response_by_recipient, warnings_between
 from services.api.deps import PlatformDep, PrincipalDep, answer, require_writer
 from services.api.problems import WRITE_ERRORS, ProblemError
+from services.api.sheets import (
+    XLSX_MEDIA_TYPE,
+    SheetFormat,
+    catalogue_names,
+    sheet_format,
+    sheet_response,
+    warning_response_table,
+)
 from services.kernel.results import request_digest
 from services.kernel.use_cases import parse_id
 
@@ -88,14 +96,17 @@ def detail(warning_id: str, platform: PlatformDep, principal: PrincipalDep) -> d
     return w
 
 
-@router.get("/warning-response", response_model=list[dict[str, Any]])
+@router.get("/warning-response", response_model=list[dict[str, Any]],
+            responses={200: {"content": {XLSX_MEDIA_TYPE: {}, "text/csv": {}}}})
 def response_figures(
     platform: PlatformDep, principal: PrincipalDep,
     kind: Annotated[Literal["school", "unit"], Query()] = "unit",
     from_: Annotated[date | None, Query(alias="from")] = None,
     to: Annotated[date | None, Query()] = None,
-) -> list[dict[str, Any]]:
-    """Per school or unit: warnings received, acknowledged, rate, median latency, slow ones."""
+    fmt: Annotated[SheetFormat | None, Depends(sheet_format)] = None,
+) -> list[dict[str, Any]] | Response:
+    """Per school or unit: warnings received, acknowledged, rate, median latency, slow ones. As a
+    spreadsheet with ?format=xlsx|csv or an Accept header."""
     today = local_date(platform.clock())
     start, end = from_ or date(today.year, 1, 1), to or today
     if not principal.can_read_all and kind == "school" and principal.agency != "education":
@@ -104,4 +115,10 @@ def response_figures(
         rows = response_by_recipient(conn, kind, start.isoformat(), end.isoformat())
     if not principal.can_read_all and kind == "unit":
         rows = [r for r in rows if r["recipient"] == principal.agency]
+    if fmt is not None:
+        with platform.read_engine.connect() as conn:
+            units, schools = catalogue_names(conn)
+        window = f"{start.isoformat()}至{end.isoformat()}"
+        return sheet_response([warning_response_table(rows, kind, schools if kind == "school" else units, window)],
+                              fmt, f"warning-response-{kind}-{end.isoformat()}", data_date=min(end, today).isoformat())
     return rows
