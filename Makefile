@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export LIANXI_DATABASE_URL ?= sqlite:///./var/lianxi.db
 
-.PHONY: run test lint bench soak setup system-packages init demo clean schemas
+.PHONY: run test lint bench soak setup system-packages init demo clean schemas screenshots
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -52,6 +52,11 @@ test: setup lint
 # Regenerate the event JSON Schemas and contracts/asyncapi.yaml from the code.
 schemas: setup
 	$(BIN)/lianxi schemas --write
+
+# Every role's main pages at 390 px and 1366 px in Debian's Chromium, over a 40-school demo in a
+# temporary store: var/screenshots/<role>-<page>-<width>.png.
+screenshots: setup
+	$(BIN)/python -m tests.screenshots --out var/screenshots
 
 bench: setup
 	$(BIN)/python -m bench.run

@@ -36,9 +36,11 @@ def _head(width: int, height: int, title: str, desc: str, css_class: str) -> tup
     return head, "</svg>"
 
 
-WIDTH = 400  # viewBox units; about one CSS pixel on a phone, scaled up to the box on a desktop
-FONT = 15
-SMALL = 13
+WIDTH = 400  # viewBox units; scaled to the box: about 0.8 CSS px each on a 360-390 px phone
+# Sizes in viewBox units, chosen so the smallest text is still at least 12 CSS px on a 360 px phone
+# (a chart box there is about 310 px wide: 15 x 310 / 400 = 11.6, so 16 is the floor).
+FONT = 17
+SMALL = 16
 
 
 def text_width(text: str, size: float = FONT) -> float:

@@ -49,12 +49,19 @@ def dashboard_data(conn: sa.Connection, today: date, names: dict[str, str]) -> d
         ps = c["phase_status"]
         done = next((x for x in reversed(ps) if x["state"] == "closed"), None)
         now = next((x for x in ps if x["state"] == "open"), None)
-        if done is None and now is None:
-            continue
+        # A phase not yet started is named as such, never drawn as "0%, all schools behind".
+        upcoming = next((x for x in ps if x["state"] == "not-started"), None)
         parts = [f"{x['name'].split('、')[0]} {percent(x['completion'])}" for x in (done, now) if x is not None]
-        behind = (now or done or {}).get("missed", 0) + (now or done or {}).get("pending", 0)
+        if done is not None or now is not None:
+            behind = (now or done or {}).get("missed", 0) + (now or done or {}).get("pending", 0)
+            parts[-1] += f"（未完成 {behind} 所）"
+        if now is None and upcoming is not None:
+            starts = date.fromisoformat(upcoming["starts"])
+            parts.append(f"{upcoming['name'].split('、')[0]} 未开始（{starts.month}月{starts.day}日起）")
+        if not parts:
+            continue
         phases.append(Bar(c["name"], (done["completion"] if done else None, now["completion"] if now else None),
-                          "；".join(parts) + f"（未完成 {behind} 所）"))
+                          "；".join(parts)))
     response = response_by_recipient(conn, "unit", start, end)
     warn = []
     for r in sorted(response, key=lambda r: (r["rate"] if r["rate"] is not None else -1, r["recipient"])):
