@@ -487,6 +487,7 @@ WEB_REGISTRY: dict[str, Rule] = {
     "POST /units/{code}/import": Rule(frozenset({"owner"}), web_duty_sheet),
     "GET /rectifications.xlsx": Rule(ALL_READERS),
     "GET /review/{year}.xlsx": Rule(ALL_READERS),
+    "GET /warnings.xlsx": Rule(ALL_READERS),
     "GET /units/{code}/hazards/new": Rule(frozenset({"owner"})),
     "POST /units/{code}/hazards/new": Rule(frozenset({"owner"}), form(lambda w: {
         "school_id": "T001", "category": "fire", "severity": "major", "description": f"网页上报隐患 #{next(w.seq)}",

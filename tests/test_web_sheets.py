@@ -92,3 +92,31 @@ def test_the_upload_form_reports_each_row_in_chinese(sqlite_api: Api) -> None:
     assert "不是有效的Excel" in upload(me, b"hello").text
     other = Browser(api, "public-security")
     assert other.client.get(f"/units/{UNIT}/import").status_code == 403
+
+
+def test_the_warnings_page_downloads_the_apis_workbook_and_the_form_imports_hazards_and_schools(
+        sqlite_api: Api) -> None:
+    api = sqlite_api
+    register_schools(api, 2)
+    api.settle()
+    lead = Browser(api, "education", "lead")
+    page = lead.client.get("/warnings")
+    assert 'href="/warnings.xlsx?kind=unit"' in page.text
+    r = lead.client.get("/warnings.xlsx?kind=school")
+    from_api = api.client.get("/api/v1/warning-response?kind=school&format=xlsx", headers=api.as_("education", "lead"))
+    assert r.status_code == 200 and r.headers["content-type"] == XLSX_MEDIA_TYPE
+    assert [list(x) for x in workbook(r.content).active.iter_rows(values_only=True)] == \
+        [list(x) for x in workbook(from_api.content).active.iter_rows(values_only=True)]
+    assert Browser(api, UNIT).client.get("/warnings.xlsx").status_code == 403  # a liaison reads its own unit only
+
+    # The same form takes a hazard register and a school register, each with its own template.
+    for kind, label in (("hazards", "隐患"), ("schools", "学校名册")):
+        form = lead.client.get(f"/units/education/import?kind={kind}")
+        assert form.status_code == 200 and f"从Excel导入{label}" in form.text
+        template = lead.client.get(f"/units/education/import/template.xlsx?kind={kind}")
+        assert template.status_code == 200 and template.headers["content-type"] == XLSX_MEDIA_TYPE
+        token = _CSRF.search(form.text).group(1)  # type: ignore[union-attr]
+        empty = lead.client.post(f"/units/education/import?kind={kind}", data={"csrf_token": token},
+                                 files={"file": ("x.xlsx", template.content, XLSX_MEDIA_TYPE)})
+        assert empty.status_code in (200, 422) and f"导入{label}" in empty.text
+    assert lead.client.get("/units/education/import?kind=passwords").status_code == 404

@@ -1,6 +1,6 @@
-"""Spreadsheets from the pages: 下载Excel beside the ledger, the board and the review (the API's
-own endpoint functions, so a page's file is the API's file), and the duty-log upload form,
-which answers with the per-row report in Chinese."""
+"""Spreadsheets from the pages: 下载Excel beside the ledger, the board, the warnings and the review
+(the API's own endpoint functions, so a page's file is the API's file), and the upload form for
+duty logs, hazards and school registers, which answers with the per-row report in Chinese."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, Response
 from events.errors import DomainError
 from projections.periods import Period
 from services.api.deps import PlatformDep
-from services.api.imports import IMPORTERS, ImportFileError, ImportReport, template_response
+from services.api.imports import IMPORTERS, Importer, ImportFileError, ImportReport, template_response
 from services.api.problems import ProblemError
 from services.web.base import (
     SessionDep,
@@ -87,25 +87,50 @@ def review_download(year: int, session: SessionDep, platform: PlatformDep) -> Re
                                      format="xlsx", accept=None))
 
 
-# -- the duty-log upload --------------------------------------------------------------------------
+@router.get("/warnings.xlsx")
+def warnings_download(session: SessionDep, platform: PlatformDep,
+                      kind: Annotated[str, Query(max_length=10)] = "unit") -> Response:
+    """The warning-response figures of this year, by unit or by school (the API's own table)."""
+    from services.api.routes.warnings import response_figures
+
+    require_overview(session)
+    chosen = "school" if kind == "school" else "unit"
+    return _sheet(lambda: response_figures(platform, session.principal, kind=chosen, from_=None, to=None, fmt="xlsx"))
+
+
+# -- uploads: duty logs, hazards, school registers --------------------------------------------------------------------------
+
+KindQ = Annotated[str, Query(max_length=20, description="duty-logs, hazards or schools")]
+
+
+def _importer(kind: str) -> Importer:
+    importer = IMPORTERS.get(kind)
+    if importer is None:
+        raise WebError(404, "不支持该导入类型", "可导入：履职记录、隐患、学校名册。")
+    return importer
+
 
 @router.get("/units/{code}/import/template.xlsx")
-def import_template(code: str, session: SessionDep, platform: PlatformDep) -> Response:
+def import_template(code: str, session: SessionDep, platform: PlatformDep, kind: KindQ = "duty-logs") -> Response:
     require_unit_writer(session, code, unit_names(platform))
-    return template_response(platform, session.principal, IMPORTERS["duty-logs"])  # type: ignore[no-any-return]
+    return template_response(platform, session.principal, _importer(kind))  # type: ignore[no-any-return]
 
 
 @router.get("/units/{code}/import", response_class=HTMLResponse)
-def import_form(request: Request, code: str, session: SessionDep, platform: PlatformDep) -> HTMLResponse:
+def import_form(request: Request, code: str, session: SessionDep, platform: PlatformDep,
+                kind: KindQ = "duty-logs") -> HTMLResponse:
     require_unit_writer(session, code, unit_names(platform))
-    return render(request, "import.html.j2", session, code=code, report=None, error=None, partial=False)
+    return render(request, "import.html.j2", session, code=code, importer=_importer(kind), importers=IMPORTERS,
+                  report=None, error=None, partial=False)
 
 
 @router.post("/units/{code}/import", response_class=HTMLResponse)
-async def import_upload(request: Request, code: str, session: SessionDep, platform: PlatformDep) -> HTMLResponse:
+async def import_upload(request: Request, code: str, session: SessionDep, platform: PlatformDep,
+                        kind: KindQ = "duty-logs") -> HTMLResponse:
     """The filled template (multipart, one file); the report row by row. Re-sending the same
     file stores nothing twice (each row's key is its content), so no submit-once token is needed."""
     require_unit_writer(session, code, unit_names(platform))
+    importer = _importer(kind)
     form = await request.form(max_files=1, max_fields=5, max_part_size=MAX_UPLOAD)
     token = form.get("csrf_token")
     if not same(token if isinstance(token, str) else None, session.csrf):
@@ -122,7 +147,7 @@ async def import_upload(request: Request, code: str, session: SessionDep, platfo
             error = f"文件超过{MAX_UPLOAD // 1024 // 1024}MB，请分批上传。"
         else:
             try:
-                report = IMPORTERS["duty-logs"].run(platform, session.principal, data, partial)
+                report = importer.run(platform, session.principal, data, partial)
             except ImportFileError as e:
                 error = str(e)
             except DomainError as e:  # a refusal of the whole upload (e.g. a read-only credential)
@@ -130,5 +155,5 @@ async def import_upload(request: Request, code: str, session: SessionDep, platfo
     refused = error is not None or (report is not None and bool(report.errors) and not partial)
     if report is not None and report.stored:
         platform.runner.catch_up()
-    return render(request, "import.html.j2", session, status=422 if refused else 200, code=code, report=report,
-                  error=error, partial=partial)
+    return render(request, "import.html.j2", session, status=422 if refused else 200, code=code, importer=importer,
+                  importers=IMPORTERS, report=report, error=error, partial=partial)
