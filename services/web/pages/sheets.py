@@ -4,7 +4,7 @@ duty logs, hazards and school registers, which answers with the per-row report i
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
@@ -94,11 +94,12 @@ def warnings_download(session: SessionDep, platform: PlatformDep,
     from services.api.routes.warnings import response_figures
 
     require_overview(session)
-    chosen = "school" if kind == "school" else "unit"
-    return _sheet(lambda: response_figures(platform, session.principal, kind=chosen, from_=None, to=None, fmt="xlsx"))
+    chosen: Literal["school", "unit"] = "school" if kind == "school" else "unit"
+    return _sheet(lambda: response_figures(platform, session.principal, kind=chosen, from_=None, to=None,
+                                           fmt="xlsx"))
 
 
-# -- uploads: duty logs, hazards, school registers --------------------------------------------------------------------------
+# -- uploads: duty logs, hazards, school registers ----------------------------------------------
 
 KindQ = Annotated[str, Query(max_length=20, description="duty-logs, hazards or schools")]
 
