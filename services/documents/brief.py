@@ -226,8 +226,9 @@ def render_docx(data: dict[str, Any], settings: Settings | None = None, *, creat
     for sub, g in enumerate(b["overdue_groups"], 1):
         d.heading(f"（{_numeral(sub)}）{g['name']}：逾期{g['count']}项，已升级{g['escalated']}项", 2)
         d.table(["序号", "学校", "问题", "等级", "整改时限", "逾期天数", "督办层级", "状态"],
-                [[j, it["school_id"], it["description"], _name(labels.SEVERITY, it["severity"]), it["deadline"],
-                  it["days_overdue"], it["escalation_name"] or "—", _name(labels.RECT_STATUS, it["status"])]
+                [[j, it.get("school_name", it["school_id"]), it["description"], _name(labels.SEVERITY, it["severity"]),
+                  it["deadline"], it["days_overdue"], it["escalation_name"] or "—",
+                  _name(labels.RECT_STATUS, it["status"])]
                  for j, it in enumerate(g["items"], 1)],
                 refs=[it["ref"] for it in g["items"]])
     if b["overdue_tasks"]:
@@ -240,7 +241,7 @@ def render_docx(data: dict[str, Any], settings: Settings | None = None, *, creat
         sub += 1
         d.heading(f"（{_numeral(sub)}）未销号重大隐患", 2)
         d.table(["学校", "隐患", "发现日期", "责任单位", "状态"],
-                [[h["school_id"], h["description"], h["found_on"], h["unit_name"],
+                [[h.get("school_name", h["school_id"]), h["description"], h["found_on"], h["unit_name"],
                   _name(labels.RECT_STATUS, h["status"])] for h in b["critical"]],
                 refs=[h["ref"] for h in b["critical"]])
 
@@ -267,8 +268,8 @@ def render_docx(data: dict[str, Any], settings: Settings | None = None, *, creat
            f"签收率{_pct(ws['rate'])}，签收用时中位数{_minutes(ws['median_latency_minutes'])}；"
            f"超时签收{ws['slow']}家次，升级报告牵头单位{ws['escalated']}次。")
     if b["warnings"]:
-        d.table(["预警", "等级", "发布时间（UTC）", "签收率", "未签收单位", "未签收学校", "超时签收"],
-                [[w["title"], w["level_name"], w["issued_at"][:16].replace("T", " "), _pct(w["rate"]),
+        d.table(["预警", "等级", "发布时间", "签收率", "未签收单位", "未签收学校", "超时签收"],
+                [[w["title"], w["level_name"], local_time(w["issued_at"]), _pct(w["rate"]),
                   "、".join(w["unacked_units"]) or "—", "、".join(w["unacked_schools"][:10]) or "—", w["slow_count"]]
                  for w in b["warnings"]], refs=[w["ref"] for w in b["warnings"]])
 
