@@ -105,7 +105,13 @@ class MeetingIn(Request):
     scheduled_for: Day
     title: ShortText | None = Field(default=None, description="default: 旗校园安全局际联席会议YYYY年第N次会议")
     place: Annotated[str, StringConstraints(max_length=200)] = ""
-    number: int | None = Field(default=None, ge=1, le=999, description="default: the next number of the year")
+    number: int | None = Field(
+        default=None, ge=1, le=999,
+        description="assigned by the platform: the next number of the year of scheduled_for (meetings are "
+                    "numbered 1, 2, 3... in the order they are convened). If given it must be that next "
+                    "number: a higher one is refused (422), one already taken is a conflict (409). "
+                    "'The latest meeting' (lianxi brief --meeting latest) is the one with the latest "
+                    "scheduled date, never the highest number.")
 
 
 class AgendaItemIn(Request):

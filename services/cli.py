@@ -379,7 +379,8 @@ def scheduler_command() -> None:
 
 @cli.command()
 def brief(
-    meeting: Annotated[str, typer.Option(help="meeting id, or YEAR-NUMBER (e.g. 2024-4), or 'latest'")],
+    meeting: Annotated[str, typer.Option(
+        help="meeting id, or YEAR-NUMBER (e.g. 2024-4), or 'latest' (the latest scheduled date)")],
     format: Annotated[str, typer.Option("--format", help="html | docx | pdf")] = "html",
     output: Annotated[str, typer.Option("-o", "--output", help="file to write")] = "",
 ) -> None:
@@ -390,7 +391,7 @@ def brief(
 
     from events.base import local_date
     from events.meetings import meeting_id
-    from projections.meetings import list_meetings
+    from projections.meetings import latest_meeting
     from services.documents.brief import FORMATS, render
     from services.meetings.brief_data import build_brief
 
@@ -403,10 +404,10 @@ def brief(
         platform.runner.catch_up()
         if meeting == "latest":
             with platform.read_engine.connect() as conn:
-                held = list_meetings(conn)
-            if not held:
+                latest = latest_meeting(conn)  # by scheduled date, not by number
+            if latest is None:
                 raise CliError("no meeting has been scheduled yet")
-            mid = held[-1]["meeting_id"]
+            mid = latest["meeting_id"]
         elif "-" in meeting and meeting.replace("-", "").isdigit() and meeting.count("-") == 1:
             year, number = meeting.split("-")
             mid = str(meeting_id(int(year), int(number)))
