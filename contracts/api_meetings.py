@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from contracts.api import EvidenceRef, LongText, Request, SchoolId, ShortText
+from contracts.api import MAX_SCHOOLS_PER_RECORD, EvidenceRef, LongText, Request, SchoolId, ShortText
 from contracts.text import Day, Moment
 
 UnitCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]*$", max_length=60)]
@@ -69,7 +69,7 @@ class FindingIn(Request):
 
 class JointInspectionIn(Request):
     units: list[UnitCode] = Field(min_length=1, max_length=20, description="the other units taking part")
-    school_ids: list[SchoolId] = Field(min_length=1, max_length=500)
+    school_ids: list[SchoolId] = Field(min_length=1, max_length=MAX_SCHOOLS_PER_RECORD)
     occurred_on: Day
     summary: LongText
     findings: list[FindingIn] = Field(default_factory=list, max_length=500)

@@ -12,14 +12,19 @@ store is involved:
 from __future__ import annotations
 
 import threading
+import uuid
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from contracts.api import MAX_SCHOOLS_PER_RECORD
 from events.errors import Conflict, InvariantViolated
 from events.meetings import Meeting
 from projections.meetings import latest_meeting
+from services.kernel.principal import Principal
+from services.web.base import MAX_FORM_FIELDS
 from tests.conftest import Api, Clock
+from tests.test_web_pages import Browser
 
 LEAD_ROLE = ("education", "lead")
 
@@ -121,3 +126,113 @@ def test_a_meeting_is_not_held_before_it_was_convened(api: Api, clock: Clock) ->
         status, text = hold(day)
         assert status == 422 and "before the meeting was convened (2025-06-30)" in text, text
     assert hold("2025-06-30")[0] == 200  # the day it was convened is fine (an urgent meeting)
+
+
+# -- the duty-log page takes as many schools as the API -----------------------------------------------
+
+
+def register_many_schools(api: Api, n: int) -> list[str]:
+    lead = Principal("t-lead", "education", "lead", "test")
+    ids = [f"S{i:04d}" for i in range(1, n + 1)]
+    for i, sid in enumerate(ids):
+        api.platform.app.register_school(lead, school_id=sid, name=f"学校{sid}", town=f"镇{i % 7}",
+                                         kind="primary", boarding=False, canteen=True, school_bus=False,
+                                         now=api.platform.clock())
+    api.settle()
+    return ids
+
+
+def test_the_duty_log_page_records_as_many_schools_as_the_api_allows(api: Api) -> None:
+    ids = register_many_schools(api, MAX_SCHOOLS_PER_RECORD + 1)
+    b = Browser(api, "fire-rescue")
+    page = "/units/fire-rescue/log"
+    assert b.client.get(page).text.count('name="school_ids"') == len(ids)
+    form = {"duty_code": "fire-rescue.inspection", "occurred_on": "2025-06-29", "summary": "全旗学校消防检查",
+            "findings_count": "0", "findings_text": "", "evidence": "", "form_id": str(uuid.uuid4())}
+    for n in (296, MAX_SCHOOLS_PER_RECORD):  # the old cap of 300 fields broke at ~295
+        r = b.client.post(page, data={"csrf_token": b.csrf(page), **form, "form_id": str(uuid.uuid4()),
+                                      "school_ids": ids[:n]})
+        assert r.status_code == 303, (n, r.status_code, r.text[:300])
+    api.settle()
+    ledger = api.client.get("/api/v1/agencies/fire-rescue/ledger", headers=api.as_("fire-rescue")).json()
+    inspection = next(d for d in ledger["duties"] if d["duty_code"] == "fire-rescue.inspection")
+    assert inspection["performed_count"] == 2 and inspection["schools_covered"] == MAX_SCHOOLS_PER_RECORD
+
+    # One school more than a record holds: the form's own Chinese message, nothing stored.
+    before = api.platform.app.recorder.max_notification_id()
+    r = b.client.post(page, data={"csrf_token": b.csrf(page), **form, "school_ids": ids})
+    assert r.status_code == 422 and f"一条记录最多涉及 {MAX_SCHOOLS_PER_RECORD} 所学校" in r.text
+    # A form far beyond any page's size: a readable page, not Starlette's JSON.
+    r = b.client.post(page, data={"csrf_token": b.csrf(page), **form,
+                                  "school_ids": [f"X{i}" for i in range(MAX_FORM_FIELDS + 1)]})
+    assert r.status_code == 400 and r.headers["content-type"].startswith("text/html")
+    assert "表单内容过多" in r.text and "detail" not in r.text
+    assert api.platform.app.recorder.max_notification_id() == before
+
+
+# -- the schema says that texts are trimmed before their minimum length -------------------------------
+
+
+def request_strings(api: Api) -> dict[str, dict[str, object]]:
+    """Every string schema with a minLength in a request body of the OpenAPI document, by a
+    readable path (operation, property...)."""
+    doc = api.client.get("/openapi.json").json()
+    components = doc["components"]["schemas"]
+    found: dict[str, dict[str, object]] = {}
+
+    def visit(node: object, where: str, seen: frozenset[str]) -> None:
+        if isinstance(node, list):
+            for i, sub in enumerate(node):
+                visit(sub, f"{where}[{i}]", seen)
+            return
+        if not isinstance(node, dict):
+            return
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            name = ref.rsplit("/", 1)[-1]
+            if name not in seen:
+                visit(components[name], f"{where}<{name}>", seen | {name})
+            return
+        if node.get("type") == "string" and "minLength" in node:
+            found[where] = node
+        for key, sub in node.items():
+            if key in ("properties",):
+                for prop, schema in sub.items():
+                    visit(schema, f"{where}.{prop}", seen)
+            elif key in ("items", "anyOf", "oneOf", "allOf", "additionalProperties"):
+                visit(sub, where, seen)
+
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            body = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+            if body is not None:
+                visit(body, f"{method.upper()} {path}", frozenset())
+    return found
+
+
+def test_every_request_text_with_a_minimum_length_says_it_is_trimmed_first(sqlite_api: Api) -> None:
+    strings = request_strings(sqlite_api)
+    assert len(strings) > 30  # the walk found the request bodies' texts
+    for name in ("POST /api/v1/meetings/{meeting_id}/held<HeldIn>.minutes",
+                 "POST /api/v1/warnings<WarningIn>.towns", "POST /api/v1/warnings<WarningIn>.measures",
+                 "POST /api/v1/duty-logs<DutyLogIn>.summary"):
+        assert name in strings, sorted(strings)[:20]
+    silent = [where for where, s in strings.items() if int(str(s["minLength"])) >= 1
+              and "trimmed before the length is checked" not in str(s.get("description"))]
+    assert silent == []
+
+
+@pytest.mark.parametrize("blank", [" ", "\r", "\u3000", "\t\n"])
+def test_what_the_schema_says_is_what_happens(api: Api, blank: str) -> None:
+    """A blank text is refused with 422 where the schema says it is trimmed first."""
+    lead = api.as_(*LEAD_ROLE)
+    status, body = schedule(api, {"scheduled_for": "2025-07-10", "title": blank})
+    assert status == 422 and "title" in str(body), body
+    r = api.client.post("/api/v1/warnings", headers=api.as_("meteorology"), json={
+        "warning_type": "rainstorm", "level": "blue", "title": "暴雨蓝色预警", "towns": [blank],
+        "valid_from": "2025-06-30T08:00:00+08:00", "valid_until": "2025-06-30T20:00:00+08:00",
+        "measures": ["停止户外活动"]})
+    assert r.status_code == 422 and "towns" in r.text, r.text
+    r = api.client.post("/api/v1/reviews/2025/units/fire-rescue/appeals", headers=lead,
+                        json={"clause": "1.1", "item": "x", "reason": blank})
+    assert r.status_code == 422 and "reason" in r.text, r.text
