@@ -194,7 +194,8 @@ def demo(
     schools: Annotated[int, typer.Option(min=1, max=100_000, help="number of schools")] = 120,
     year: Annotated[int | None, typer.Option(help="calendar year (default: this year, up to today)")] = None,
     seed: Annotated[int, typer.Option(help="random seed; the same seed gives the same county")] = 1,
-    if_empty: Annotated[bool, typer.Option("--if-empty", help="do nothing when the log already holds events")] = False,
+    if_empty: Annotated[bool, typer.Option(
+        "--if-empty", help="do nothing when the log holds more than the catalogue")] = False,
 ) -> None:
     """Generate a deterministic synthetic county year into the log."""
     from services.demo.year import run_demo
@@ -206,13 +207,15 @@ def demo(
         chosen_year = year or now.year
         if chosen_year > now.year:
             raise CliError(f"year {chosen_year} is in the future")
-        head = platform.app.recorder.max_notification_id() or 0
-        if head and if_empty:
-            typer.echo(f"log already holds {head} events; demo skipped")
+        # `lianxi init` then `lianxi demo`: the catalogue alone is as good as empty (the demo
+        # registers the same catalogue, which records nothing new).
+        beyond = platform.app.events_beyond_the_catalogue()
+        if beyond and if_empty:
+            typer.echo(f"log already holds {beyond} events beyond the catalogue; demo skipped")
             return
-        if head:
-            raise CliError(f"the log already holds {head} events; demo needs an empty store "
-                           "(use a new LIANXI_DATABASE_URL or --if-empty)")
+        if beyond:
+            raise CliError(f"the log already holds {beyond} events beyond the catalogue; demo needs an empty "
+                           "store or one holding only the catalogue (use a new LIANXI_DATABASE_URL or --if-empty)")
         with _bar(total=0, desc="demo") as bar:
             counts = run_demo(platform.app, catalogue, schools=schools, year=chosen_year, seed=seed, now=now,
                               progress=bar.update)

@@ -23,7 +23,7 @@ from events.meetings import Meeting
 from projections.meetings import latest_meeting
 from services.kernel.principal import Principal
 from services.web.base import MAX_FORM_FIELDS
-from tests.conftest import Api, Clock
+from tests.conftest import Api, Clock, make_platform
 from tests.test_web_pages import Browser
 
 LEAD_ROLE = ("education", "lead")
@@ -236,3 +236,45 @@ def test_what_the_schema_says_is_what_happens(api: Api, blank: str) -> None:
     r = api.client.post("/api/v1/reviews/2025/units/fire-rescue/appeals", headers=lead,
                         json={"clause": "1.1", "item": "x", "reason": blank})
     assert r.status_code == 422 and "reason" in r.text, r.text
+
+
+# -- lianxi init then lianxi demo (the CLI round trip is in tests/test_cli.py) -------------------------
+
+
+def test_a_units_first_duty_list_is_known_from_its_effective_day_and_a_revision_from_its_recording(
+        database_url: str) -> None:
+    from contracts.catalogue import default_catalogue
+    from projections.catalogue_view import duties_in_force
+    from projections.ledger import end_of_day_utc
+
+    init_day = datetime(2025, 6, 30, 4, tzinfo=UTC)
+    p = make_platform(database_url, clock=Clock(init_day))
+    try:
+        assert p.app.events_beyond_the_catalogue() == 0  # empty
+        p.app.register_catalogue(default_catalogue(), now=init_day)  # `lianxi init`, "now"
+        assert p.app.events_beyond_the_catalogue() == 0
+        fire = p.app.agency("fire-rescue")
+        first = list(fire.duties_on(date(2025, 6, 30)))
+        revised = [{"code": "fire-rescue.inspection", "text": "消防安全检查", "applies_to": "all"}]
+        assert fire.revise(name=fire.name, name_en=fire.name_en, duties=revised, effective_on=date(2025, 1, 1),
+                           reason="职责调整", now=datetime(2025, 7, 5, 4, tzinfo=UTC))
+        p.app.save(fire)
+        assert p.app.events_beyond_the_catalogue() == 0  # revisions are the catalogue's own too
+        p.runner.catch_up()
+
+        def known(day: date) -> list[str]:
+            with p.read_engine.connect() as conn:
+                return [d["code"] for d in duties_in_force(conn, "fire-rescue", day, known_by=end_of_day_utc(day))]
+
+        assert len(first) > 1
+        for before_init in (date(2025, 3, 31), date(2024, 12, 31), date(2001, 1, 1)):
+            assert known(before_init) == first, before_init  # registered "now", in force all along
+        assert known(date(2025, 7, 1)) == first  # the revision was not yet recorded
+        assert known(date(2025, 7, 5)) == ["fire-rescue.inspection"]  # from its recording day
+
+        p.app.register_school(Principal("t-lead", "education", "lead", "test"), school_id="S1", name="学校",
+                              town="满都拉图镇", kind="primary", boarding=False, canteen=True, school_bus=False,
+                              now=init_day)
+        assert p.app.events_beyond_the_catalogue() == 1
+    finally:
+        p.close()
