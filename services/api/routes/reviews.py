@@ -79,7 +79,7 @@ def get_review(
                                                                           "scores and ranks")] = None,
     format: Annotated[Literal["json", "html", "docx", "xlsx", "csv"] | None,
                       Query(description="json (default) | html | docx | xlsx | csv")] = None,
-    accept: Annotated[str | None, Header()] = None,
+    accept: Annotated[str | None, Header(max_length=1000)] = None,
 ) -> Response:
     """Every unit's score and rank for the year, each credit and deduction with its clause and
     event ids, backdated entries (补录), appeals, and the checkpoint the review was computed at.
