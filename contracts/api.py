@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from contracts.text import TEXT_RULE, Day, find_control_character
 
 TRIMMED = ("leading and trailing whitespace is trimmed before the length is checked, so blank text "
-           f"(spaces, \"\\r\") counts as empty; {TEXT_RULE}")
+           f"(spaces, the full-width space, tabs, \"\\r\", line breaks) counts as empty; {TEXT_RULE}")
 SchoolId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=200), Field(description=TRIMMED)]
 LongText = Annotated[str, StringConstraints(min_length=1, max_length=4000), Field(description=TRIMMED)]
@@ -18,13 +18,36 @@ EvidenceRef = Annotated[str, StringConstraints(min_length=1, max_length=500, pat
 T = TypeVar("T")
 
 
+def _say_trimmed(schema: dict[str, Any]) -> None:
+    """Every string of a request with a ``minLength`` says in its description that it is
+    trimmed first, so that a client reading ``minLength: 1`` knows " " and "\\r" are refused."""
+    if schema.get("type") == "string" and schema.get("minLength", 0) >= 1:
+        said = schema.get("description", "")
+        if TRIMMED not in said:
+            schema["description"] = f"{said}; {TRIMMED}" if said else TRIMMED
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            _say_trimmed(schema[key])
+    for key in ("anyOf", "oneOf", "allOf", "prefixItems"):
+        for sub in schema.get(key, ()):
+            if isinstance(sub, dict):
+                _say_trimmed(sub)
+
+
+def _describe_trimming(schema: dict[str, Any], model: type) -> None:
+    for prop in schema.get("properties", {}).values():
+        _say_trimmed(prop)
+
+
 class Request(BaseModel):
     """Strict: no number becomes a date, string or boolean, no string a number; dates are
     ``Day`` (YYYY-MM-DD). Every text anywhere in a request (nested objects and free-form
     ``body`` included) is refused with 422 if it holds a control character other than tab and
-    newline (contracts/text.py)."""
+    newline (contracts/text.py). Texts are trimmed before their length is checked, and the
+    JSON Schema of each text with a minimum length says so (``_describe_trimming``)."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True,
+                              json_schema_extra=_describe_trimming)
 
     @field_validator("*", mode="after")
     @classmethod
@@ -40,9 +63,12 @@ class FindingsIn(Request):
     text: Annotated[str, StringConstraints(max_length=2000)] = ""
 
 
+MAX_SCHOOLS_PER_RECORD = 500  # one duty record or joint inspection; the pages take as many (web/base.py)
+
+
 class DutyLogIn(Request):
     duty_code: Annotated[str, StringConstraints(min_length=3, max_length=120)]
-    school_ids: list[SchoolId] = Field(default_factory=list, max_length=500)
+    school_ids: list[SchoolId] = Field(default_factory=list, max_length=MAX_SCHOOLS_PER_RECORD)
     occurred_on: Day
     summary: LongText
     findings: FindingsIn = Field(default_factory=FindingsIn)

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from contracts.api import EvidenceRef, LongText, Request, SchoolId, ShortText
+from contracts.api import MAX_SCHOOLS_PER_RECORD, EvidenceRef, LongText, Request, SchoolId, ShortText
 from contracts.text import Day, Moment
 
 UnitCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]*$", max_length=60)]
@@ -69,7 +69,7 @@ class FindingIn(Request):
 
 class JointInspectionIn(Request):
     units: list[UnitCode] = Field(min_length=1, max_length=20, description="the other units taking part")
-    school_ids: list[SchoolId] = Field(min_length=1, max_length=500)
+    school_ids: list[SchoolId] = Field(min_length=1, max_length=MAX_SCHOOLS_PER_RECORD)
     occurred_on: Day
     summary: LongText
     findings: list[FindingIn] = Field(default_factory=list, max_length=500)
@@ -105,7 +105,13 @@ class MeetingIn(Request):
     scheduled_for: Day
     title: ShortText | None = Field(default=None, description="default: 旗校园安全局际联席会议YYYY年第N次会议")
     place: Annotated[str, StringConstraints(max_length=200)] = ""
-    number: int | None = Field(default=None, ge=1, le=999, description="default: the next number of the year")
+    number: int | None = Field(
+        default=None, ge=1, le=999,
+        description="assigned by the platform: the next number of the year of scheduled_for (meetings are "
+                    "numbered 1, 2, 3... in the order they are convened). If given it must be that next "
+                    "number: a higher one is refused (422), one already taken is a conflict (409). "
+                    "'The latest meeting' (lianxi brief --meeting latest) is the one with the latest "
+                    "scheduled date, never the highest number.")
 
 
 class AgendaItemIn(Request):

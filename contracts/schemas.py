@@ -361,7 +361,11 @@ def asyncapi_document(types_: Sequence[EventType], inbound: Sequence[str]) -> di
                     "Member units' systems publish here; `lianxi ingest` appends each valid message. "
                     "source /agencies/<code> may only write that unit's events. The platform replaces "
                     "event_id (uuid5 of source and id, so a redelivery is a no-op), logged_by and "
-                    "request_digest."
+                    "request_digest. Either content mode of the CloudEvents Kafka protocol binding: "
+                    "structured (the envelope below as the value; content-type "
+                    "application/cloudevents+json or none) or binary (the attributes as ce_specversion, "
+                    "ce_id, ce_source, ce_type[, ce_subject, ce_time] UTF-8 headers, content-type "
+                    "application/json as datacontenttype, and the value is data itself)."
                 ),
                 "messages": {n: {"$ref": f"#/components/messages/{n}"} for n in inbound_msgs},
                 "bindings": {"kafka": {"topic": INBOUND_TOPIC, "bindingVersion": _KAFKA_BINDING}},
@@ -369,7 +373,8 @@ def asyncapi_document(types_: Sequence[EventType], inbound: Sequence[str]) -> di
             "deadLetters": {
                 "address": DLQ_TOPIC,
                 "title": "Refused inbound messages",
-                "description": "The original bytes and key of each refused message, with the reason in headers.",
+                "description": ("The original bytes, key and headers of each refused message, with the reason "
+                                "in headers."),
                 "messages": {"DeadLetter": {"$ref": "#/components/messages/DeadLetter"}},
                 "bindings": {"kafka": {"topic": DLQ_TOPIC, "bindingVersion": _KAFKA_BINDING}},
             },
@@ -408,6 +413,8 @@ def asyncapi_document(types_: Sequence[EventType], inbound: Sequence[str]) -> di
                             "lianxi-dlq-reason": {"type": "string"},
                             "lianxi-dlq-origin": {"type": "string",
                                                   "description": "topic/partition/offset of the original"},
+                            "lianxi-dlq-content-type": {"type": "string",
+                                                        "description": "the original content-type, if any"},
                         },
                     },
                     "payload": {"description": "the original message value, unchanged"},

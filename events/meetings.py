@@ -42,6 +42,10 @@ def meeting_id(year: int, number: int) -> uuid.UUID:
     return derive_id("meeting", str(year), str(number))
 
 
+def default_title(year: int, number: int) -> str:
+    return f"旗校园安全局际联席会议{year}年第{number}次会议"
+
+
 def _text(value: str, field: str, limit: int = MAX_TEXT) -> str:
     value = value.strip()
     if not value:
@@ -104,6 +108,7 @@ class Meeting(Aggregate):
         self.year = year
         self.number = number
         self.scheduled_for = scheduled_for
+        self.scheduled_on = occurred_on  # the day it was convened: it cannot be held before
         self.convened_by = convened_by
         self.item_ids: set[str] = set()
         self.drafted = False
@@ -112,9 +117,13 @@ class Meeting(Aggregate):
 
     @classmethod
     def schedule(
-        cls, *, lead: str, is_lead: bool, year: int, number: int, title: str, scheduled_for: date,
-        place: str, now: datetime,
+        cls, *, lead: str, is_lead: bool, year: int, number: int, next_number: int, title: str,
+        scheduled_for: date, place: str, now: datetime,
     ) -> Meeting:
+        """Meetings are numbered 1, 2, 3... within a year in the order they are convened:
+        ``next_number`` is the first number of ``year`` the log does not hold, and ``number``
+        must be it. A client therefore cannot pick a number ahead of the sequence (which would
+        also leave gaps in the official numbering); a number already taken is a conflict."""
         if not is_lead:
             raise NotPermitted("only the lead unit convenes joint meetings")
         if scheduled_for < local_date(now):
@@ -123,6 +132,12 @@ class Meeting(Aggregate):
             raise InvariantViolated("a meeting is numbered within the year it is held in")
         if not 1 <= number <= 999:
             raise InvariantViolated("meeting number must be between 1 and 999")
+        if number < next_number:
+            raise Conflict(f"meeting number {number} of {year} is already scheduled")
+        if number > next_number:
+            raise InvariantViolated(
+                f"meeting number {number} is not the next of {year}: the next is {next_number}; "
+                "omit the number to have it assigned")
         mid = meeting_id(year, number)
         return cls._create(
             cls.MeetingScheduled, id=mid, timestamp=now, event_id=str(mid), agency=lead,
@@ -170,6 +185,9 @@ class Meeting(Aggregate):
             raise Conflict(f"the meeting was already held on {self.held_on}")
         if held_on > local_date(now):
             raise InvariantViolated(f"held_on {held_on.isoformat()} is in the future")
+        if held_on.isoformat() < self.scheduled_on:
+            raise InvariantViolated(
+                f"held_on {held_on.isoformat()} is before the meeting was convened ({self.scheduled_on})")
         if held_on.year != self.year:
             raise InvariantViolated("held_on must fall in the meeting's year")
         known = set(known_units)

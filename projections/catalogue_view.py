@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime, time
 from typing import Any
 
 import orjson
@@ -11,8 +11,9 @@ import sqlalchemy as sa
 from eventsourcing.utils import get_topic
 
 from events.agencies import Agency
+from events.base import COUNTY_TZ
 from events.schools import School
-from projections.base import LoggedEvent, Projection, insert_ignore, metadata, upsert_add
+from projections.base import LoggedEvent, Projection, insert_ignore, metadata, upsert_add, utc_text
 
 agencies = sa.Table(
     "rm_agencies",
@@ -53,7 +54,7 @@ schools = sa.Table(
 
 class CatalogueView(Projection):
     name = "catalogue"
-    version = 1
+    version = 2  # 2: a unit's first duty list is known from its effective day (known_from)
     topics = tuple(
         get_topic(c)
         for c in (
@@ -88,8 +89,21 @@ class CatalogueView(Projection):
     def _duty_list(conn: sa.Connection, e: LoggedEvent) -> None:
         insert_ignore(conn, duty_lists, [{
             "agency": e.data["agency"], "position": e.position, "effective_from": e.data["occurred_on"],
-            "recorded_at": e.recorded_at, "duties": orjson.dumps(e.data["duties"]).decode(),
+            "recorded_at": known_from(e), "duties": orjson.dumps(e.data["duties"]).decode(),
         }])
+
+
+def known_from(e: LoggedEvent) -> str:
+    """When an as-of view may first see a duty list (utc_text). A unit's first list (its
+    registration, effective from CATALOGUE_EPOCH unless `init --effective-on` says otherwise)
+    states the duties the unit had all along: the platform only learned them the day `lianxi
+    init` ran, and an as-of day before that day must still see them, or a year logged before
+    (a demo year, an imported one) would have no duties. A revision is seen only from when it
+    was recorded, so an as-of view never shows a change before it was made."""
+    if e.type != "AgencyRegistered":
+        return e.recorded_at
+    start = datetime.combine(date.fromisoformat(e.data["occurred_on"]), time(0), tzinfo=COUNTY_TZ)
+    return min(e.recorded_at, utc_text(start))
 
 
 # -- queries -------------------------------------------------------------------------------

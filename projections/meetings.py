@@ -269,9 +269,13 @@ def get_meeting(conn: sa.Connection, meeting_id: str) -> dict[str, Any] | None:
     return None if row is None else _meeting(row)
 
 
-def next_number(conn: sa.Connection, year: int) -> int:
-    n = conn.execute(sa.select(sa.func.max(meetings.c.number)).where(meetings.c.year == year)).scalar()
-    return int(n or 0) + 1
+def latest_meeting(conn: sa.Connection) -> dict[str, Any] | None:
+    """"The latest meeting": the one scheduled for the latest date (of two on one day, the
+    one convened later, which has the higher number). Never by number alone: numbers restart
+    each year and are the platform's, but the date is what a reader means by latest."""
+    q = sa.select(meetings).order_by(meetings.c.scheduled_for.desc(), meetings.c.number.desc()).limit(1)
+    row = conn.execute(q).mappings().first()
+    return None if row is None else _meeting(row)
 
 
 def previous_meeting(conn: sa.Connection, meeting: dict[str, Any]) -> dict[str, Any] | None:

@@ -197,7 +197,8 @@ def demo(
     schools: Annotated[int, typer.Option(min=1, max=100_000, help="number of schools")] = 120,
     year: Annotated[int | None, typer.Option(help="calendar year (default: this year, up to today)")] = None,
     seed: Annotated[int, typer.Option(help="random seed; the same seed gives the same county")] = 1,
-    if_empty: Annotated[bool, typer.Option("--if-empty", help="do nothing when the log already holds events")] = False,
+    if_empty: Annotated[bool, typer.Option(
+        "--if-empty", help="do nothing when the log holds more than the catalogue")] = False,
 ) -> None:
     """Generate a deterministic synthetic county year into the log."""
     from services.demo.year import run_demo
@@ -209,13 +210,15 @@ def demo(
         chosen_year = year or now.year
         if chosen_year > now.year:
             raise CliError(f"year {chosen_year} is in the future")
-        head = platform.app.recorder.max_notification_id() or 0
-        if head and if_empty:
-            typer.echo(f"log already holds {head} events; demo skipped")
+        # `lianxi init` then `lianxi demo`: the catalogue alone is as good as empty (the demo
+        # registers the same catalogue, which records nothing new).
+        beyond = platform.app.events_beyond_the_catalogue()
+        if beyond and if_empty:
+            typer.echo(f"log already holds {beyond} events beyond the catalogue; demo skipped")
             return
-        if head:
-            raise CliError(f"the log already holds {head} events; demo needs an empty store "
-                           "(use a new LIANXI_DATABASE_URL or --if-empty)")
+        if beyond:
+            raise CliError(f"the log already holds {beyond} events beyond the catalogue; demo needs an empty "
+                           "store or one holding only the catalogue (use a new LIANXI_DATABASE_URL or --if-empty)")
         with _bar(total=0, desc="demo") as bar:
             counts = run_demo(platform.app, catalogue, schools=schools, year=chosen_year, seed=seed, now=now,
                               progress=bar.update)
@@ -382,7 +385,8 @@ def scheduler_command() -> None:
 
 @cli.command()
 def brief(
-    meeting: Annotated[str, typer.Option(help="meeting id, or YEAR-NUMBER (e.g. 2024-4), or 'latest'")],
+    meeting: Annotated[str, typer.Option(
+        help="meeting id, or YEAR-NUMBER (e.g. 2024-4), or 'latest' (the latest scheduled date)")],
     format: Annotated[str, typer.Option("--format", help="html | docx | pdf")] = "html",
     output: Annotated[str, typer.Option("-o", "--output", help="file to write")] = "",
 ) -> None:
@@ -393,7 +397,7 @@ def brief(
 
     from events.base import local_date
     from events.meetings import meeting_id
-    from projections.meetings import list_meetings
+    from projections.meetings import latest_meeting
     from services.documents.brief import FORMATS, render
     from services.meetings.brief_data import build_brief
 
@@ -406,10 +410,10 @@ def brief(
         platform.runner.catch_up()
         if meeting == "latest":
             with platform.read_engine.connect() as conn:
-                held = list_meetings(conn)
-            if not held:
+                latest = latest_meeting(conn)  # by scheduled date, not by number
+            if latest is None:
                 raise CliError("no meeting has been scheduled yet")
-            mid = held[-1]["meeting_id"]
+            mid = latest["meeting_id"]
         elif "-" in meeting and meeting.replace("-", "").isdigit() and meeting.count("-") == 1:
             year, number = meeting.split("-")
             mid = str(meeting_id(int(year), int(number)))

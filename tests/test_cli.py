@@ -87,3 +87,34 @@ def test_control_characters_are_refused_and_the_quarantine_is_listed(database_ur
     retried = run(["projections", "quarantine", "--retry"], database_url).stdout
     assert "retried: 0 applied, 0 still failing" in retried
     assert run(["projections", "quarantine", "nope"], database_url, ok=False).returncode == 1
+
+
+def test_init_then_demo_and_the_as_of_ledger_of_a_demo_day_lists_the_duties(db: str) -> None:
+    """A store holding only the catalogue is as good as empty for the demo, and the duties
+    registered "now" by init are in force as of the demo's earlier days."""
+    from datetime import UTC, date, datetime, timedelta
+
+    from tests.conftest import Api, Clock, make_platform
+
+    assert "21 registered" in run(["init"], db).stdout
+    out = run(["demo", "--schools", "6"], db).stdout
+    assert "6 schools" in out
+    # The demo wrote more than the catalogue now: a second one is refused, naming the count.
+    again = run(["demo", "--schools", "6"], db, ok=False)
+    assert again.returncode == 1 and "events beyond the catalogue" in again.stderr
+
+    now = datetime.now(UTC)
+    today = now.date()
+    day = max(date(today.year, 1, 1), today - timedelta(days=60))  # a demo day before init ran
+    platform = make_platform(db, clock=Clock(now))
+    try:
+        api = Api(platform)
+        r = api.client.get(f"/api/v1/agencies/fire-rescue/ledger?as_of={day.isoformat()}",
+                           headers=api.as_("fire-rescue"))
+        assert r.status_code == 200, r.text
+        ledger = r.json()
+        assert ledger["source"] == "as_of" and ledger["duties"], ledger
+        assert {d["duty_code"] for d in ledger["duties"]} >= {"fire-rescue.inspection"}
+        assert sum(d["performed_count"] for d in ledger["duties"]) > 0
+    finally:
+        platform.close()

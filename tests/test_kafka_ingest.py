@@ -18,7 +18,17 @@ from kafka import KafkaProducer, TopicPartition
 
 from contracts.catalogue import default_catalogue
 from events.schools import School
-from services.kafka.ingest import DLQ_CODE, DLQ_ORIGIN, DLQ_REASON, Ingestor, KafkaIngest, Outcome, inbound_event_id
+from services.kafka import cloudevents
+from services.kafka.ingest import (
+    DLQ_CODE,
+    DLQ_CONTENT_TYPE,
+    DLQ_ORIGIN,
+    DLQ_REASON,
+    Ingestor,
+    KafkaIngest,
+    Outcome,
+    inbound_event_id,
+)
 from services.platform import Platform
 from tests.conftest import make_platform
 from tests.kafka_fixtures import (
@@ -257,3 +267,116 @@ def test_text_the_store_cannot_hold_is_dead_lettered(platform: Platform) -> None
     assert platform.app.recorder.max_notification_id() == head
     [ok] = Ingestor(platform.app, platform.clock).process([fire("tab-1", summary="检查\t完成\n无问题")])
     assert ok.kind == "appended"
+
+
+# -- binary content mode (CloudEvents Kafka protocol binding) ------------------------------------------
+
+
+def binary(source: str, mid: str, data: Any, type_: str = DUTY, content_type: bytes | None = b"application/json",
+           **headers: bytes) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """A binary-mode message: attributes as ce_* headers, the data as the value."""
+    attrs = {"ce_specversion": b"1.0", "ce_id": mid.encode(), "ce_source": source.encode(),
+             "ce_type": type_.encode(), "ce_time": b"2025-06-20T08:00:00Z", **headers}
+    hs = [(k, v) for k, v in attrs.items() if v != b"-"]  # b"-": leave the header out
+    if content_type is not None:
+        hs.append(("content-type", content_type))
+    return orjson.dumps(data), hs
+
+
+def test_the_parser_reads_both_content_modes_alike() -> None:
+    data = duty("fire-rescue")
+    structured = cloudevents.decode(fire("m-1"), [("content-type", b"application/cloudevents+json")])
+    bare = cloudevents.decode(fire("m-1"))  # no headers at all: structured, as the relay sends
+    value, hs = binary("/agencies/fire-rescue", "m-1", data)
+    from_headers = cloudevents.decode(value, hs)
+    assert structured == bare == from_headers
+    assert (from_headers.id, from_headers.name, from_headers.version, from_headers.data) == (
+        "m-1", "DutyPerformed", 1, data)
+    # Header names are case-insensitive, a charset parameter does not matter, and no
+    # content-type at all means JSON.
+    value, hs = binary("/agencies/fire-rescue", "m-1", data, content_type=b"application/json; charset=utf-8")
+    assert cloudevents.decode(value, [(k.upper(), v) for k, v in hs]) == from_headers
+    assert cloudevents.decode(*binary("/agencies/fire-rescue", "m-1", data, content_type=None)) == from_headers
+    # A cloudevents content-type means structured mode even when ce_ headers are present.
+    _, hs = binary("/agencies/fire-rescue", "other", data)
+    mixed = cloudevents.decode(fire("m-1"), [(k, v) for k, v in hs if k != "content-type"]
+                               + [("content-type", b"application/cloudevents+json")])
+    assert mixed.id == "m-1"
+
+
+@pytest.mark.parametrize(("message", "code", "reason"), [
+    (binary("/agencies/fire-rescue", "b-1", duty("fire-rescue"), ce_specversion=b"0.3"),
+     "invalid-envelope", "specversion must be '1.0'"),
+    (binary("/agencies/fire-rescue", "b-2", duty("fire-rescue"), ce_type=b"-"),
+     "invalid-envelope", "attribute 'type' must be a non-empty string"),
+    (binary("/agencies/fire-rescue", "", duty("fire-rescue")), "invalid-envelope", "attribute 'id'"),
+    ((b"{not json", binary("/agencies/fire-rescue", "b-4", {})[1]), "invalid-json", "binary mode: the value"),
+    ((b"", binary("/agencies/fire-rescue", "b-5", {})[1]), "invalid-json", "binary mode: the message value"),
+    (binary("/agencies/fire-rescue", "b-6", [1, 2]), "invalid-envelope", "attribute 'data' must be a JSON object"),
+    (binary("/agencies/fire-rescue", "b-7", duty("fire-rescue"), content_type=b"application/xml"),
+     "invalid-envelope", "datacontenttype 'application/xml'"),
+    ((orjson.dumps(duty("fire-rescue")), [*binary("/agencies/fire-rescue", "b-8", {})[1], ("ce_id", b"again")]),
+     "invalid-envelope", "header 'ce_id' appears 2 times"),
+    (binary("/agencies/fire-rescue", "b-9", duty("fire-rescue"), ce_source=b"\xff\xfe"),
+     "invalid-envelope", "header 'ce_source' is not UTF-8"),
+    (binary("/agencies/fire-rescue", "b-10", duty("fire-rescue"), type_="cn.lianxi.SchoolRegistered.v1"),
+     "unknown-type", "is not accepted inbound"),
+    (binary("/agencies/fire-rescue", "b-11", duty("fire-rescue", occurred_on="2025-02-30")),
+     "invalid-data", "data/occurred_on"),
+    (binary("/agencies/public-security", "b-12", duty("fire-rescue")), "spoofed", "may not write"),
+])
+def test_a_malformed_binary_message_is_dead_lettered_with_the_right_reason(
+        county: Platform, message: tuple[bytes, list[tuple[str, bytes]]], code: str, reason: str) -> None:
+    head = county.app.recorder.max_notification_id()
+    [outcome] = Ingestor(county.app, county.clock).process([message[0]], [message[1]])
+    assert (outcome.kind, outcome.code) == ("dead", code), outcome
+    assert reason in (outcome.reason or ""), outcome.reason
+    assert county.app.recorder.max_notification_id() == head
+
+
+def test_binary_mode_messages_are_ingested_through_the_broker(county: Platform, tansu: Broker) -> None:
+    """Binary and structured messages on one topic: each valid one appended once (a binary
+    redelivery included), the malformed binary one dead-lettered with its own reason, its ce_*
+    headers kept and its content-type recorded beside application/octet-stream."""
+    inbound, dlq = unique_topic("lianxi.inbound.v1"), unique_topic("lianxi.inbound.dlq.v1")
+    producer = KafkaProducer(bootstrap_servers=tansu.bootstrap, acks="all")
+    ingest = KafkaIngest(
+        Ingestor(county.app, county.clock), bootstrap=tansu.bootstrap, topic=inbound, dlq_topic=dlq,
+        group_id=unique_topic("ingest"), session_timeout_ms=SESSION_TIMEOUT_MS,
+        ensure_topics=[(inbound, 2, 1), (dlq, 1, 1)],
+    )
+    sent = [
+        binary("/agencies/fire-rescue", "bin-1", duty("fire-rescue")),
+        binary("/agencies/public-security", "bin-2", duty("public-security", school_ids=["S3"])),
+        (fire("str-1"), [("content-type", b"application/cloudevents+json")]),
+        binary("/agencies/fire-rescue", "bin-1", duty("fire-rescue")),  # redelivered
+        binary("/agencies/fire-rescue", "bin-3", duty("fire-rescue"), ce_specversion=b"0.3"),
+    ]
+    try:
+        ingest._connect()
+        for value, hs in sent:
+            producer.send(inbound, value=value, key=b"k", headers=hs)
+        producer.flush()
+
+        def drained() -> bool:
+            ingest.poll_once(timeout_ms=200)
+            s = ingest.stats
+            return s.appended + s.duplicates + s.dead == len(sent)
+
+        wait_until(drained, 60, "ingest to handle every message", interval=0)
+        assert (ingest.stats.appended, ingest.stats.duplicates, ingest.stats.dead) == (3, 1, 1)
+        assert sorted(feed_event_ids(county)) == sorted(
+            inbound_event_id(s, m) for s, m in [("/agencies/fire-rescue", "bin-1"),
+                                                ("/agencies/public-security", "bin-2"),
+                                                ("/agencies/fire-rescue", "str-1")])
+        [letter] = read_topic(tansu.bootstrap, dlq, until=lambda rs: len(rs) >= 1)
+        headers = dict(letter.headers)
+        assert headers[DLQ_CODE] == b"invalid-envelope"
+        assert headers[DLQ_REASON] == b"specversion must be '1.0'"
+        assert headers["ce_id"] == b"bin-3" and headers["ce_specversion"] == b"0.3"
+        assert headers["content-type"] == b"application/octet-stream"
+        assert headers[DLQ_CONTENT_TYPE] == b"application/json"
+        assert letter.value == sent[-1][0]
+    finally:
+        ingest.close()
+        producer.close()

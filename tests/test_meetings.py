@@ -36,7 +36,7 @@ def at(day: str, hour: int = 2) -> datetime:
 
 
 def given_meeting(held: bool = False) -> Meeting:
-    m = Meeting.schedule(lead="education", is_lead=True, year=2025, number=2, title="第二次会议",
+    m = Meeting.schedule(lead="education", is_lead=True, year=2025, number=2, next_number=2, title="第二次会议",
                          scheduled_for=date(2025, 7, 10), place="", now=NOW)
     if held:
         m.hold(lead="education", is_lead=True, held_on=date(2025, 7, 10), attendance=["education"], absent=[],
@@ -47,12 +47,12 @@ def given_meeting(held: bool = False) -> Meeting:
 
 def test_only_the_lead_convenes_and_a_meeting_id_derives_from_year_and_number() -> None:
     with pytest.raises(NotPermitted):
-        Meeting.schedule(lead="public-security", is_lead=False, year=2025, number=1, title="x",
+        Meeting.schedule(lead="public-security", is_lead=False, year=2025, number=1, next_number=1, title="x",
                          scheduled_for=date(2025, 7, 1), place="", now=NOW)
     m = given_meeting()
     assert m.id == meeting_id(2025, 2)
     with pytest.raises(InvariantViolated, match="in the past"):
-        Meeting.schedule(lead="education", is_lead=True, year=2025, number=3, title="x",
+        Meeting.schedule(lead="education", is_lead=True, year=2025, number=3, next_number=3, title="x",
                          scheduled_for=date(2025, 6, 1), place="", now=NOW)
 
 

@@ -147,7 +147,7 @@ def test_notifications_come_from_rectifications_warnings_meetings(sqlite_api: Ap
                       title="暴雨橙色预警", towns=["满都拉图镇"], valid_from=now, valid_until=now + timedelta(hours=12),
                       measures=["停止户外活动"], units=["emergency-management"], school_ids=["T001"],
                       idempotency_key="w-1", now=now)
-    app.schedule_meeting(LEAD, number=3, title="第三次联席会议", scheduled_for=date(2025, 7, 20), place="教育局",
+    app.schedule_meeting(LEAD, number=None, title="第三次联席会议", scheduled_for=date(2025, 7, 20), place="教育局",
                          now=now)
     api.settle()
 

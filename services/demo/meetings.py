@@ -28,7 +28,7 @@ from contracts.catalogue import Catalogue
 from contracts.escalation import EscalationRules, WarningRules, default_escalation_rules, default_warning_rules
 from events.base import COUNTY_TZ, derive_id, local_date
 from events.campaigns import MAX_SCHOOLS_PER_INSPECTION, Campaign, JointInspection, SelfCheck
-from events.meetings import Meeting, Task
+from events.meetings import Meeting, Task, default_title
 from events.rectifications import RUNNING, Actor, Rectification
 from events.warnings import EarlyWarning, WarningAcknowledgement
 from services.app import LianxiApp
@@ -410,8 +410,8 @@ def run_demo_meetings(
             sim.at(_at(held - timedelta(days=21), rng), "schedule", number=number, held=held)
 
     def schedule(at: datetime, number: int, held: date) -> None:
-        m = Meeting.schedule(lead=sim.lead, is_lead=True, year=year, number=number,
-                             title=f"旗校园安全局际联席会议{year}年第{number}次会议", scheduled_for=held,
+        m = Meeting.schedule(lead=sim.lead, is_lead=True, year=year, number=number, next_number=number,
+                             title=default_title(year, number), scheduled_for=held,
                              place="旗教育局三楼会议室", now=at)
         meetings[str(m.id)] = m
         sim.counts["meetings"] += 1

@@ -12,11 +12,25 @@ Outbound (the relay): one message per stored event::
     lianxiposition = the event's position in the log (extension attribute)
 
 Inbound (ingest): the same envelope; ``data`` must validate against the schema of ``type``.
+Either content mode of the CloudEvents Kafka protocol binding is accepted:
+
+- structured: the value is the JSON envelope above (``content-type`` header
+  ``application/cloudevents+json``, or no header at all, as Lianxi's own relay and older
+  feeds send it);
+- binary: the attributes are ``ce_<name>`` headers (UTF-8; ``ce_specversion`` "1.0",
+  ``ce_id``, ``ce_source``, ``ce_type``, optionally ``ce_subject`` and ``ce_time``), the
+  ``content-type`` header is ``datacontenttype`` (``application/json``; absent means JSON)
+  and the value is ``data`` itself.
+
+As the binding says, a ``content-type`` starting ``application/cloudevents`` means structured
+mode; otherwise a message carrying a ``ce_specversion`` header is binary. Both then pass the
+same checks, so a fault in either mode gets the same dead-letter code and reason.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -32,6 +46,8 @@ from projections.base import type_of_topic
 
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/cloudevents+json"
+BINARY_PREFIX = "ce_"
+Headers = Sequence[tuple[str, bytes | None]]
 TYPE_PREFIX = "cn.lianxi."
 TYPE_PATTERN = re.compile(r"^cn\.lianxi\.([A-Za-z][A-Za-z0-9]*)\.v([1-9][0-9]*)$")
 SOURCE_PATTERN = re.compile(r"^/agencies/([a-z0-9][a-z0-9-]{0,63})$")
@@ -102,8 +118,34 @@ class CloudEvent:
     time: str | None = None
 
 
-def decode(value: bytes | None) -> CloudEvent:
-    """Parse and check a structured-mode CloudEvent envelope (not yet its data's schema)."""
+def header(headers: Headers | None, name: str) -> str | None:
+    """A header's value as text (names compared case-insensitively); None when absent.
+    A header sent twice or not UTF-8 is refused: which one was meant cannot be known."""
+    found = [v for k, v in headers or () if k.lower() == name]
+    if not found:
+        return None
+    if len(found) > 1:
+        raise InvalidMessage("invalid-envelope", f"header {name!r} appears {len(found)} times")
+    try:
+        return (found[0] or b"").decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidMessage("invalid-envelope", f"header {name!r} is not UTF-8") from None
+
+
+def is_binary(headers: Headers | None) -> bool:
+    content_type = header(headers, "content-type")
+    if content_type is not None and content_type.strip().lower().startswith("application/cloudevents"):
+        return False
+    return any(k.lower() == f"{BINARY_PREFIX}specversion" for k, _ in headers or ())
+
+
+def decode(value: bytes | None, headers: Headers | None = None) -> CloudEvent:
+    """Parse and check a CloudEvent in either content mode (not yet its data's schema)."""
+    raw = _binary_envelope(value, headers) if is_binary(headers) else _structured_envelope(value)
+    return _checked(raw)
+
+
+def _structured_envelope(value: bytes | None) -> dict[str, Any]:
     if not value:
         raise InvalidMessage("invalid-json", "empty message")
     try:
@@ -112,6 +154,31 @@ def decode(value: bytes | None) -> CloudEvent:
         raise InvalidMessage("invalid-json", f"not JSON: {e}") from None
     if not isinstance(raw, dict):
         raise InvalidMessage("invalid-envelope", "a CloudEvent must be a JSON object")
+    return raw
+
+
+def _binary_envelope(value: bytes | None, headers: Headers | None) -> dict[str, Any]:
+    """The attributes from the ce_* headers, datacontenttype from content-type, data from
+    the value: the same dict a structured message holds."""
+    raw: dict[str, Any] = {}
+    for key, _ in headers or ():
+        name = key.lower()
+        if name.startswith(BINARY_PREFIX) and name[len(BINARY_PREFIX):] not in raw:
+            raw[name[len(BINARY_PREFIX):]] = header(headers, name)
+    content_type = header(headers, "content-type")
+    if content_type is not None:
+        # Media type parameters (charset=utf-8) do not change what JSON is.
+        raw["datacontenttype"] = content_type.split(";", 1)[0].strip().lower()
+    if not value:
+        raise InvalidMessage("invalid-json", "binary mode: the message value (the event's data) is empty")
+    try:
+        raw["data"] = orjson.loads(value)
+    except orjson.JSONDecodeError as e:
+        raise InvalidMessage("invalid-json", f"binary mode: the value (data) is not JSON: {e}") from None
+    return raw
+
+
+def _checked(raw: dict[str, Any]) -> CloudEvent:
     if raw.get("specversion") != SPEC_VERSION:
         raise InvalidMessage("invalid-envelope", f"specversion must be {SPEC_VERSION!r}")
     for attr in ("id", "source", "type"):

@@ -2,15 +2,16 @@
 ``lianxi.inbound.v1``; each valid message becomes a command and its event is appended.
 
 Per message:
-1. the envelope is a structured CloudEvent and ``data`` validates against the JSON Schema of
-   its ``type`` (contracts/schemas/);
+1. the message is a CloudEvent in structured or binary content mode (cloudevents.py) and
+   ``data`` validates against the JSON Schema of its ``type`` (contracts/schemas/);
 2. the type is one units may send (``INBOUND_COMMANDS``: event type -> application command);
 3. the source ``/agencies/<code>`` names a registered unit, and the command only lets that
    unit write its own events (spoofing another unit is refused);
 4. the event id derives from (source, message id), so a redelivered message is a no-op.
 
-Anything refused goes to ``lianxi.inbound.dlq.v1``: the original bytes and key, with the
-reason in headers. Offsets are committed only after the batch's appends and dead-letter
+Anything refused goes to ``lianxi.inbound.dlq.v1``: the original bytes, key and headers, with
+the reason in headers (the content-type becomes application/octet-stream, the original one is
+kept as ``lianxi-dlq-content-type``). Offsets are committed only after the batch's appends and dead-letter
 writes are acknowledged; an infrastructure failure (database, broker) rewinds to the last
 commit and retries, so no message is lost or applied twice.
 """
@@ -38,7 +39,7 @@ from events.duty_log import DutyRecord
 from events.errors import DomainError
 from services.app import LianxiApp
 from services.kafka import cloudevents
-from services.kafka.cloudevents import CloudEvent, InvalidMessage
+from services.kafka.cloudevents import CloudEvent, Headers, InvalidMessage
 from services.kafka.relay import create_topics
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 DLQ_REASON = "lianxi-dlq-reason"
 DLQ_CODE = "lianxi-dlq-code"
 DLQ_ORIGIN = "lianxi-dlq-origin"  # topic/partition/offset of the original message
+DLQ_CONTENT_TYPE = "lianxi-dlq-content-type"  # the original content-type, when it had one
 
 
 def inbound_event_id(source: str, message_id: str) -> str:
@@ -119,9 +121,9 @@ class Ingestor:
                 raise InvalidMessage("unknown-source", f"source {source} is not a registered unit") from None
         return self._units[code]
 
-    def check(self, value: bytes | None) -> Accepted:
+    def check(self, value: bytes | None, headers: Headers | None = None) -> Accepted:
         """Raise InvalidMessage, or return the aggregate to save."""
-        event = cloudevents.decode(value)
+        event = cloudevents.decode(value, headers)
         command = self.commands.get(event.name)
         if command is None:
             raise InvalidMessage("unknown-type", f"type {event.type} is not accepted inbound")
@@ -135,15 +137,18 @@ class Ingestor:
             return False
         return True
 
-    def process(self, values: Sequence[bytes | None]) -> list[Outcome]:
-        """Outcomes in input order. Valid messages are appended in one transaction; one seen
-        before (same source and id) is a duplicate and appends nothing."""
+    def process(self, values: Sequence[bytes | None],
+                headers: Sequence[Headers | None] | None = None) -> list[Outcome]:
+        """Outcomes in input order (``headers``: each message's Kafka headers, for binary
+        content mode). Valid messages are appended in one transaction; one seen before (same
+        source and id) is a duplicate and appends nothing."""
         self._units = {}
-        outcomes: list[Outcome | None] = [None] * len(values)
+        messages = list(zip(values, headers if headers is not None else [None] * len(values), strict=True))
+        outcomes: list[Outcome | None] = [None] * len(messages)
         pending: dict[str, tuple[int, Accepted]] = {}
-        for i, value in enumerate(values):
+        for i, (value, message_headers) in enumerate(messages):
             try:
-                accepted = self.check(value)
+                accepted = self.check(value, message_headers)
             except InvalidMessage as e:
                 outcomes[i] = Outcome("dead", code=e.code, reason=e.reason)
                 continue
@@ -159,11 +164,11 @@ class Ingestor:
                 continue
             pending[accepted.event_id] = (i, accepted)
         if pending:
-            self._append(pending, values, outcomes)
+            self._append(pending, messages, outcomes)
         return [o for o in outcomes if o is not None]
 
-    def _append(self, pending: dict[str, tuple[int, Accepted]], values: Sequence[bytes | None],
-                outcomes: list[Outcome | None]) -> None:
+    def _append(self, pending: dict[str, tuple[int, Accepted]],
+                messages: Sequence[tuple[bytes | None, Headers | None]], outcomes: list[Outcome | None]) -> None:
         try:
             self.app.save(*(a.aggregate for _, a in pending.values()))
         except IntegrityError:
@@ -179,7 +184,7 @@ class Ingestor:
                 outcomes[i] = Outcome("duplicate", event_id)
                 continue
             try:
-                fresh[event_id] = (i, self.check(values[i]))
+                fresh[event_id] = (i, self.check(*messages[i]))
             except InvalidMessage as e:
                 outcomes[i] = Outcome("dead", code=e.code, reason=e.reason)
         if not fresh:
@@ -188,14 +193,14 @@ class Ingestor:
             self.app.save(*(a.aggregate for _, a in fresh.values()))
         except IntegrityError:
             for i, _ in fresh.values():  # still racing another instance: one at a time
-                outcomes[i] = self._append_one(values[i])
+                outcomes[i] = self._append_one(*messages[i])
         else:
             for i, a in fresh.values():
                 outcomes[i] = Outcome("appended", a.event_id)
 
-    def _append_one(self, value: bytes | None) -> Outcome:
+    def _append_one(self, value: bytes | None, headers: Headers | None) -> Outcome:
         try:
-            accepted = self.check(value)
+            accepted = self.check(value, headers)
         except InvalidMessage as e:
             return Outcome("dead", code=e.code, reason=e.reason)
         try:
@@ -261,14 +266,16 @@ class KafkaIngest:
         # the dead letter's value is the original bytes, whatever they were: the AsyncAPI
         # document declares it application/octet-stream, so the original content-type goes
         kept = [(k, v) for k, v in (record.headers or []) if k.lower() != "content-type"]
-        headers = [*kept, ("content-type", b"application/octet-stream"), (DLQ_CODE, (outcome.code or "").encode()),
+        original = [(DLQ_CONTENT_TYPE, v) for k, v in (record.headers or []) if k.lower() == "content-type"][:1]
+        headers = [*kept, *original, ("content-type", b"application/octet-stream"),
+                   (DLQ_CODE, (outcome.code or "").encode()),
                    (DLQ_REASON, (outcome.reason or "").encode()), (DLQ_ORIGIN, origin.encode())]
         return self._producer.send(self.dlq_topic, value=record.value, key=record.key, headers=headers)
 
     def handle(self, records: Sequence[Any]) -> dict[Any, int]:
         """Append or dead-letter a batch; returns the offsets to commit (per partition).
         Raises when an append or a dead-letter write was not acknowledged."""
-        outcomes = self.ingestor.process([r.value for r in records])
+        outcomes = self.ingestor.process([r.value for r in records], [r.headers for r in records])
         futures = []
         for record, outcome in zip(records, outcomes, strict=True):
             if outcome.kind == "dead":

@@ -9,12 +9,10 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from eventsourcing.persistence import IntegrityError
-
 from contracts.escalation import EscalationRules
 from events.base import local_date
 from events.errors import Conflict
-from events.meetings import Meeting, Task
+from events.meetings import Meeting, Task, default_title, meeting_id
 from services.kernel.principal import Principal
 from services.kernel.results import Written, written
 from services.kernel.use_cases import UseCases
@@ -25,18 +23,37 @@ class MeetingUseCases(UseCases):
         agg: Meeting = self.load(mid, Meeting, "meeting")
         return agg
 
+    def next_meeting_number(self, year: int) -> int:
+        """The first number of ``year`` the log holds no meeting under. Meeting ids derive
+        from (year, number), so this asks the store, not a read model that may lag."""
+        number = 1
+        while self.recorder.select_events(meeting_id(year, number), limit=1):
+            number += 1
+        return number
+
     def schedule_meeting(
-        self, principal: Principal, *, number: int, title: str, scheduled_for: date, place: str, now: datetime,
+        self, principal: Principal, *, number: int | None, title: str | None, scheduled_for: date, place: str,
+        now: datetime,
     ) -> Written:
+        """``number`` omitted: the platform assigns the next of the year; given, it must be
+        that one (see ``Meeting.schedule``). Two meetings convened at once: the loser of the
+        race is decided again, so an assigned number moves on and a chosen one is a 409."""
         self.require_writer(principal)
-        agg = Meeting.schedule(lead=principal.agency, is_lead=self.is_lead(principal),
-                               year=scheduled_for.year, number=number, title=title, scheduled_for=scheduled_for,
-                               place=place, now=now)
-        try:
-            recordings = self.commit(agg)
-        except IntegrityError:
-            raise Conflict(f"meeting number {number} of {scheduled_for.year} is already scheduled") from None
-        return written(agg.id, recordings, status="scheduled")
+        is_lead = self.is_lead(principal)
+        year = scheduled_for.year
+        created: list[Meeting] = []
+
+        def decision() -> list[Meeting]:
+            following = self.next_meeting_number(year)
+            n = following if number is None else number
+            created[:] = [Meeting.schedule(
+                lead=principal.agency, is_lead=is_lead, year=year, number=n, next_number=following,
+                title=title or default_title(year, n), scheduled_for=scheduled_for, place=place, now=now)]
+            return created
+
+        recordings = self.decide(f"meeting number of {year}", decision)
+        assert recordings is not None
+        return written(created[0].id, recordings, status="scheduled")
 
     def propose_agenda_item(
         self, principal: Principal, mid: uuid.UUID, *, title: str, detail: str, related_event_ids: Sequence[str],

@@ -25,7 +25,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from contracts.api import MAX_SCHOOLS_PER_RECORD
 from events.errors import Conflict, DomainError, InvariantViolated, NotFound, NotPermitted
 from projections.catalogue_view import list_agencies, list_schools
 from services.api import deps
@@ -114,8 +116,18 @@ def current_session(request: Request, platform: PlatformDep) -> WebSession:
 SessionDep = Annotated[WebSession, Depends(current_session)]
 
 
+# A page form carries at most one record's schools (as many as the API takes, one checkbox
+# field each) and a few dozen other fields; the cap was once 300, which refused the duty-log
+# page above ~295 schools with Starlette's raw JSON 400.
+MAX_FORM_FIELDS = MAX_SCHOOLS_PER_RECORD + 100
+
+
 async def read_form(request: Request) -> FormData:
-    return await request.form(max_files=0, max_fields=300)
+    try:
+        return await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
+    except StarletteHTTPException:  # the form parser's refusal: too many fields, a part too large
+        raise WebError(400, "表单内容过多，无法处理",
+                       f"一次提交最多涉及 {MAX_SCHOOLS_PER_RECORD} 所学校。请减少所选内容后重新提交。") from None
 
 
 FormDep = Annotated[FormData, Depends(read_form)]

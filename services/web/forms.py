@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from contracts.api import MAX_SCHOOLS_PER_RECORD
 from contracts.text import find_control_character
 
 EVIDENCE = re.compile(r"^\S{1,500}$")
@@ -134,7 +135,8 @@ class Form:
             self.fail(name, f"{label}中有未知单位：{'、'.join(unknown[:5])}。")
         return chosen
 
-    def schools(self, name: str, label: str, exists: Callable[[str], bool], *, max_items: int = 500) -> list[str]:
+    def schools(self, name: str, label: str, exists: Callable[[str], bool], *,
+                max_items: int = MAX_SCHOOLS_PER_RECORD) -> list[str]:
         chosen = list(dict.fromkeys(self.many(name)))
         self.values[name] = chosen
         if len(chosen) > max_items:

@@ -41,7 +41,6 @@ from projections.meetings import (
     list_meetings,
     list_resolutions,
     list_tasks,
-    next_number,
 )
 from services.api.deps import (
     CursorQ,
@@ -72,18 +71,13 @@ def _meeting_out(row: dict[str, Any]) -> dict[str, Any]:
 
 @router.post("/meetings", status_code=201, response_model=Written, responses=WRITE_ERRORS)
 def schedule(body: MeetingIn, platform: PlatformDep, principal: PrincipalDep, response: Response) -> Written:
-    """The lead bureau convenes a joint meeting on a date."""
+    """The lead bureau convenes a joint meeting on a date. Meetings are numbered 1, 2, 3... in
+    the year of their date in the order they are convened: the platform assigns the next
+    number; a `number` given must be that one (a higher one is 422, a taken one 409)."""
     require_writer(principal)
     require_lead(principal)
-    year = body.scheduled_for.year
-    number = body.number
-    if number is None:
-        platform.runner.catch_up("meetings")
-        with platform.read_engine.connect() as conn:
-            number = next_number(conn, year)
-    title = body.title or f"旗校园安全局际联席会议{year}年第{number}次会议"
-    w = platform.app.schedule_meeting(principal, number=number, title=title, scheduled_for=body.scheduled_for,
-                                      place=body.place, now=platform.clock())
+    w = platform.app.schedule_meeting(principal, number=body.number, title=body.title,
+                                      scheduled_for=body.scheduled_for, place=body.place, now=platform.clock())
     response.headers["Location"] = f"/api/v1/meetings/{w.id}"
     return answer(Written, w)
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from contracts.api import Created
+from contracts.api import Created, Request
 from contracts.rules import DEFAULT_RULES, RulesError, RuleSet, named_rules, rules_for_year
 from services.api.deps import PlatformDep, PrincipalDep, require_all_reader, require_reader_of, require_writer
 from services.api.problems import ProblemError
@@ -39,8 +39,7 @@ YEAR_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-class AppealIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class AppealIn(Request):  # strict, trimmed, storable text, like every other request body
     clause: str = Field(min_length=1, max_length=20, description="the clause of the deduction")
     item: str = Field(min_length=1, max_length=200, description="the deduction's item key, as the review shows it")
     reason: str = Field(min_length=1, max_length=4000)
@@ -48,8 +47,7 @@ class AppealIn(BaseModel):
                                                                       "(default the rules declaring the year)")
 
 
-class DecisionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class DecisionIn(Request):
     upheld: bool = Field(description="true: the deduction is withdrawn; false: it stands")
     reason: str = Field(min_length=1, max_length=4000)
 

@@ -20,7 +20,7 @@ from contracts.api_meetings import (
     TaskVerificationIn,
 )
 from events.errors import DomainError
-from projections.meetings import MeetingsView, assemble_agenda, list_meetings, list_resolutions, next_number
+from projections.meetings import MeetingsView, assemble_agenda, list_meetings, list_resolutions
 from services.api.deps import PlatformDep, today_of
 from services.documents import labels
 from services.meetings.brief_data import build_brief
@@ -75,14 +75,10 @@ def _schedule(request: Request, post: Posted, platform: Platform) -> Response:
     body = f.model(MeetingIn, {"scheduled_for": day, "place": place, "title": title or None},
                    {"scheduled_for": "scheduled_for", "place": "place", "title": "title"})
     if body is not None:
-        assert day is not None
-        platform.runner.catch_up(MeetingsView.name)
-        with platform.read_engine.connect() as conn:
-            number = next_number(conn, day.year)
-        try:
+        try:  # the platform numbers the meeting (the next of its year)
             w = platform.app.schedule_meeting(
-                post.session.principal, number=number, scheduled_for=body.scheduled_for, place=body.place,
-                title=body.title or f"旗校园安全局际联席会议{day.year}年第{number}次会议", now=platform.clock())
+                post.session.principal, number=None, scheduled_for=body.scheduled_for, place=body.place,
+                title=body.title, now=platform.clock())
         except DomainError as e:
             f.fail("_form", domain_message(e))
         else:
