@@ -184,3 +184,26 @@ def test_a_render_that_finishes_before_its_callback_is_registered_does_not_deadl
         worker.join(timeout=10)
         assert not worker.is_alive(), "get() deadlocked on its own lock"
         assert outcome == (["raised"] if fails else [b"pdf:1"])
+
+
+def test_readers_asking_while_the_data_is_built_wait_for_that_one_build() -> None:
+    """Eight officials opening the same brief at once assemble its data once (each build catches
+    the read models up and reads them: eight at once ran into the request timeout)."""
+    cache = BriefCache(SlowRender(0.0))
+    builds: list[int] = []
+    gate = threading.Event()
+
+    def build() -> dict[str, Any]:
+        builds.append(1)
+        gate.wait(5)
+        return {"n": "shared"}
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(cache.data_for, ("m1", "2024-12-31", 7), build) for _ in range(8)]
+            time.sleep(0.3)
+            gate.set()
+            assert [f.result() for f in futures] == [{"n": "shared"}] * 8
+        assert len(builds) == 1
+    finally:
+        cache.close()

@@ -36,23 +36,39 @@ class BriefCache:
         self._keep = keep
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="brief-render")
         self._data: OrderedDict[Hashable, dict[str, Any]] = OrderedDict()
+        self._building: dict[Hashable, Future[dict[str, Any] | None]] = {}
         self._done: OrderedDict[tuple[str, str], bytes] = OrderedDict()
         self._rendering: dict[tuple[str, str], Future[bytes]] = {}
         self._lock = threading.Lock()
 
     def data_for(self, source: Hashable, build: Callable[[], dict[str, Any] | None]) -> dict[str, Any] | None:
-        """The brief's data for ``source`` (meeting, day, log head), built once per source."""
+        """The brief's data for ``source`` (meeting, day, log head), built once per source:
+        readers asking while it is being built wait for that one build."""
         with self._lock:
             hit = self._data.get(source)
             if hit is not None:
                 self._data.move_to_end(source)
                 return hit
-        data = build()
-        if data is not None:
+            building = self._building.get(source)
+            mine = building is None
+            if building is None:
+                building = self._building[source] = Future()
+        if not mine:
+            return building.result()
+        try:
+            data = build()
+        except BaseException as e:
             with self._lock:
+                self._building.pop(source, None)
+            building.set_exception(e)
+            raise
+        with self._lock:
+            self._building.pop(source, None)
+            if data is not None:
                 self._data[source] = data
                 while len(self._data) > self._keep:
                     self._data.popitem(last=False)
+        building.set_result(data)
         return data
 
     def get(self, data: dict[str, Any], fmt: str, *, wait_s: float) -> bytes | None:
