@@ -138,15 +138,28 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         log.close()
 
 
+# One Playwright per process: other browser test modules reuse these fixtures by assignment,
+# which gives each module a fixture of its own, and a second sync Playwright in the same thread
+# refuses to start ("Sync API inside the asyncio loop"). The first one started is shared.
+_RUNNING: dict[str, Any] = {}
+
+
 @pytest.fixture(scope="session")
 def browser(chromium: str) -> Iterator[Any]:
+    if "browser" in _RUNNING:
+        yield _RUNNING["browser"]
+        return
     sync_api = pytest.importorskip("playwright.sync_api") if not REQUIRE else __import__(
         "playwright.sync_api", fromlist=["sync_playwright"])
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+        _RUNNING["browser"] = b
+        try:
+            yield b
+        finally:
+            _RUNNING.pop("browser", None)
+            b.close()
 
 
 def _context(browser: Any, viewport: dict[str, int]) -> Any:
