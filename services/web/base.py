@@ -39,6 +39,7 @@ from services.documents.timefmt import local_day, local_time
 from services.kernel.use_cases import parse_id
 from services.platform import Platform
 from services.security.audit import note_principal
+from services.web.forms import Form
 from services.web.once import form_key, submit_once
 from services.web.session import SESSION_COOKIE, WebSession, same, sessions_for
 
@@ -148,6 +149,19 @@ def posted(session: SessionDep, form: FormDep) -> Posted:
 
 
 PostedDep = Annotated[Posted, Depends(posted)]
+
+
+def form_act(post: Posted, act: Callable[[Form], bool], *, done: Callable[[], Response],
+             again: Callable[[Form], Response]) -> Response:
+    """One form's act: a bad field or a refused rule comes back as the form's message
+    (``again``); an act that went through answers ``done`` (a redirect)."""
+    f = Form(post.form)
+    try:
+        ok = act(f)
+    except DomainError as e:
+        f.fail("_form", domain_message(e))
+        ok = False
+    return done() if ok and f.ok else again(f)
 
 
 def once(request: Request, post: Posted, platform: Platform, fallback: str, act: Callable[[], Response]) -> Response:

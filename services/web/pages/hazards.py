@@ -26,6 +26,7 @@ from services.web.base import (
     SessionDep,
     WebError,
     domain_message,
+    form_act,
     once,
     redirect,
     render,
@@ -151,18 +152,13 @@ def _lead_write(request: Request, item_id: str, post: Posted, platform: Platform
     require_lead(post.session)
     iid = uuid_or_404(item_id, "整改事项")
 
+    def done_() -> Response:
+        platform.runner.catch_up(RectificationBoard.name)
+        return redirect(f"/rectifications/{iid}?done={done}")
+
     def run() -> Response:
-        f = Form(post.form)
-        try:
-            ok = act(f, iid)
-        except DomainError as e:
-            f.fail("_form", domain_message(e))
-            ok = False
-        if ok and f.ok:
-            platform.runner.catch_up(RectificationBoard.name)
-            return redirect(f"/rectifications/{iid}?done={done}")
-        return item_page(request, post.session, platform, item_id, errors={form: f.errors}, values={form: f.values},
-                         status=422)
+        return form_act(post, lambda f: act(f, iid), done=done_, again=lambda f: item_page(
+            request, post.session, platform, item_id, errors={form: f.errors}, values={form: f.values}, status=422))
 
     return once(request, post, platform, f"/rectifications/{iid}", run)
 

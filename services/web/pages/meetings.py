@@ -32,6 +32,7 @@ from services.web.base import (
     SessionDep,
     WebError,
     domain_message,
+    form_act,
     once,
     redirect,
     render,
@@ -120,18 +121,13 @@ def _meeting_write(request: Request, meeting_id: str, post: Posted, platform: Pl
     require_lead(post.session)
     mid = uuid_or_404(meeting_id, "会议")
 
+    def done_() -> Response:
+        platform.runner.catch_up(MeetingsView.name)
+        return redirect(f"/meetings/{mid}?done={done}")
+
     def run() -> Response:
-        f = Form(post.form)
-        try:
-            ok = act(f, mid)
-        except DomainError as e:
-            f.fail("_form", domain_message(e))
-            ok = False
-        if ok and f.ok:
-            platform.runner.catch_up(MeetingsView.name)
-            return redirect(f"/meetings/{mid}?done={done}")
-        return _meeting_page(request, post.session, platform, meeting_id, errors={key: f.errors},
-                             values={key: f.values}, status=422)
+        return form_act(post, lambda f: act(f, mid), done=done_, again=lambda f: _meeting_page(
+            request, post.session, platform, meeting_id, errors={key: f.errors}, values={key: f.values}, status=422))
 
     return once(request, post, platform, f"/meetings/{mid}", run)
 

@@ -13,7 +13,6 @@ from fastapi.responses import HTMLResponse, Response
 from contracts.api_meetings import TaskCompletionIn, TaskProgressIn
 from contracts.api_rectifications import CompletionIn, ProgressIn
 from contracts.catalogue import default_catalogue
-from events.errors import DomainError
 from projections.catalogue_view import get_agency
 from projections.meetings import MeetingsView, list_tasks
 from projections.rectification_board import RectificationBoard, list_items
@@ -25,7 +24,7 @@ from services.web.base import (
     PostedDep,
     SessionDep,
     WebError,
-    domain_message,
+    form_act,
     once,
     redirect,
     render,
@@ -83,19 +82,14 @@ def _work_write(request: Request, code: str, post: Posted, platform: Platform, k
     names = unit_names(platform)
     require_unit_writer(post.session, code, names)
 
+    def done() -> Response:
+        platform.runner.catch_up(RectificationBoard.name if key.startswith("rect") else MeetingsView.name)
+        action = "completion" if key.endswith("completion") else "progress"
+        return redirect(f"/units/{quote(code)}/work?done={action}")
+
     def run() -> Response:
-        f = Form(post.form)
-        try:
-            done = act(f)
-        except DomainError as e:
-            f.fail("_form", domain_message(e))
-            done = False
-        if done and f.ok:
-            platform.runner.catch_up(RectificationBoard.name if key.startswith("rect") else MeetingsView.name)
-            action = "completion" if key.endswith("completion") else "progress"
-            return redirect(f"/units/{quote(code)}/work?done={action}")
-        return _work_page(request, post.session, platform, code, names, errors={key: f.errors},
-                          values={key: f.values}, status=422)
+        return form_act(post, act, done=done, again=lambda f: _work_page(
+            request, post.session, platform, code, names, errors={key: f.errors}, values={key: f.values}, status=422))
 
     return once(request, post, platform, f"/units/{quote(code)}/work", run)
 
