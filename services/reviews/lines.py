@@ -31,6 +31,14 @@ def not_applicable(unit: str, rule: Rule, reason: str, item: str = "clause") -> 
     return Line(unit, rule.clause, item, 0.0, reason, weight=0.0, na=reason)
 
 
+def nothing_to_measure(unit: str, rule: Rule, when_none: str, item: str, *, na_reason: str, label: str) -> Line:
+    """A clause with nothing to measure for a unit: 不适用 under the load-aware rules; under the
+    rules written before them (``when_none`` full or zero) the line they always gave, same text."""
+    if when_none == "not_applicable":
+        return not_applicable(unit, rule, na_reason)
+    return Line(unit, rule.clause, item, rule.points if when_none == "full" else 0.0, label, {})
+
+
 # (rule, facts, the units the rule applies to, the whole rule set) -> lines
 Scorer = Callable[[Rule, Facts, list[str], RuleSet], list[Line]]
 SCORERS: dict[str, Scorer] = {}

@@ -26,7 +26,7 @@ from contracts.rules import (
     WarningParams,
 )
 from services.reviews.facts import Facts, Item, ReviewError
-from services.reviews.lines import SCORERS, Line, flagged_backdated, not_applicable, scorer
+from services.reviews.lines import SCORERS, Line, flagged_backdated, not_applicable, nothing_to_measure, scorer
 
 __all__ = ["SCORERS", "Line", "flagged_backdated", "not_applicable", "scorer"]
 
@@ -253,11 +253,8 @@ def _campaign_phases(rule: Rule, f: Facts, units: list[str], rules: RuleSet) -> 
     for code in units:
         items = owed.get(code, [])
         if not items:
-            if p.when_none == "not_applicable":
-                out.append(not_applicable(code, rule, "本单位在本年度专项整治中无牵头或督查任务"))
-                continue
-            out.append(Line(code, rule.clause, "campaigns", rule.points if p.when_none == "full" else 0.0,
-                            "无专项整治任务", {}))
+            out.append(nothing_to_measure(code, rule, p.when_none, "campaigns",
+                                          na_reason="本单位在本年度专项整治中无牵头或督查任务", label="无专项整治任务"))
             continue
         each = rule.points / len(items)
         weight = each if p.when_none == "not_applicable" else None
@@ -325,11 +322,8 @@ def _logistics_targets(rule: Rule, f: Facts, units: list[str], rules: RuleSet) -
     out = []
     for code in units:
         if not evaluated:
-            if p.when_none == "not_applicable":
-                out.append(not_applicable(code, rule, "本年度未设定县级后勤目标"))
-                continue
-            out.append(Line(code, rule.clause, "targets", rule.points if p.when_none == "full" else 0.0,
-                            "本年度未设定县级后勤目标", {}))
+            out.append(nothing_to_measure(code, rule, p.when_none, "targets",
+                                          na_reason="本年度未设定县级后勤目标", label="本年度未设定县级后勤目标"))
             continue
         each = rule.points / len(evaluated)
         weight = each if p.when_none == "not_applicable" else None
