@@ -361,7 +361,7 @@ def test_the_lead_runs_a_meeting_and_the_liaison_reports_on_its_task(api: Api, s
     assert r.status_code == 303, r.text
     meeting = r.headers["location"].split("?")[0]
     page = lead.client.get(meeting)
-    assert page.status_code == 200 and "旗校园安全局际联席会议2025年第1次会议" in page.text
+    assert page.status_code == 200 and "旗校园安全局际联席会议2025年第一次会议" in page.text
     assert "议程草案" in page.text and "逾期及升级督办的整改事项" in page.text
     assert lead.post(f"{meeting}/items", {"title": "暑期防溺水工作", "detail": "部署"}, form_page=meeting) \
         .status_code == 303

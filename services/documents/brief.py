@@ -33,7 +33,6 @@ from services.settings import Settings, get_settings
 
 TEMPLATES = Path(__file__).parents[1] / "templates"
 FORMATS = ("html", "docx", "pdf")
-NUMERALS = "一二三四五六七八九十"
 _name = labels.name_of
 
 
@@ -148,7 +147,7 @@ def _env() -> Environment:
     env.filters["pct"] = _pct
     env.filters["local"] = local_time
     env.filters["minutes"] = _minutes
-    env.globals["numeral"] = lambda i: NUMERALS[i - 1] if 1 <= i <= len(NUMERALS) else str(i)
+    env.globals["numeral"] = labels.chinese_number
     env.globals["labels"] = labels
     return env
 
@@ -191,9 +190,9 @@ def render_docx(data: dict[str, Any], settings: Settings | None = None, *, creat
     fonts = Fonts.of(settings)
     m = b["meeting"]
     t = b["totals"]
-    d = Docx(fonts, title=f"联席会议简报 {m['year']}年第{b['number']}期 {m['title']}", author=b["issuer"],
-             created=created)
-    d.masthead("联席会议简报", f"{m['year']}年第{b['number']}期", b["issuer"], _cn_date(b["date"]))
+    issue = labels.brief_issue(m["year"], b["number"])
+    d = Docx(fonts, title=f"联席会议简报 {issue} {m['title']}", author=b["issuer"], created=created)
+    d.masthead("联席会议简报", issue, b["issuer"], _cn_date(b["date"]))
     d.para(m["title"], font=fonts.face("title"), size=22, align="center")
 
     d.heading("一、会议及本期概况")
@@ -224,7 +223,7 @@ def render_docx(data: dict[str, Any], settings: Settings | None = None, *, creat
         d.para("本期无逾期整改事项。")
     sub = 0
     for sub, g in enumerate(b["overdue_groups"], 1):
-        d.heading(f"（{_numeral(sub)}）{g['name']}：逾期{g['count']}项，已升级{g['escalated']}项", 2)
+        d.heading(f"（{labels.chinese_number(sub)}）{g['name']}：逾期{g['count']}项，已升级{g['escalated']}项", 2)
         d.table(["序号", "学校", "问题", "等级", "整改时限", "逾期天数", "督办层级", "状态"],
                 [[j, it.get("school_name", it["school_id"]), it["description"], _name(labels.SEVERITY, it["severity"]),
                   it["deadline"], it["days_overdue"], it["escalation_name"] or "—",
@@ -233,13 +232,13 @@ def render_docx(data: dict[str, Any], settings: Settings | None = None, *, creat
                 refs=[it["ref"] for it in g["items"]])
     if b["overdue_tasks"]:
         sub += 1
-        d.heading(f"（{_numeral(sub)}）逾期决议任务", 2)
+        d.heading(f"（{labels.chinese_number(sub)}）逾期决议任务", 2)
         d.table(["单位", "任务", "时限", "逾期天数", "督办层级"],
                 [[x["name"], x["description"], x["deadline"], x["days_overdue"], x["escalation_name"] or "—"]
                  for x in b["overdue_tasks"]], refs=[x["ref"] for x in b["overdue_tasks"]])
     if b["critical"]:
         sub += 1
-        d.heading(f"（{_numeral(sub)}）未销号重大隐患", 2)
+        d.heading(f"（{labels.chinese_number(sub)}）未销号重大隐患", 2)
         d.table(["学校", "隐患", "发现日期", "责任单位", "状态"],
                 [[h.get("school_name", h["school_id"]), h["description"], h["found_on"], h["unit_name"],
                   _name(labels.RECT_STATUS, h["status"])] for h in b["critical"]],
@@ -315,8 +314,3 @@ def render_docx(data: dict[str, Any], settings: Settings | None = None, *, creat
         d.table(["编号", "事项", "事件编号"], [[f"[{r['n']}]", r["label"], "\n".join(r["event_ids"])]
                                            for r in b["refs"]], size=8)
     return d.to_bytes()
-
-
-def _numeral(i: int) -> str:
-    return NUMERALS[i - 1] if 1 <= i <= len(NUMERALS) else str(i)
-

@@ -73,6 +73,21 @@ def chinese_number(n: int) -> str:
     return ("" if tens == 1 else _DIGITS[tens]) + "十" + (_DIGITS[ones] if ones else "")
 
 
+def article(clause: str) -> str:
+    """A rules clause as a heading: 第十二条 (a clause id that is not a number is printed as it is)."""
+    return f"第{chinese_number(int(clause)) if clause.isdigit() else clause}条"
+
+
+def meeting_title(year: int, number: int) -> str:
+    """The title a scheduled meeting gets when the lead gives none."""
+    return f"旗校园安全局际联席会议{year}年第{chinese_number(number)}次会议"
+
+
+def brief_issue(year: int, number: int) -> str:
+    """The brief's issue number as its masthead prints it: 2026年第四期."""
+    return f"{year}年第{chinese_number(number)}期"
+
+
 def name_of(table: dict[str, str], code: str | None) -> str:
     if code is None:
         return "—"

@@ -319,5 +319,5 @@ class Deliverer:
                 "X-Lianxi-Timestamp": ts, "X-Lianxi-Signature": sign(secret or "", ts, body),
             }
             return self.post(target, body, headers, self.settings.webhook_timeout_s)
-        text = f"{payload['title']}\n\n{payload['body']}\n\n通知编号:{payload['id']}\n时间:{payload['created_at']}\n"
+        text = f"{payload['title']}\n\n{payload['body']}\n\n通知编号：{payload['id']}\n时间：{payload['created_at']}\n"
         return self.mail(self.settings, target, f"[联席] {payload['title']}", text)
