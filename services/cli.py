@@ -229,8 +229,9 @@ def demo(
             platform.runner.catch_up(progress=bar.update)
         typer.echo(f"demo {chosen_year}: {counts['schools']} schools, {total} events in the log")
         names = {u.code: u.name for u in catalogue.units.units}
-        for label, key in (("履职到位(planted diligent)", "diligent"), ("履职不力(planted negligent)", "negligent")):
-            typer.echo(f"{label}: " + "、".join(f"{names[c]}({c})" for c in counts[key]))
+        for label, key in (("履职到位（planted diligent）", "diligent"),
+                           ("履职不力（planted negligent）", "negligent")):
+            typer.echo(f"{label}：" + "、".join(f"{names[c]}（{c}）" for c in counts[key]))
     finally:
         platform.close()
 
