@@ -27,6 +27,7 @@ import orjson
 import sqlalchemy as sa
 from eventsourcing.utils import get_topic
 
+from contracts.catalogue import default_catalogue
 from contracts.compliance import default_calendar
 from events.agencies import Agency
 from events.base import derive_id
@@ -36,6 +37,7 @@ from events.meetings import Meeting, Task
 from events.rectifications import Rectification
 from events.warnings import EarlyWarning
 from projections.base import LoggedEvent, Projection, insert_ignore, metadata, upsert_add
+from projections.warning_response import LEVEL_NAMES, TYPE_NAMES
 
 notifications = sa.Table(
     "rm_notifications",
@@ -209,6 +211,15 @@ def _item_of(e: LoggedEvent) -> str | None:
     return None
 
 
+def _unit(code: str) -> str:
+    """A unit as people read it: its name (the code only when the catalogue lacks it)."""
+    return next((u.name for u in default_catalogue().units.units if u.code == code), code)
+
+
+def _units(codes: Iterable[str]) -> str:
+    return "、".join(_unit(c) for c in codes) or "无"
+
+
 def _notice(recipients: Iterable[str], kind: str, title: str, body: str, subject_type: str,
             subject_id: str) -> list[Notice]:
     return [{"recipient": r, "kind": kind, "title": title[:300], "body": body, "subject_type": subject_type,
@@ -220,7 +231,7 @@ def _rect_assigned(e: LoggedEvent, ctx: Context) -> list[Notice]:
     units = [d["lead_unit"], *d["cooperating_units"]]
     ctx.assign(str(e.originator_id), units)
     return _notice(units, "rectification-assigned", f"整改任务已分派，请于{d['deadline']}前完成",
-                   f"牵头单位：{d['lead_unit']}；配合单位：{'、'.join(d['cooperating_units']) or '无'}。"
+                   f"牵头单位：{_unit(d['lead_unit'])}；配合单位：{_units(d['cooperating_units'])}。"
                    f"整改措施：{'；'.join(d['measures'])}", "rectification", str(e.originator_id))
 
 
@@ -281,8 +292,9 @@ def _warning_issued(e: LoggedEvent, ctx: Context) -> list[Notice]:
         lead = ctx.lead()
         if lead:
             recipients.append(lead)
+    kind = TYPE_NAMES.get(d["warning_type"], d["warning_type"]) + LEVEL_NAMES.get(d["level"], d["level"])
     return _notice(recipients, "warning-to-acknowledge", f"预警待确认：{d['title']}",
-                   f"{d['level']}级{d['warning_type']}预警，覆盖{'、'.join(d['towns'])}，有效期至{d['valid_until']}。"
+                   f"{kind}预警，覆盖{'、'.join(d['towns'])}，有效期至{d['valid_until']}。"
                    f"请确认并报告已采取的措施：{'；'.join(d['measures'])}", "warning", str(e.originator_id))
 
 
@@ -291,7 +303,7 @@ def _warning_escalated(e: LoggedEvent, ctx: Context) -> list[Notice]:
     return _notice([d["escalated_to"]], "warning-escalated",
                    f"预警未按时确认，已升级：{len(d['unacknowledged_schools'])}所学校、"
                    f"{len(d['unacknowledged_units'])}个单位未确认",
-                   f"未确认单位：{'、'.join(d['unacknowledged_units']) or '无'}", "warning", str(e.originator_id))
+                   f"未确认单位：{_units(d['unacknowledged_units'])}", "warning", str(e.originator_id))
 
 
 def _compliance_missing(e: LoggedEvent, ctx: Context) -> list[Notice]:
@@ -316,8 +328,10 @@ def _petition_received(e: LoggedEvent, ctx: Context) -> list[Notice]:
 def _phase_reminder(e: LoggedEvent, ctx: Context) -> list[Notice]:
     d = e.data
     what = "即将到期" if d["kind"] == "due-soon" else "已逾期"
-    return _notice([d["agency"]], "campaign-reminder",
-                   f"专项整治{d['template']}阶段“{d['phase']}”{what}（截止{d['deadline']}）",
+    template = next((t for t in default_catalogue().campaigns.campaigns if t.code == d["template"]), None)
+    name = template.name if template else d["template"]
+    phase = next((p.name for p in template.phases if p.code == d["phase"]), d["phase"]) if template else d["phase"]
+    return _notice([d["agency"]], "campaign-reminder", f"{name}“{phase}”阶段{what}（截止{d['deadline']}）",
                    f"{len(d['school_ids'])}所学校未完成。", "campaign", d["campaign_id"])
 
 

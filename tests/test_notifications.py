@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from contracts.typography import ascii_punctuation_beside_cjk
 from projections.notifications import attempts, deliveries
 from services.kernel.principal import Principal
 from services.notify.deliver import Deliverer, set_channel, verify_signature
@@ -161,6 +162,18 @@ def test_notifications_come_from_rectifications_warnings_meetings(sqlite_api: Ap
     assert "warning-to-acknowledge" in kinds("emergency-management")
     assert "warning-to-acknowledge" in kinds("education")  # acknowledges for the schools
     assert "rectification-assigned" not in kinds("peoples-bank")
+
+    # What people read names units, warning kinds and levels, in full-width punctuation; codes stay in JSON.
+    def texts(unit: str, kind: str) -> str:
+        items = api.client.get("/api/v1/inbox", headers=api.as_(unit)).json()["items"]
+        return "\n".join(f"{n['title']}\n{n['body']}" for n in items if n["kind"] == kind)
+
+    assigned = texts("fire-rescue", "rectification-assigned")
+    assert "牵头单位：旗消防大队；配合单位：旗教育局。" in assigned and "fire-rescue" not in assigned
+    warning = texts("emergency-management", "warning-to-acknowledge")
+    assert "暴雨橙色预警，覆盖满都拉图镇" in warning and "orange" not in warning and "rainstorm" not in warning
+    for text in (assigned, warning, texts("peoples-bank", "meeting-scheduled")):
+        assert ascii_punctuation_beside_cjk(text) == [], text
 
 
 # -- webhooks --------------------------------------------------------------------------------------
