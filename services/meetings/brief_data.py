@@ -20,6 +20,7 @@ from projections.catalogue_view import list_agencies, list_schools
 from projections.meetings import assemble_agenda, list_resolutions, task_stats
 from projections.rectification_board import unit_stats
 from projections.warning_response import response_by_recipient, warnings_between
+from services.documents import labels
 
 ISSUER = "旗校园安全局际联席会议办公室"
 
@@ -152,7 +153,8 @@ def brief_data(conn: sa.Connection, meeting_id: str, today: date) -> dict[str, A
         proposals.append({**p, "ref": ref, "unit_name": name(p["proposed_by"], p["proposed_by"])})
     decisions = []
     for r in list_resolutions(conn, meeting_id):
-        ref = refs.add(f"议定事项 第{r['seq']}项", [r["resolution_id"], *[t["task_id"] for t in r["tasks"]]])
+        ref = refs.add(f"议定事项第{labels.chinese_number(r['seq'])}项",
+                       [r["resolution_id"], *[t["task_id"] for t in r["tasks"]]])
         decisions.append({**r, "ref": ref, "tasks": [{**t, "name": name(t["unit"], t["unit"])} for t in r["tasks"]]})
 
     fu = agenda["follow_up"]
