@@ -475,6 +475,10 @@ WEB_REGISTRY: dict[str, Rule] = {
     "GET /signin": Rule(EVERYONE),
     "POST /signin": Rule(frozenset(), control=False, why="exchanges a token for a session: tests/test_web_pages.py"),
     "POST /signout": Rule(frozenset(), control=False, why="ends the caller's own session: tests/test_web_pages.py"),
+    "GET /sso/start": Rule(frozenset(), control=False,
+                           why="sends anyone to the identity provider; off unless configured: tests/test_sso_oidc.py"),
+    "GET /sso/callback": Rule(frozenset(), control=False, why="the provider's validated answer is the credential, "
+                              "mapped to an account or refused: tests/test_sso_oidc.py"),
     "GET /": Rule(AUTH, why="redirects a signed-in user home"),
     "GET /units/{code}": Rule(OWN_READERS),
     "GET /units/{code}/log": Rule(frozenset({"owner"})),

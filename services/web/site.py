@@ -25,13 +25,15 @@ from services.web.pages import (
     reviews,
     sheets,
     signin,
+    sso,
     warnings,
 )
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
 # Included in this order; no two pages' paths overlap, so the order only keeps listings stable.
-PAGES = (signin, duty_log, rectifications, hazards, liaison, warnings, dashboard, meetings, events, reviews, sheets)
+PAGES = (signin, sso, duty_log, rectifications, hazards, liaison, warnings, dashboard, meetings, events, reviews,
+         sheets)
 
 
 def install(app: FastAPI) -> None:
