@@ -33,7 +33,6 @@ from tests.conftest import REQUIRE_SERVICES
 from tests.kafka_fixtures import free_port
 
 PROVIDER_DIR = Path(__file__).resolve().parent / "oidc_provider"
-REDIRECT_URL = "http://127.0.0.1:8000/sso/callback"  # this platform's callback as registered
 SHORT_TTL_S = 2
 # Subjects the provider knows (no real people): one the tests map to an account, one they do not.
 MAPPED = "demo-fire-liaison"
@@ -72,6 +71,12 @@ def _pkce() -> tuple[str, str]:
 class OidcProvider:
     issuer: str
     port: int
+    app_port: int  # a free port for a platform served over real HTTP (the browser test)
+
+    @property
+    def redirect_url(self) -> str:
+        """The platform's callback as registered with every client (TestClient never dials it)."""
+        return f"http://127.0.0.1:{self.app_port}/sso/callback"
 
     def sign_in(self, authorization_url: str, subject: str) -> dict[str, str]:
         """A person at the provider: follows the authorisation URL, signs in as ``subject`` and
@@ -80,7 +85,7 @@ class OidcProvider:
         with httpx.Client(follow_redirects=False, timeout=10) as browser:
             url = authorization_url
             for _ in range(12):
-                if url.startswith(REDIRECT_URL):
+                if url.startswith(self.redirect_url):
                     return dict(parse_qsl(urlsplit(url).query))
                 r = browser.get(url)
                 if r.status_code in (302, 303):
@@ -103,12 +108,12 @@ class OidcProvider:
         verifier, challenge = _pkce()
         state = secrets.token_urlsafe(16)
         query = urlencode({"client_id": client_id, "response_type": "code", "scope": "openid",
-                           "redirect_uri": REDIRECT_URL, "state": state, "nonce": nonce,
+                           "redirect_uri": self.redirect_url, "state": state, "nonce": nonce,
                            "code_challenge": challenge, "code_challenge_method": "S256"})
         back = self.sign_in(f"{self.issuer}/auth?{query}", subject)
         assert back.get("state") == state and "code" in back, back
         r = httpx.post(f"{self.issuer}/token", auth=(client_id, f"{client_id}-test-secret"), timeout=10, data={
-            "grant_type": "authorization_code", "code": back["code"], "redirect_uri": REDIRECT_URL,
+            "grant_type": "authorization_code", "code": back["code"], "redirect_uri": self.redirect_url,
             "code_verifier": verifier})
         assert r.status_code == 200, r.text
         return str(r.json()["id_token"])
@@ -116,7 +121,7 @@ class OidcProvider:
     def settings(self, client_id: str = "lianxi", **more: object) -> dict[str, object]:
         """Platform settings for this provider as relying party ``client_id``."""
         return {"oidc_issuer": self.issuer, "oidc_client_id": client_id,
-                "oidc_client_secret": f"{client_id}-test-secret", "oidc_redirect_url": REDIRECT_URL,
+                "oidc_client_secret": f"{client_id}-test-secret", "oidc_redirect_url": self.redirect_url,
                 "outbound_allow_hosts": f"127.0.0.1:{self.port}", **more}
 
 
@@ -126,14 +131,14 @@ def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProv
     if node is None:
         _unavailable("node is missing: the OpenID provider (oidc-provider) runs on Node.js")
     ensure_node_modules()
-    port = free_port()
+    port, app_port = free_port(), free_port()
     log = tmp_path_factory.mktemp("oidc") / "provider.log"
-    env = {**os.environ, "OIDC_PORT": str(port), "OIDC_REDIRECT_URIS": REDIRECT_URL,
+    env = {**os.environ, "OIDC_PORT": str(port), "OIDC_REDIRECT_URIS": f"http://127.0.0.1:{app_port}/sso/callback",
            "OIDC_SHORT_TTL": str(SHORT_TTL_S)}
     with open(log, "w") as out:
         proc = subprocess.Popen([str(node), "provider.mjs"], cwd=PROVIDER_DIR, env=env, stdout=out,
                                 stderr=subprocess.STDOUT)
-    provider = OidcProvider(issuer=f"http://127.0.0.1:{port}", port=port)
+    provider = OidcProvider(issuer=f"http://127.0.0.1:{port}", port=port, app_port=app_port)
     try:
         deadline = time.monotonic() + 30
         while True:

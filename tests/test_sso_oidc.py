@@ -21,8 +21,8 @@ from fastapi.testclient import TestClient
 from contracts.catalogue import default_catalogue
 from services.api.main import create_app
 from services.platform import Platform
-from services.security.oidc import OidcClient, OidcRefused
-from services.web.pages.sso import NOT_OPENED, SSO_COOKIE
+from services.security.oidc import OidcClient, OidcRefused, Pending
+from services.web.pages.sso import NOT_OPENED, SSO_COOKIE, pending_cookie, pending_from
 from services.web.session import SESSION_COOKIE
 from tests.conftest import Clock, make_platform
 from tests.oidc_fixtures import MAPPED, SHORT_TTL_S, UNMAPPED, OidcProvider
@@ -133,6 +133,29 @@ def test_a_callback_is_good_once(sso: Platform, oidc_provider: OidcProvider) -> 
     assert callback(client, back).status_code == 303
     client.cookies.set(SSO_COOKIE, jar or "", path="/sso")  # even with the start cookie put back
     assert callback(client, back).status_code == 403  # the provider redeems a code once
+
+
+def test_the_code_is_bound_to_this_flows_pkce_verifier(sso: Platform, oidc_provider: OidcProvider,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """State and nonce right, verifier wrong: the provider refuses the exchange (PKCE enforced)."""
+    client = TestClient(create_app(sso))
+    back = oidc_provider.sign_in(start(client)["url"], MAPPED)
+    pending = pending_from(client.cookies.get(SSO_COOKIE))
+    assert pending is not None
+    forged = Pending(state=pending.state, nonce=pending.nonce, verifier=pending.verifier[::-1])
+    client.cookies.set(SSO_COOKIE, pending_cookie(forged), path="/sso")
+    r = callback(client, back)
+    assert r.status_code == 403 and SESSION_COOKIE not in r.cookies
+    assert "single sign-on refused: exchange:invalid_grant" in caplog.text
+
+
+def test_an_answer_naming_another_issuer_is_refused(sso: Platform, oidc_provider: OidcProvider) -> None:
+    """RFC 9207 mix-up defence: the provider names itself in ``iss``; another name is refused."""
+    client = TestClient(create_app(sso))
+    back = oidc_provider.sign_in(start(client)["url"], MAPPED)
+    assert back["iss"] == oidc_provider.issuer
+    r = callback(client, {**back, "iss": "https://idp.example.org"})
+    assert r.status_code == 403 and SESSION_COOKIE not in r.cookies
 
 
 def test_the_provider_denying_is_refused(sso: Platform) -> None:

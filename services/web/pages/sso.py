@@ -29,12 +29,12 @@ SSO_COOKIE_TTL_S = 600  # time to sign in at the provider
 NOT_OPENED = "拒绝：该统一身份账号尚未在本平台开通，请联系牵头单位。"
 
 
-def _encode(p: Pending) -> str:
+def pending_cookie(p: Pending) -> str:
     raw = json.dumps({"s": p.state, "n": p.nonce, "v": p.verifier, "x": p.next}, separators=(",", ":"))
     return base64.urlsafe_b64encode(raw.encode()).decode()
 
 
-def _decode(cookie: str | None) -> Pending | None:
+def pending_from(cookie: str | None) -> Pending | None:
     if not cookie or len(cookie) > 2000:
         return None
     try:
@@ -63,7 +63,7 @@ def sso_start(request: Request, platform: PlatformDep) -> Response:
         log.warning("single sign-on: provider unavailable at start: %s", e)
         return _unavailable(request)
     resp = redirect(url)
-    resp.set_cookie(SSO_COOKIE, _encode(pending), max_age=SSO_COOKIE_TTL_S, httponly=True, samesite="lax",
+    resp.set_cookie(SSO_COOKIE, pending_cookie(pending), max_age=SSO_COOKIE_TTL_S, httponly=True, samesite="lax",
                     path="/sso", secure=request.url.scheme == "https")
     return resp
 
@@ -72,7 +72,7 @@ def sso_start(request: Request, platform: PlatformDep) -> Response:
 def sso_callback(request: Request, platform: PlatformDep) -> Response:
     if platform.oidc is None:
         return _not_configured(request)
-    pending = _decode(request.cookies.get(SSO_COOKIE))
+    pending = pending_from(request.cookies.get(SSO_COOKIE))
     params = {k: v[:2000] for k, v in request.query_params.items()}
     try:
         if pending is None:
