@@ -16,11 +16,15 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from joserfc import jwt
+from joserfc.jwk import KeySet, RSAKey
 
 from contracts.catalogue import default_catalogue
 from services.api.main import create_app
 from services.platform import Platform
+from services.security.audit import audit_log
 from services.security.oidc import OidcClient, OidcRefused, Pending
 from services.web.pages.sso import NOT_OPENED, SSO_COOKIE, pending_cookie, pending_from
 from services.web.session import SESSION_COOKIE
@@ -94,6 +98,17 @@ def test_a_mapped_subject_signs_in_and_the_session_works(sso: Platform, oidc_pro
     page = client.get(f"/units/{UNIT}", follow_redirects=False)
     assert page.status_code == 200 and "退出登录" in page.text
     assert client.get("/units/education", follow_redirects=False).status_code == 403  # still only its unit
+
+
+def test_sign_ins_and_refusals_are_audited_without_the_code(sso: Platform, oidc_provider: OidcProvider) -> None:
+    client = TestClient(create_app(sso))
+    assert sign_in_through(client, oidc_provider, MAPPED).status_code == 303
+    assert sign_in_through(TestClient(create_app(sso)), oidc_provider, UNMAPPED).status_code == 403
+    with sso.write_engine.connect() as conn:
+        rows = conn.execute(sa.select(audit_log).where(audit_log.c.action == "GET /sso/callback")
+                            .order_by(audit_log.c.id)).mappings().all()
+    assert [(r["status"], r["unit"]) for r in rows] == [(303, UNIT), (403, None)]
+    assert all(r["target"] == "/sso/callback?(omitted)" for r in rows)
 
 
 def test_sign_in_returns_to_the_page_asked_for(sso: Platform, oidc_provider: OidcProvider) -> None:
@@ -204,6 +219,14 @@ def other_subject(token: str) -> str:
     return f"{head}.{_b64(json.dumps({**claims, 'sub': MAPPED}).encode())}.{sig}"
 
 
+def own_key(token: str) -> str:
+    """The same claims signed by a key the provider never published."""
+    payload = token.split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    key = RSAKey.generate_key(2048, {"kid": "not-the-providers"})
+    return jwt.encode({"alg": "RS256", "kid": "not-the-providers"}, claims, key)
+
+
 def unsigned(token: str) -> str:
     _, payload, _ = token.split(".")
     return f"{_b64(json.dumps({'alg': 'none', 'typ': 'JWT'}).encode())}.{payload}."
@@ -217,6 +240,7 @@ SWAPS: dict[str, tuple[Swap, str]] = {
     "tampered signature": (lambda p, real, nonce: flip_signature(real), "signature"),
     "tampered subject": (lambda p, real, nonce: other_subject(real), "signature"),
     "unsigned (alg none)": (lambda p, real, nonce: unsigned(real), "malformed"),
+    "signed by another key": (lambda p, real, nonce: own_key(real), "signature"),
 }
 
 
@@ -281,6 +305,15 @@ def test_the_id_token_checks_directly(sso: Platform, oidc_provider: OidcProvider
         with pytest.raises(OidcRefused) as refused:
             sso.oidc.validate_id_token(token, nonce=nonce, now=at)
         assert refused.value.reason == reason
+
+
+def test_keys_are_fetched_again_when_the_provider_has_rotated(sso: Platform, oidc_provider: OidcProvider) -> None:
+    """The client holds the keys of an earlier fetch; a token under a key id it does not know
+    sends it back to the JWKS once, where the current key is."""
+    assert sso.oidc is not None
+    sso.oidc._keys = KeySet([RSAKey.generate_key(2048, {"kid": "retired"})])
+    token = oidc_provider.id_token("lianxi", MAPPED, "n-1")
+    assert sso.oidc.validate_id_token(token, nonce="n-1", now=datetime.now(UTC)).subject == MAPPED
 
 
 # -- configuration ------------------------------------------------------------------------------

@@ -71,7 +71,7 @@ def _reason_of(e: JoseError) -> str:
         return "expired"
     if isinstance(e, ClaimError):
         return {"iss": "issuer", "aud": "audience", "nonce": "nonce"}.get(e.claim, f"claim:{e.claim}")
-    if isinstance(e, BadSignatureError):
+    if isinstance(e, BadSignatureError | InvalidKeyIdError):  # no key of the provider's signed it
         return "signature"
     return "malformed"
 
