@@ -3,11 +3,11 @@ Connect relying party: authorisation code flow with PKCE (S256), state and nonce
 
 Authlib's OAuth 2 protocol helpers build the authorisation request (PKCE challenge included) and
 the token request, sent with httpx (Authlib's own httpx client is moving to httpx2, which the
-project does not use); joserfc checks the
-ID token: signature against the provider's JWKS (fetched again once when an unknown key id
-appears, for key rotation), issuer, audience (and ``azp`` when there are several), nonce, and
-exp/iat with a small leeway, all against the platform's clock. Signing in creates no account:
-the caller maps (issuer, subject) to one the lead created, or refuses.
+project does not use). joserfc checks the ID token: signature against the provider's JWKS
+(fetched again once when an unknown key id appears, for key rotation), issuer, audience (and
+``azp`` when there are several), nonce, and exp/iat with a small leeway, all against the
+platform's clock. Signing in creates no account: the caller maps (issuer, subject) to one the
+lead created, or refuses.
 
 The server's own calls (discovery, token, JWKS) go only to URLs the outbound policy accepts:
 https, or an operator-allow-listed host (LIANXI_OUTBOUND_ALLOW_HOSTS, e.g. an intranet provider);
@@ -212,7 +212,3 @@ class OidcClient:
             raise OidcRefused("claim:sub")
         return Identity(issuer=self.issuer, subject=claims["sub"])
 
-
-def client_for(settings: Settings) -> OidcClient | None:
-    """The configured provider, or None when single sign-on is off."""
-    return OidcClient(settings) if settings.oidc_enabled else None
