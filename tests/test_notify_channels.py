@@ -372,3 +372,17 @@ def test_a_unit_sends_itself_a_test_message(sqlite_api: Api, dingtalk: RobotRece
     r = api.client.post("/api/v1/inbox/channels/dingtalk/test", headers=me)
     assert r.status_code == 200 and not r.json()["ok"]
     assert r.json()["message"].startswith("测试消息未能发送到钉钉群机器人：机器人拒绝(errcode 310000)")
+
+
+def test_a_gateway_that_raises_is_a_failed_attempt_retried(sqlite_api: Api) -> None:
+    api = sqlite_api
+    r = api.client.put("/api/v1/inbox/channels/sms", headers=api.as_(UNIT), json={"phones": PHONES})
+    assert r.status_code == 200
+    _petition(api, "XF-1")
+
+    def broken(phones: Any, text: str) -> SendResult:
+        raise ConnectionError("provider down")
+
+    assert Deliverer(api.platform.write_engine, sms=broken).run_once(FIXED_NOW).failed == 1
+    (row,) = _rows(api)
+    assert (row["status"], row["attempts"], row["last_error"]) == ("retry", 1, "短信网关出错")

@@ -10,6 +10,7 @@ does: https to public addresses only, no redirects.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +19,8 @@ from typing import Any
 from services.documents.labels import CHANNEL
 from services.notify import messages, robots
 from services.settings import Settings
+
+log = logging.getLogger(__name__)
 
 ROBOTS = ("dingtalk", "wecom")
 
@@ -72,4 +75,8 @@ def test_outcome(channel: str, result: SendResult, settings: Settings) -> str:
 
 
 def send_sms(target: str, payload: dict[str, Any], names: dict[str, str], sms: SmsSend) -> SendResult:
-    return sms([p for p in target.split(",") if p], messages.sms(payload, names))
+    try:
+        return sms([p for p in target.split(",") if p], messages.sms(payload, names))
+    except Exception:  # a provider's adapter that raises is a failed attempt, retried, not a stuck claim
+        log.exception("sms gateway raised")
+        return SendResult(False, None, "短信网关出错")

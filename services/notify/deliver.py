@@ -362,7 +362,11 @@ class Deliverer:
                               timeout=self.settings.webhook_timeout_s, public_url=self.settings.public_url,
                               user_agent=USER_AGENT)
         if d["channel"] == "sms":
-            return send_sms(target, payload, self.names(), self.sms or gateway_for(self.settings).send)
+            try:
+                sms = self.sms or gateway_for(self.settings).send
+            except InvariantViolated:  # the operator changed LIANXI_SMS_GATEWAY to a name no adapter has
+                return SendResult(False, None, "短信网关未配置")
+            return send_sms(target, payload, self.names(), sms)
         if d["channel"] == "webhook":
             body = orjson.dumps(payload)
             ts = str(int(now.timestamp()))
