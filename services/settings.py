@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     # these operator-named hosts (comma-separated, ``host`` or ``host:port``), which may also
     # use plain http.
     outbound_allow_hosts: str = ""
+    # Text messages go through this gateway (services/notify/sms.py says how to add a
+    # provider's adapter); ``log`` only writes them to the server log, numbers masked.
+    sms_gateway: str = "log"
     delivery_max_attempts: int = 6
     delivery_backoff_s: float = 30.0
     delivery_backoff_max_s: float = 3600.0
