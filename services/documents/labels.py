@@ -33,6 +33,11 @@ AGENDA_SECTIONS = {
     "campaigns": "专项整治进度", "warnings": "预警响应情况", "blind_spots": "责任盲区",
     "follow_up": "前次会议决议落实情况", "proposals": "成员单位提请研究事项",
 }
+# notification channels (services/notify/) and the states of a delivery through one
+CHANNEL = {"webhook": "Webhook", "email": "电子邮件", "dingtalk": "钉钉群机器人", "wecom": "企业微信群机器人",
+           "sms": "短信"}
+DELIVERY_STATUS = {"pending": "待发送", "sending": "发送中", "retry": "待重试", "delivered": "已送达",
+                   "failed": "发送失败", "expired": "已过期未发", "cancelled": "已取消"}
 AUDIT_OUTCOME = {"ok": "成功", "refused": "拒绝（无权）", "rejected": "驳回（无效请求）", "error": "出错"}
 
 EVENT_TYPES = {
