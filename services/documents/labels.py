@@ -43,7 +43,7 @@ EVENT_TYPES = {
     "RectificationProgressReported": "整改进展", "RectificationCompleted": "整改回告",
     "RectificationVerified": "核验销号", "RectificationRejected": "退回/回头看",
     "DeadlineExtended": "整改延期", "RectificationOverdue": "整改逾期",
-    "RectificationEscalated": "逾期升级",
+    "RectificationEscalated": "逾期升级", "ExtensionRequested": "申请延期", "ExtensionRefused": "不同意延期",
     "CampaignLaunched": "专项整治启动", "SelfCheckSubmitted": "学校自查", "JointInspectionConducted": "联合督查",
     "CampaignPhaseReminderIssued": "专项整治阶段提醒",
     "WarningIssued": "预警发布", "WarningAcknowledged": "预警签收", "WarningEscalated": "预警未签收上报",
@@ -82,5 +82,6 @@ def name_of(table: dict[str, str], code: str | None) -> str:
 # Payload fields shown in an item's history, in this order.
 HISTORY_FIELDS = {
     "note": "说明", "summary": "情况", "reason": "理由", "new_deadline": "新期限", "deadline": "期限",
+    "requested_deadline": "申请期限",
     "percent": "进度%", "name": "级别", "level_name": "级别",
 }
