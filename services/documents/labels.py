@@ -33,7 +33,7 @@ AGENDA_SECTIONS = {
     "campaigns": "专项整治进度", "warnings": "预警响应情况", "blind_spots": "责任盲区",
     "follow_up": "前次会议决议落实情况", "proposals": "成员单位提请研究事项",
 }
-AUDIT_OUTCOME = {"ok": "成功", "refused": "拒绝（无权）", "rejected": "驳回（无效请求）", "error": "出错"}
+AUDIT_OUTCOME = {"ok": "成功", "refused": "被拒绝（无权）", "rejected": "被拒绝（请求无效）", "error": "出错"}
 
 EVENT_TYPES = {
     "AgencyRegistered": "成员单位登记", "AgencyDutiesRevised": "职责调整", "AgencyRenamed": "单位更名",
