@@ -6,7 +6,7 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -24,6 +24,7 @@ from projections.targets import TargetsView
 from projections.warning_response import WarningResponseView
 from services.app import LianxiApp
 from services.kernel.jobs import JobContext
+from services.kernel.principal import Principal
 from services.meetings.briefs import BriefCache
 from services.security import hashchain
 from services.security.audit import AuditTrail
@@ -31,7 +32,13 @@ from services.security.tokens import TokenStore
 from services.settings import Settings, get_settings
 from services.store.database import Database, ddl_lock
 
+if TYPE_CHECKING:
+    from services.security.oidc import OidcClient
+
 log = logging.getLogger(__name__)
+
+# Who a single sign-on identity (issuer, subject) is on this platform, or None (refused).
+SubjectResolver = Callable[[str, str], Principal | None]
 
 
 def all_projections() -> list[Any]:
@@ -48,6 +55,20 @@ def render_brief(*args: Any, **kwargs: Any) -> Any:
     from services.documents.brief import render
 
     return render(*args, **kwargs)
+
+
+def oidc_client(settings: Settings) -> OidcClient | None:
+    """The identity provider's client when single sign-on is configured; Authlib and joserfc
+    are imported only then."""
+    if not settings.oidc_enabled:
+        return None
+    from services.security.oidc import OidcClient
+
+    return OidcClient(settings)
+
+
+def no_subject_mapped(issuer: str, subject: str) -> Principal | None:
+    return None
 
 
 def utcnow() -> datetime:
@@ -78,6 +99,9 @@ class Platform:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.clock = utcnow
+        self.oidc = oidc_client(self.settings)
+        # The seam for accounts: services/accounts sets this to Accounts.for_oidc_subject.
+        self.resolve_subject: SubjectResolver = no_subject_mapped
 
     def start_background(self) -> None:
         """Follow the log in-process (the embedded default)."""

@@ -77,12 +77,32 @@ class Settings(BaseSettings):
     # these operator-named hosts (comma-separated, ``host`` or ``host:port``), which may also
     # use plain http.
     outbound_allow_hosts: str = ""
+    # Text messages go through this gateway (services/notify/sms.py says how to add a
+    # provider's adapter); ``log`` only writes them to the server log, numbers masked.
+    sms_gateway: str = "log"
     delivery_max_attempts: int = 6
     delivery_backoff_s: float = 30.0
     delivery_backoff_max_s: float = 3600.0
     # A notification older than this when its turn comes is not sent (e.g. after an outage).
     delivery_max_age_h: float = 72.0
     delivery_batch: int = 100
+
+    # -- single sign-on (services/security/oidc.py): the province's unified identity platform --
+    # On when issuer, client id and redirect URL are set. The issuer is the provider's exact
+    # issuer URL (discovery at <issuer>/.well-known/openid-configuration); the redirect URL is
+    # this site's /sso/callback as registered with the provider. A provider on an intranet
+    # address must also be named in LIANXI_OUTBOUND_ALLOW_HOSTS.
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""  # empty: a public client (PKCE only)
+    oidc_redirect_url: str = ""
+    oidc_display_name: str = "统一身份认证"  # the sign-in button reads 「<name>登录」
+    oidc_leeway_s: int = 30  # clock skew tolerated on the ID token's exp and iat
+    oidc_timeout_s: float = 10.0
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer and self.oidc_client_id and self.oidc_redirect_url)
 
     @property
     def email_enabled(self) -> bool:

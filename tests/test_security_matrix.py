@@ -310,6 +310,12 @@ def with_owner_webhook(world: World, path: str) -> Req:
     return Req(world.fill(path))
 
 
+def with_owner_sms(world: World, path: str) -> Req:
+    """OWNER has an SMS channel (the logging gateway: nothing leaves the machine)."""
+    world.ok("PUT", "/api/v1/inbox/channels/sms", {"phones": ["19900000001"]}, world.h(OWNER))
+    return Req(world.fill(path, channel="sms"), data={} if not is_api(path) else None)
+
+
 TODAY = FIXED_NOW.date().isoformat()
 
 # Every route of the API. Keys are "METHOD path" as in the route table.
@@ -441,6 +447,14 @@ REGISTRY: dict[str, Rule] = {
                                                why="sets the caller's own unit's channel"),
     "PUT /api/v1/inbox/channels/email": Rule(WRITERS, body({"address": "desk@unit.example.com"}),
                                              why="sets the caller's own unit's channel"),
+    "PUT /api/v1/inbox/channels/dingtalk": Rule(WRITERS, body({
+        "url": "https://oapi.dingtalk.com/robot/send?access_token=matrix0001", "secret": "SEC" + "a" * 64}),
+        why="each caller sets its own unit's robot"),
+    "PUT /api/v1/inbox/channels/wecom": Rule(WRITERS, body({
+        "url": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=matrix-key"}), why="each caller's own"),
+    "PUT /api/v1/inbox/channels/sms": Rule(WRITERS, body({"phones": ["19900000001"]}), why="each caller's own"),
+    "POST /api/v1/inbox/channels/{channel}/test": Rule(WRITERS, with_owner_sms,
+                                                       why="each writer tests its own unit's channel"),
     "DELETE /api/v1/inbox/channels/{channel}": Rule(frozenset({"owner"}), with_owner_webhook,
                                                     why="others have no channel of their own to delete"),
     "GET /api/v1/inbox/deliveries": Rule(AUTH),
@@ -484,6 +498,10 @@ WEB_REGISTRY: dict[str, Rule] = {
     "GET /signin": Rule(EVERYONE),
     "POST /signin": Rule(frozenset(), control=False, why="exchanges a token for a session: tests/test_web_pages.py"),
     "POST /signout": Rule(frozenset(), control=False, why="ends the caller's own session: tests/test_web_pages.py"),
+    "GET /sso/start": Rule(frozenset(), control=False,
+                           why="sends anyone to the identity provider; off unless configured: tests/test_sso_oidc.py"),
+    "GET /sso/callback": Rule(frozenset(), control=False, why="the provider's validated answer is the credential, "
+                              "mapped to an account or refused: tests/test_sso_oidc.py"),
     "GET /": Rule(AUTH, why="redirects a signed-in user home"),
     "GET /units/{code}": Rule(OWN_READERS),
     "GET /units/{code}/log": Rule(frozenset({"owner"})),
@@ -537,6 +555,11 @@ WEB_REGISTRY: dict[str, Rule] = {
     "POST /units/{code}/petitions/{petition_id}/answer": Rule(frozenset({"owner"}), form(
         {"answered_on": "2025-06-10", "answer": "网页答复：已核查并整改"},
         petition_id=lambda w: w.petition(handling=OWNER))),
+    "GET /units/{code}/channels": Rule(frozenset({"owner", "lead"}), why="channels are the unit's or the lead's"),
+    "POST /units/{code}/channels/{channel}": Rule(frozenset({"owner", "lead"}), form(
+        {"phones": "19900000001"}, channel=lambda w: "sms")),
+    "POST /units/{code}/channels/{channel}/test": Rule(frozenset({"owner", "lead"}), with_owner_sms),
+    "POST /units/{code}/channels/{channel}/delete": Rule(frozenset({"owner", "lead"}), with_owner_sms),
     "GET /dashboard": Rule(ALL_READERS),
     "GET /rectifications": Rule(ALL_READERS),
     "GET /rectifications/{item_id}": Rule(OWN_READERS, why="a liaison sees the items its unit answers for"),

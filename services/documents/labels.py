@@ -33,6 +33,11 @@ AGENDA_SECTIONS = {
     "campaigns": "专项整治进度", "warnings": "预警响应情况", "blind_spots": "责任盲区",
     "follow_up": "前次会议决议落实情况", "proposals": "成员单位提请研究事项",
 }
+# notification channels (services/notify/) and the states of a delivery through one
+CHANNEL = {"webhook": "Webhook", "email": "电子邮件", "dingtalk": "钉钉群机器人", "wecom": "企业微信群机器人",
+           "sms": "短信"}
+DELIVERY_STATUS = {"pending": "待发送", "sending": "发送中", "retry": "待重试", "delivered": "已送达",
+                   "failed": "发送失败", "expired": "已过期未发", "cancelled": "已取消"}
 AUDIT_OUTCOME = {"ok": "成功", "refused": "被拒绝（无权）", "rejected": "被拒绝（请求无效）", "error": "出错"}
 
 EVENT_TYPES = {
@@ -140,6 +145,9 @@ AUDIT_ACTIONS = {
     "POST /api/v1/inbox/{notification_id}/read": "标记通知已读", "GET /api/v1/inbox/channels": "查看通知渠道",
     "PUT /api/v1/inbox/channels/webhook": "设置推送地址", "PUT /api/v1/inbox/channels/email": "设置通知邮箱",
     "DELETE /api/v1/inbox/channels/{channel}": "删除通知渠道", "GET /api/v1/inbox/deliveries": "查看通知投递",
+    "PUT /api/v1/inbox/channels/dingtalk": "设置钉钉群机器人",
+    "PUT /api/v1/inbox/channels/wecom": "设置企业微信群机器人",
+    "PUT /api/v1/inbox/channels/sms": "设置短信通知", "POST /api/v1/inbox/channels/{channel}/test": "测试通知渠道",
     "GET /api/v1/reviews/{year}": "查看年度考核", "GET /api/v1/reviews/{year}/units/{unit}": "查看单位考核",
     "POST /api/v1/reviews/{year}/units/{unit}/appeals": "提出考核申诉",
     "POST /api/v1/reviews/{year}/appeals/{appeal_id}/decision": "裁定考核申诉",
@@ -147,6 +155,10 @@ AUDIT_ACTIONS = {
     "GET /redoc": "查看接口说明",
     # the pages
     "GET /signin": "打开登录页", "POST /signin": "登录", "POST /signout": "退出登录", "GET /": "打开首页",
+    "GET /sso/start": "统一身份认证登录", "GET /sso/callback": "统一身份认证登录",
+    "GET /units/{code}/channels": "查看通知渠道", "POST /units/{code}/channels/{channel}": "设置通知渠道",
+    "POST /units/{code}/channels/{channel}/test": "测试通知渠道",
+    "POST /units/{code}/channels/{channel}/delete": "删除通知渠道",
     "GET /units/{code}": "查看责任台账", "GET /units/{code}/log": "打开填报履职页",
     "POST /units/{code}/log": "登记履职",
     "GET /units/{code}/ledger.xlsx": "导出责任台账", "GET /units/{code}/import": "打开导入页",

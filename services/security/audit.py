@@ -218,9 +218,15 @@ def _bearer(scope: Scope) -> str | None:
     return None
 
 
+# Paths whose query carries a credential (the identity provider's one-time code): not kept.
+SECRET_QUERY_PATHS = frozenset({"/sso/callback"})
+
+
 def _target(scope: Scope) -> str:
     path: str = scope.get("path", "")
     query = scope.get("query_string", b"").decode("latin-1")
+    if query and path in SECRET_QUERY_PATHS:
+        query = "(omitted)"
     return (path + ("?" + query if query else ""))[:1000]
 
 

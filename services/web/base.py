@@ -85,6 +85,8 @@ DONE = {
     "task-rejected": "任务已退回重办。",
     "proposed": "议题已提请。",
     "answered": "信访已答复。",
+    "channel-set": "通知渠道已保存。可点击“发送测试消息”检查是否能收到。",
+    "channel-removed": "该通知渠道已停用，尚未发出的通知不再经此渠道发送。",
 }
 
 
@@ -223,14 +225,15 @@ def nav_for(session: WebSession | None) -> list[tuple[str, str]]:
     p = session.principal
     own = f"/units/{quote(p.agency)}"
     unit_pages = [(own, "本单位台账"), (f"{own}/log", "填报履职"), (f"{own}/work", "整改与任务"),
-                  (f"{own}/warnings", "预警签收"), (f"{own}/agenda", "提请议题"), (f"{own}/petitions", "信访答复")]
+                  (f"{own}/warnings", "预警签收"), (f"{own}/agenda", "提请议题"), (f"{own}/petitions", "信访答复"),
+                  (f"{own}/channels", "通知渠道")]
     if p.role == "liaison":
         return unit_pages
     overview = [("/dashboard", "总览"), ("/rectifications", "整改台账"), ("/meetings", "联席会议"),
                 ("/warnings", "预警响应"), ("/review", "年度考核"), ("/events", "事件日志")]
     if p.role == "auditor":
         return [*overview, ("/audit", "访问审计")]
-    return [*overview, *unit_pages[:3]]
+    return [*overview, *unit_pages[:3], unit_pages[-1]]
 
 
 def render(request: Request, template: str, session: WebSession | None, *, status: int = 200,

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from services.web import error_pages
 from services.web.base import SignInNeeded, WebError, error_page, redirect
 from services.web.pages import (
+    channels,
     dashboard,
     duty_log,
     events,
@@ -25,13 +26,15 @@ from services.web.pages import (
     reviews,
     sheets,
     signin,
+    sso,
     warnings,
 )
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
 # Included in this order; no two pages' paths overlap, so the order only keeps listings stable.
-PAGES = (signin, duty_log, rectifications, hazards, liaison, warnings, dashboard, meetings, events, reviews, sheets)
+PAGES = (signin, sso, duty_log, rectifications, hazards, liaison, warnings, dashboard, meetings, events, reviews,
+         sheets, channels)
 
 
 def install(app: FastAPI) -> None:
