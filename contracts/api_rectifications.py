@@ -73,6 +73,17 @@ class ExtensionIn(Request):
     new_deadline: Day
 
 
+class ExtensionRequestIn(Request):
+    """申请延期: the proposed deadline and why; the lead bureau grants (POST .../extension) or refuses."""
+
+    reason: LongText
+    new_deadline: Day
+
+
+class ExtensionRefusalIn(Request):
+    reason: LongText
+
+
 class RectificationWritten(BaseModel):
     id: str
     event_id: str
@@ -90,6 +101,13 @@ class ReportedByOut(BaseModel):
 class FundsOut(BaseModel):
     amount_cny: str
     source: str
+
+
+class PendingExtensionOut(BaseModel):
+    unit: str
+    requested_deadline: str
+    reason: str
+    requested_on: str
 
 
 class RectificationOut(BaseModel):
@@ -123,6 +141,7 @@ class RectificationOut(BaseModel):
     escalation_level: int
     escalation_name: str | None
     max_escalation_level: int
+    pending_extension: PendingExtensionOut | None = None
     updated_at: str
 
 

@@ -105,6 +105,9 @@ class World:
         if state == "completed":
             self.ok("POST", f"/api/v1/rectifications/{item}/completion",
                     {"summary": "整改完毕", "evidence": ["sha256:0f3a"]}, self.h(OWNER))
+        if state == "extension-requested":
+            self.ok("POST", f"/api/v1/rectifications/{item}/extension-request",
+                    {"reason": "设备采购中", "new_deadline": "2025-08-10"}, self.h(OWNER))
         return str(item)
 
     def template(self) -> str:
@@ -335,8 +338,9 @@ REGISTRY: dict[str, Rule] = {
     "POST /api/v1/schools/import": Rule(frozenset({"lead"}), school_sheet),
     "GET /api/v1/events": Rule(ALL_READERS),
     "GET /api/v1/audit": Rule(frozenset({"auditor"})),
-    # hazards and rectifications: the lead assigns, verifies, rejects, extends; the
-    # responsible unit reports progress and completion; the board is the county's.
+    # hazards and rectifications: the lead assigns, verifies, rejects, extends, refuses extension
+    # requests; the responsible unit reports progress and completion and requests extensions;
+    # the board is the county's.
     "POST /api/v1/hazards": Rule(WRITERS, body({
         "reported_by": {"kind": "unit"}, "school_id": "T002", "category": "fire", "severity": "general",
         "description": "灭火器过期", "found_on": "2025-06-29"}), why="each writer reports in its own name"),
@@ -353,6 +357,11 @@ REGISTRY: dict[str, Rule] = {
         {"reason": "回头看未通过", "new_deadline": "2025-07-31"}, item_id=lambda w: w.rectification("completed"))),
     "POST /api/v1/rectifications/{item_id}/extension": Rule(frozenset({"lead"}), body(
         {"reason": "设备采购中", "new_deadline": "2025-08-10"}, item_id=lambda w: w.rectification("assigned"))),
+    "POST /api/v1/rectifications/{item_id}/extension-request": Rule(frozenset({"owner"}), body(
+        {"reason": "设备采购中", "new_deadline": "2025-08-10"}, item_id=lambda w: w.rectification("assigned")),
+        why="only a responsible unit asks (the lead bureau extends directly)"),
+    "POST /api/v1/rectifications/{item_id}/extension-refusal": Rule(frozenset({"lead"}), body(
+        {"reason": "工期充足"}, item_id=lambda w: w.rectification("extension-requested"))),
     "GET /api/v1/rectifications": Rule(AUTH, why="the county's rectification board is open to every unit"),
     "GET /api/v1/rectifications/{item_id}": Rule(AUTH, why="the county's rectification board is open to every unit"),
     # campaigns: the lead launches; schools self-check through the education bureau's
@@ -519,6 +528,10 @@ WEB_REGISTRY: dict[str, Rule] = {
         {"reason": "整改不到位", "new_deadline": "2025-07-25"}, item_id=lambda w: w.rectification("completed"))),
     "POST /rectifications/{item_id}/extend": Rule(frozenset({"lead"}), form(
         {"reason": "需采购设备", "new_deadline": "2025-07-30"}, item_id=lambda w: w.rectification("assigned"))),
+    "POST /rectifications/{item_id}/refuse-extension": Rule(frozenset({"lead"}), form(
+        {"reason": "工期充足"}, item_id=lambda w: w.rectification("extension-requested"))),
+    "POST /units/{code}/rectifications/{item_id}/extension-request": Rule(frozenset({"owner"}), form(
+        {"reason": "网页申请延期", "new_deadline": "2025-08-05"}, item_id=lambda w: w.rectification("assigned"))),
     "POST /meetings/{meeting_id}/tasks/{task_id}/verify": Rule(frozenset({"lead"}), form(
         {"note": "核销"}, task_id=lambda w: w.task("completed"))),
     "POST /meetings/{meeting_id}/tasks/{task_id}/reject": Rule(frozenset({"lead"}), form(

@@ -164,6 +164,20 @@ class RectificationUseCases(UseCases):
         return self._act(item_id, lambda agg: agg.extend(
             actor=actor, reason=reason, new_deadline=new_deadline, max_extensions=limit, now=now))
 
+    def request_rectification_extension(
+        self, principal: Principal, item_id: uuid.UUID, *, reason: str, new_deadline: date, now: datetime,
+    ) -> Written:
+        actor = self._actor(principal)
+        limit = self.escalation_rules.max_extensions
+        return self._act(item_id, lambda agg: agg.request_extension(
+            actor=actor, reason=reason, new_deadline=new_deadline, max_extensions=limit, now=now))
+
+    def refuse_rectification_extension(
+        self, principal: Principal, item_id: uuid.UUID, *, reason: str, now: datetime,
+    ) -> Written:
+        actor = self._actor(principal)
+        return self._act(item_id, lambda agg: agg.refuse_extension(actor=actor, reason=reason, now=now))
+
     # -- the scheduler's use case ----------------------------------------------------------
 
     def sweep_overdue(

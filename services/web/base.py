@@ -79,6 +79,8 @@ DONE = {
     "verified": "已核验销号。",
     "rejected": "已退回重新整改（回头看）。",
     "extended": "整改期限已延长。",
+    "extension-requested": "延期申请已提交，等待牵头单位审核。",
+    "extension-refused": "已答复：不同意延期，原整改期限不变。",
     "task-verified": "任务已核销。",
     "task-rejected": "任务已退回重办。",
     "proposed": "议题已提请。",

@@ -1,6 +1,7 @@
 """The rectification loop's other hands: a unit reports a hazard (隐患上报); the lead assigns it,
 verifies and closes it (核验销号), sends it back (回头看) and extends its deadline, on the item's
-own page. Each form calls the same use case as the API, through services/web/once.py."""
+own page; a responsible unit requests an extension there (申请延期), which the lead grants or
+refuses. Each form calls the same use case as the API, through services/web/once.py."""
 
 from __future__ import annotations
 
@@ -12,7 +13,15 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from contracts.api_rectifications import AssignmentIn, ExtensionIn, HazardIn, RejectionIn, VerificationIn
+from contracts.api_rectifications import (
+    AssignmentIn,
+    ExtensionIn,
+    ExtensionRefusalIn,
+    ExtensionRequestIn,
+    HazardIn,
+    RejectionIn,
+    VerificationIn,
+)
 from contracts.catalogue import default_catalogue
 from events.errors import DomainError
 from projections.catalogue_view import list_schools
@@ -138,8 +147,10 @@ def item_page(request: Request, session: WebSession, platform: Platform, item_id
     if not p.can_read_all and p.agency not in {u["unit"] for u in row["units"]}:
         require_overview(session)  # a liaison sees only the items its unit is responsible for
     categories, _ = hazard_choices()
+    responsible = p.can_write and p.agency in {u["unit"] for u in row["units"]}
     return render(request, "board_item.html.j2", session, status=status, item=row, categories=categories,
-                  is_lead=p.role == "lead", errors=errors or {}, values=values or {}, status_names=labels.RECT_STATUS)
+                  is_lead=p.role == "lead", can_request=responsible, errors=errors or {}, values=values or {},
+                  status_names=labels.RECT_STATUS)
 
 
 @router.get("/rectifications/{item_id}", response_class=HTMLResponse)
@@ -150,6 +161,13 @@ def board_item(request: Request, item_id: str, session: SessionDep, platform: Pl
 def _lead_write(request: Request, item_id: str, post: Posted, platform: Platform, form: str, done: str,
                 act: Any) -> Response:
     require_lead(post.session)
+    return _item_write(request, item_id, post, platform, form, done, act)
+
+
+def _item_write(request: Request, item_id: str, post: Posted, platform: Platform, form: str, done: str,
+                act: Any) -> Response:
+    """One form of the item page: done, back to the item with its notice; refused, the item page
+    with the message beside the form."""
     iid = uuid_or_404(item_id, "整改事项")
 
     def done_() -> Response:
@@ -210,12 +228,12 @@ def verify(request: Request, item_id: str, post: PostedDep, platform: PlatformDe
 
 
 def _deadline_change(request: Request, item_id: str, post: Posted, platform: Platform, form: str, done: str,
-                     use_case: Any, model: Any, reason_label: str) -> Response:
+                     use_case: Any, model: Any, reason_label: str, *, lead: bool = True) -> Response:
     today = today_of(platform)
 
     def act(f: Form, iid: Any) -> bool:
         reason = f.text("reason", reason_label, max_len=4000)
-        new_deadline = f.day("new_deadline", "新的整改期限", not_before=today)
+        new_deadline = f.day("new_deadline", "新的整改期限" if lead else "申请延至", not_before=today)
         body = f.model(model, {"reason": reason, "new_deadline": new_deadline},
                        {"reason": "reason", "new_deadline": "new_deadline"})
         if body is None:
@@ -223,7 +241,8 @@ def _deadline_change(request: Request, item_id: str, post: Posted, platform: Pla
         use_case(post.session.principal, iid, reason=body.reason, new_deadline=body.new_deadline, now=platform.clock())
         return True
 
-    return _lead_write(request, item_id, post, platform, form, done, act)
+    write = _lead_write if lead else _item_write
+    return write(request, item_id, post, platform, form, done, act)
 
 
 @router.post("/rectifications/{item_id}/reject", response_class=HTMLResponse)
@@ -236,3 +255,25 @@ def reject(request: Request, item_id: str, post: PostedDep, platform: PlatformDe
 def extend(request: Request, item_id: str, post: PostedDep, platform: PlatformDep) -> Response:
     return _deadline_change(request, item_id, post, platform, "extend", "extended",
                             platform.app.extend_rectification_deadline, ExtensionIn, "延期理由")
+
+
+@router.post("/rectifications/{item_id}/refuse-extension", response_class=HTMLResponse)
+def refuse_extension(request: Request, item_id: str, post: PostedDep, platform: PlatformDep) -> Response:
+    def act(f: Form, iid: Any) -> bool:
+        reason = f.text("reason", "不同意的理由", max_len=4000)
+        body = f.model(ExtensionRefusalIn, {"reason": reason}, {"reason": "reason"})
+        if body is None:
+            return False
+        platform.app.refuse_rectification_extension(post.session.principal, iid, reason=body.reason,
+                                                    now=platform.clock())
+        return True
+
+    return _lead_write(request, item_id, post, platform, "refuse", "extension-refused", act)
+
+
+@router.post("/units/{code}/rectifications/{item_id}/extension-request", response_class=HTMLResponse)
+def request_extension(request: Request, code: str, item_id: str, post: PostedDep, platform: PlatformDep) -> Response:
+    """申请延期, by the responsible unit's liaison (the domain checks the unit is responsible)."""
+    require_unit_writer(post.session, code, unit_names(platform))
+    return _deadline_change(request, item_id, post, platform, "request", "extension-requested",
+                            platform.app.request_rectification_extension, ExtensionRequestIn, "申请理由", lead=False)
