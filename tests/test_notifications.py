@@ -6,6 +6,7 @@ deliverers and a projection rebuild."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -413,7 +414,12 @@ def test_email_is_sent_once_through_smtp(sqlite_api: Api, smtp_server: tuple[_In
     env = handler.messages[0]
     assert env.rcpt_tos == ["ms-desk@county.example"] and env.mail_from == "lianxi@county.example"
     msg = message_from_bytes(env.content)
-    assert "XF-9" in str(make_header(decode_header(msg["Subject"])))
+    subject = str(make_header(decode_header(msg["Subject"])))
+    assert "XF-9" in subject and subject.startswith("【联席】")
+    part = msg.get_payload(decode=True) if not msg.is_multipart() else msg.get_payload(0).get_payload(decode=True)
+    text = part.decode(msg.get_content_charset() or "utf-8")
+    # sent in county time without a zone (the petition was registered at FIXED_NOW)
+    assert "时间：" in text and "+00:00" not in text and not re.search(r"\d{4}-\d{2}-\d{2}T", text)
 
 
 def test_smtp_down_is_a_recorded_failure(sqlite_api: Api, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -47,9 +47,10 @@ from projections.base import insert_ignore, upsert_add, utc_text
 from projections.catalogue_view import list_agencies
 from projections.notifications import attempts, channels, deliveries, notifications, reads, recipients_of
 from services.documents.labels import CHANNEL
+from services.documents.timefmt import local_time
 from services.notify import robots
 from services.notify.channels import ROBOTS, HttpPost, SendResult, SmsSend, send_robot, send_sms, shown_target
-from services.notify.messages import test_payload
+from services.notify.messages import for_people, test_payload
 from services.notify.sms import gateway_for, parse_phones
 from services.security.outbound import policy_from
 from services.settings import Settings
@@ -376,5 +377,7 @@ class Deliverer:
                 "X-Lianxi-Timestamp": ts, "X-Lianxi-Signature": sign(secret or "", ts, body),
             }
             return self.post(target, body, headers, self.settings.webhook_timeout_s)
-        text = f"{payload['title']}\n\n{payload['body']}\n\n通知编号：{payload['id']}\n时间：{payload['created_at']}\n"
-        return self.mail(self.settings, target, f"[联席] {payload['title']}", text)
+        names = self.names()
+        title, body = for_people(payload["title"], names), for_people(payload["body"], names)
+        text = f"{title}\n\n{body}\n\n通知编号：{payload['id']}\n时间：{local_time(payload['created_at'])}\n"
+        return self.mail(self.settings, target, f"【联席】{title}", text)

@@ -21,7 +21,8 @@ SMS_MAX = 70  # one segment of a Chinese text message
 
 def for_people(text: str, names: dict[str, str]) -> str:
     """Codes of units become their names, ISO instants county time, and the ASCII punctuation
-    between Chinese words full-width (the projection writes the texts with codes and ASCII)."""
+    between Chinese words full-width: the projection names units and punctuates in full width,
+    but keeps instants in ISO (it has no county zone), and older texts may carry codes."""
     out = _INSTANT.sub(lambda m: local_time(m.group(0)), text)
     if names:
         codes = "|".join(re.escape(c) for c in sorted(names, key=len, reverse=True))
