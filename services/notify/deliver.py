@@ -378,6 +378,6 @@ class Deliverer:
             }
             return self.post(target, body, headers, self.settings.webhook_timeout_s)
         names = self.names()
-        title, body = for_people(payload["title"], names), for_people(payload["body"], names)
-        text = f"{title}\n\n{body}\n\n通知编号：{payload['id']}\n时间：{local_time(payload['created_at'])}\n"
+        title, message = for_people(payload["title"], names), for_people(payload["body"], names)
+        text = f"{title}\n\n{message}\n\n通知编号：{payload['id']}\n时间：{local_time(payload['created_at'])}\n"
         return self.mail(self.settings, target, f"【联席】{title}", text)
