@@ -22,6 +22,7 @@ from projections.rectification_board import RectificationBoard
 from projections.runner import ProjectionRunner
 from projections.targets import TargetsView
 from projections.warning_response import WarningResponseView
+from services.accounts.service import Accounts
 from services.app import LianxiApp
 from services.kernel.jobs import JobContext
 from services.meetings.briefs import BriefCache
@@ -29,6 +30,7 @@ from services.security import hashchain
 from services.security.audit import AuditTrail
 from services.security.tokens import TokenStore
 from services.settings import Settings, get_settings
+from services.store.accounts import setup_account_tables
 from services.store.database import Database, ddl_lock
 
 log = logging.getLogger(__name__)
@@ -67,8 +69,10 @@ class Platform:
                                        batch_size=self.settings.projection_batch_size)
         self.tokens = TokenStore(self.write_engine)
         self.audit = AuditTrail(self.write_engine, self.app)
+        self.accounts = Accounts(self.write_engine, self.settings)
         with ddl_lock(self.write_engine):
             self.runner.setup()
+            setup_account_tables(self.write_engine)  # before the tokens: a person's token joins its account
             self.tokens.setup()
             self.audit.setup_tables()
             # Tables no rebuild may drop: the hash chain, notification deliveries and read marks.

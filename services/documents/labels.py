@@ -4,6 +4,9 @@ set the pages, the brief and the review all show (tests/test_labels.py keeps it 
 from __future__ import annotations
 
 ROLE_NAMES = {"liaison": "联络员", "lead": "牵头单位", "auditor": "考核/纪检（只读）"}
+# The review group's code (services/kernel/principal.py REVIEW_GROUP) and name: not a member unit.
+REVIEW_GROUP_NAMES = {"review-group": "考核组/纪检"}
+ACCOUNT_STATE = {True: "启用", False: "已停用"}
 
 RECT_STATUS = {
     "reported": "已上报", "assigned": "已交办", "in_progress": "整改中", "completed": "已回告待核验",
