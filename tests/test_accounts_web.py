@@ -121,6 +121,10 @@ def test_a_liaison_account_from_creation_to_disabling(sqlite_api: Api) -> None:
 
 def test_sign_out_everywhere_ends_every_session_of_the_account(sqlite_api: Api) -> None:
     lead = _lead(sqlite_api)
+    me = sqlite_api.platform.accounts.by_name("edu.lead")
+    assert me is not None
+    r = lead.post(f"/accounts/{me.account_id}/disable", {}, form_page="/accounts")
+    assert r.status_code == 422 and "不能停用自己" in r.text  # the lead cannot lock themselves out
     second = Person(sqlite_api)
     assert second.sign_in("edu.lead", "Lead-desk-2025").headers["location"] == "/dashboard"
     r = lead.post("/account/signout-everywhere", {}, form_page="/account")

@@ -175,11 +175,14 @@ def _target(platform: Platform, account_id: str) -> Account:
         raise WebError(404, "未找到该账号") from None
 
 
-@router.post("/accounts/{account_id}/disable")
-def disable(account_id: str, post: PostedDep, platform: PlatformDep) -> Response:
+@router.post("/accounts/{account_id}/disable", response_class=HTMLResponse)
+def disable(account_id: str, request: Request, post: PostedDep, platform: PlatformDep) -> Response:
     _lead_post(post)
-    platform.accounts.set_enabled(post.session.principal.actor, _target(platform, account_id).account_id, False,
-                                  platform.clock())
+    account = _target(platform, account_id)
+    if account.account_id == post.session.account_id:  # the lead would lock the bureau out of this page
+        return _manage_page(request, post.session, platform, status=422,
+                            error="不能停用自己正在使用的账号，请由另一位牵头单位管理员操作。")
+    platform.accounts.set_enabled(post.session.principal.actor, account.account_id, False, platform.clock())
     return redirect("/accounts?done=disabled")
 
 
