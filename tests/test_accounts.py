@@ -287,3 +287,56 @@ def test_names_and_phones_never_reach_the_log(api: Api) -> None:
     assert account.account_id in text  # the duty log names who acted, by opaque id
     for personal in (FAKE_NAME, FAKE_PHONE, "fire.liaison"):
         assert personal not in text
+
+
+def test_only_a_password_session_is_held_to_a_pending_password_change(platform: Platform) -> None:
+    """Single sign-on (method "sso") never asks for the initial password the person was not given."""
+    account, _ = _create(platform)
+    store = _sessions(platform)
+    by_password, _ = store.start(account.principal, platform.clock(), account_id=account.account_id,
+                                 method="password")
+    by_sso, _ = store.start(account.principal, platform.clock(), account_id=account.account_id, method="sso")
+    held = store.get(by_password, platform.clock())
+    free = store.get(by_sso, platform.clock())
+    assert held is not None and held.must_change_password and held.display_name == FAKE_NAME
+    assert free is not None and not free.must_change_password
+
+
+def test_the_cli_creates_the_first_lead_account_and_manages_it(sqlite_url: str) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "LIANXI_DATABASE_URL": sqlite_url, "LIANXI_LOG_LEVEL": "WARNING"}
+
+    def lianxi(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "services.cli", *args], cwd=root, env=env, capture_output=True,
+                              text=True, timeout=300, check=False)
+
+    assert lianxi("init").returncode == 0
+    made = lianxi("accounts", "create", "edu.first", "--display-name", "测试·教育局管理员", "--unit", "education",
+                  "--role", "lead")
+    assert made.returncode == 0, made.stderr
+    initial = made.stdout.strip().splitlines()[-1]
+    assert not policy.password_problems(initial, "edu.first")
+    refused = lianxi("accounts", "create", "rev.x", "--display-name", "测试·考核", "--unit", "education",
+                     "--role", "auditor")
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1 and "考核组/纪检" in refused.stderr
+    assert "must-change-password" in lianxi("accounts", "list").stdout
+    assert lianxi("accounts", "disable", "edu.first").returncode == 0
+    assert "disabled" in lianxi("accounts", "list").stdout
+    assert lianxi("accounts", "enable", "edu.first").returncode == 0
+    reset = lianxi("accounts", "reset-password", "edu.first")
+    assert reset.returncode == 0 and reset.stdout.strip().splitlines()[-1] != initial
+    missing = lianxi("accounts", "disable", "nobody.here")
+    assert missing.returncode == 1 and "没有账号名" in missing.stderr
+    from services.settings import Settings
+
+    p = Platform(Settings(database_url=sqlite_url))
+    try:
+        actions = [r["action"] for r in p.audit.page(limit=50) if str(r["action"]).startswith("ACCOUNT")]
+        assert actions == ["ACCOUNT create", "ACCOUNT disable", "ACCOUNT enable", "ACCOUNT reset-password"]
+    finally:
+        p.close()

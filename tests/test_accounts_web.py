@@ -186,6 +186,12 @@ def test_the_lead_issues_and_revokes_credentials_and_resets_passwords(sqlite_api
     dashboard = auditor.client.get("/dashboard")
     assert dashboard.status_code == 200 and "考核组/纪检 · 只读" in dashboard.text
     assert "旗教育局 · 考核" not in dashboard.text  # no longer "under" a member unit
+    # The auditors' audit page names people (the rows themselves hold only account ids).
+    audit = auditor.client.get("/audit")
+    assert audit.status_code == 200 and "测试·教育局管理员" in audit.text and "测试·考核" in audit.text
+    with api.platform.read_engine.connect() as conn:
+        stored = " ".join(str(v) for row in conn.execute(sa.select(audit_log)).all() for v in row)
+    assert "测试·" not in stored
 
 
 @pytest.mark.parametrize("path", ["/account/password", "/account/totp"])

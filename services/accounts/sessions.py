@@ -50,8 +50,10 @@ class SessionStore:
         self.idle = idle
         self.absolute = absolute
 
-    def start(self, principal: Principal, now: datetime, *, account_id: str | None = None) -> tuple[str, WebSession]:
-        """A new session: returns the cookie value (never stored) and the session."""
+    def start(self, principal: Principal, now: datetime, *, account_id: str | None = None,
+              method: str = "token") -> tuple[str, WebSession]:
+        """A new session: returns the cookie value (never stored) and the session. ``method`` is how
+        the person proved who they are: only a password sign-in is held to a pending password change."""
         session_id = new_secret()
         csrf = new_secret()
         hashed = digest(session_id)
@@ -60,6 +62,7 @@ class SessionStore:
                 session_hash=hashed, token_id=principal.token_id, agency=principal.agency, role=principal.role,
                 label=principal.label[:100], csrf=csrf, created_at=utc_text(now),
                 expires_at=utc_text(now + self.absolute), account_id=account_id, last_seen_at=utc_text(now),
+                method=method,
             ))
         return session_id, WebSession(principal, csrf, hashed, account_id)
 
@@ -69,7 +72,7 @@ class SessionStore:
             return None
         s, a, t = web_sessions.c, accounts.c, tokens_table.c
         q = (sa.select(s.token_id, s.agency, s.role, s.label, s.csrf, s.session_hash, s.account_id, s.created_at,
-                       s.last_seen_at, a.enabled, a.display_name, a.must_change_password,
+                       s.last_seen_at, s.method, a.enabled, a.display_name, a.must_change_password,
                        t.token_id.label("live_token"))
              .outerjoin(accounts, a.account_id == s.account_id)
              .outerjoin(tokens_table, sa.and_(t.token_id == s.token_id, t.revoked_at.is_(None)))
@@ -90,7 +93,7 @@ class SessionStore:
         role: Role = row["role"]
         principal = Principal(token_id=row["token_id"], agency=row["agency"], role=role, label=row["label"])
         return WebSession(principal, row["csrf"], row["session_hash"], row["account_id"], row["display_name"],
-                          bool(row["must_change_password"]))
+                          bool(row["must_change_password"]) and row["method"] == "password")
 
     def end(self, session_hash: str, now: datetime) -> None:
         with begin_carrying(self.engine) as conn:

@@ -50,6 +50,7 @@ web_sessions = sa.Table(
     sa.Column("ended_at", sa.String(32), nullable=True),
     sa.Column("account_id", sa.String(36), nullable=True),
     sa.Column("last_seen_at", sa.String(32), nullable=True),  # the idle timeout counts from here
+    sa.Column("method", sa.String(16), nullable=True),  # password | sso | token (NULL: token, before accounts)
     sa.Index("ix_web_sessions_token", "token_id"),
     sa.Index("ix_web_sessions_account", "account_id"),
 )

@@ -56,4 +56,6 @@ def audit_trail(
     filters = {"unit": unit or "", "outcome": outcome or ""}
     next_url = ("/audit?" + urlencode({**{k: v for k, v in filters.items() if v}, "after": rows[-1]["id"]})
                 if more else None)
-    return render(request, "audit.html.j2", session, rows=rows, filters=filters, next_url=next_url)
+    # A person is named in the trail by account id; the auditors reading it see the name.
+    people = {a.account_id: a.display_name for a in platform.accounts.list()}
+    return render(request, "audit.html.j2", session, rows=rows, filters=filters, next_url=next_url, people=people)

@@ -43,14 +43,17 @@ def _signin_page(request: Request, *, error: str | None = None, status: int = 20
     return resp
 
 
-def start_session(request: Request, platform: Platform, account: Account, target: str | None = None) -> Response:
-    """Starts a page session for ``account`` (already authenticated) and redirects to ``target``
-    or the account's home; a person who must change their password goes there first. The single
-    sign-on callback ends with this too."""
+def start_session(request: Request, platform: Platform, account: Account, target: str | None = None, *,
+                  method: str = "password") -> Response:
+    """Starts a page session for ``account`` (already authenticated: ``method`` says how, "password"
+    or "sso") and redirects to ``target`` or the account's home; after a password sign-in with an
+    initial or reset password the person goes to change it first. The single sign-on callback ends
+    with this too (method="sso": the provider vouched, no password is asked for)."""
     note_principal(account.principal)
     session_id, session = sessions_for(platform).start(account.principal, platform.clock(),
-                                                       account_id=account.account_id)
-    where = "/account/password" if account.must_change_password else (_safe_next(target) or home_of(session))
+                                                       account_id=account.account_id, method=method)
+    forced = account.must_change_password and method == "password"
+    where = "/account/password" if forced else (_safe_next(target) or home_of(session))
     return _with_cookie(request, platform, redirect(where), session_id)
 
 
