@@ -265,6 +265,8 @@ def test_oidc_subjects_map_to_enabled_accounts_only(platform: Platform) -> None:
     other = _ready(platform, "fire.second")
     with pytest.raises(AccountProblem, match="另一个账号"):
         platform.accounts.set_oidc("test", other.account_id, issuer, "sub-1", platform.clock())
+    with pytest.raises(AccountProblem, match="控制字符"):
+        platform.accounts.set_oidc("test", other.account_id, issuer, "sub\x072", platform.clock())
     platform.accounts.set_enabled("test", account.account_id, False, platform.clock())
     assert platform.accounts.for_oidc_subject(issuer, "sub-1") is None
 

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from contracts.text import find_control_character
 from events.errors import InvariantViolated, NotFound
 from projections.base import utc_text
 from services.accounts import policy, totp
@@ -190,6 +191,8 @@ class Accounts:
         account = self.get(account_id)
         if bool(issuer) != bool(subject):
             raise AccountProblem("统一身份认证的签发方和用户标识须同时填写或同时留空。")
+        if find_control_character([issuer, subject]):
+            raise AccountProblem("签发方或用户标识中含有不可见的控制字符。")
         with self.engine.begin() as conn:
             if issuer and conn.execute(sa.select(accounts.c.account_id).where(
                     accounts.c.oidc_issuer == issuer, accounts.c.oidc_subject == subject,

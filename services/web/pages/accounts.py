@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
+from contracts.text import find_control_character
 from events.errors import DomainError, NotFound
 from services.accounts import totp
 from services.accounts.service import Account, AccountProblem
@@ -233,6 +234,8 @@ def issue_credential(request: Request, post: PostedDep, platform: PlatformDep) -
         else:
             unit, role, account_id = f.raw("unit"), f.raw("role"), None
         label = f.raw("label")[:100] or f"{unit}-{role}"
+        if find_control_character(label):
+            raise AccountProblem("用途说明中含有不可见的控制字符。")
         token_id, token = platform.tokens.issue(agency=unit, role=role, label=label,
                                                 known_agencies=platform.known_agencies(), account_id=account_id)
     except DomainError as e:
