@@ -201,3 +201,29 @@ def test_a_token_session_has_no_personal_account(sqlite_api: Api, path: str) -> 
     b = Browser(sqlite_api, "fire-rescue")
     assert b.client.get(path).status_code == 403
     assert "单位凭证" in b.client.get("/account").text
+
+
+def test_fifty_wrong_passwords_over_http_lock_the_account_and_are_all_audited(api: Api) -> None:
+    """On SQLite and PostgreSQL: every try is in the trail twice, as a sign-in of the account (by
+    its id) and as the request (POST /signin with its status)."""
+    _lead(api)
+    clock = api.platform.clock
+    start = clock.now  # type: ignore[attr-defined]
+    person = Person(api)
+    statuses = []
+    for i in range(50):
+        clock.now = start + timedelta(seconds=i)  # type: ignore[attr-defined]
+        statuses.append(person.sign_in("edu.lead", f"guess-{i:03d}-pw").status_code)
+    assert statuses == [401] * 4 + [429] * 46
+    right = person.sign_in("edu.lead", "Lead-desk-2025")
+    assert right.status_code == 429 and SESSION_COOKIE not in right.headers.get("set-cookie", "")
+    account = api.platform.accounts.by_name("edu.lead")
+    assert account is not None
+    with api.platform.read_engine.connect() as conn:
+        rows = conn.execute(sa.select(audit_log.c.action, audit_log.c.status, audit_log.c.resource_id)
+                            .order_by(audit_log.c.id)).all()
+    mine = [(a, s) for a, s, r in rows if r == account.account_id and a in ("SIGNIN", "LOCKOUT")]
+    # _lead's sign-in, then 5 wrong passwords (the 5th locks), 45 tries and the right password refused.
+    assert mine == [("SIGNIN", 200)] + [("SIGNIN", 401)] * 5 + [("LOCKOUT", 423)] + [("SIGNIN", 423)] * 46
+    requests = [s for a, s, _ in rows if a == "POST /signin"]
+    assert requests.count(401) == 4 and requests.count(429) == 47
