@@ -15,6 +15,7 @@ from tqdm import tqdm
 from contracts.catalogue import CatalogueError, load_catalogue
 from contracts.text import find_control_character
 from events.errors import DomainError
+from services.cli_accounts import accounts_cli
 from services.cli_sheets import export_cli, import_cli
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -25,6 +26,7 @@ cli.add_typer(token_cli, name="token")
 cli.add_typer(projections_cli, name="projections")
 cli.add_typer(export_cli, name="export")
 cli.add_typer(import_cli, name="import")
+cli.add_typer(accounts_cli, name="accounts")
 
 
 class CliError(Exception):
@@ -228,6 +230,11 @@ def demo(
             hashchain.catch_up(platform.write_engine, progress=bar.update)  # raw fast path of the log_chain follower
             platform.runner.catch_up(progress=bar.update)
         typer.echo(f"demo {chosen_year}: {counts['schools']} schools, {total} events in the log")
+        from services.demo.accounts import DEMO_PASSWORD, create_demo_accounts
+
+        made = create_demo_accounts(platform.accounts, platform.known_agencies(), now)
+        if made:
+            typer.echo(f"demo accounts (demo data; password {DEMO_PASSWORD}): {', '.join(made)}")
         names = {u.code: u.name for u in catalogue.units.units}
         for label, key in (("履职到位（planted diligent）", "diligent"),
                            ("履职不力（planted negligent）", "negligent")):

@@ -22,23 +22,21 @@ from projections.rectification_board import RectificationBoard
 from projections.runner import ProjectionRunner
 from projections.targets import TargetsView
 from projections.warning_response import WarningResponseView
+from services.accounts.service import Accounts
 from services.app import LianxiApp
 from services.kernel.jobs import JobContext
-from services.kernel.principal import Principal
 from services.meetings.briefs import BriefCache
 from services.security import hashchain
 from services.security.audit import AuditTrail
 from services.security.tokens import TokenStore
 from services.settings import Settings, get_settings
+from services.store.accounts import setup_account_tables
 from services.store.database import Database, ddl_lock
 
 if TYPE_CHECKING:
     from services.security.oidc import OidcClient
 
 log = logging.getLogger(__name__)
-
-# Who a single sign-on identity (issuer, subject) is on this platform, or None (refused).
-SubjectResolver = Callable[[str, str], Principal | None]
 
 
 def all_projections() -> list[Any]:
@@ -67,10 +65,6 @@ def oidc_client(settings: Settings) -> OidcClient | None:
     return OidcClient(settings)
 
 
-def no_subject_mapped(issuer: str, subject: str) -> Principal | None:
-    return None
-
-
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -88,8 +82,10 @@ class Platform:
                                        batch_size=self.settings.projection_batch_size)
         self.tokens = TokenStore(self.write_engine)
         self.audit = AuditTrail(self.write_engine, self.app)
+        self.accounts = Accounts(self.write_engine, self.settings)
         with ddl_lock(self.write_engine):
             self.runner.setup()
+            setup_account_tables(self.write_engine)  # before the tokens: a person's token joins its account
             self.tokens.setup()
             self.audit.setup_tables()
             # Tables no rebuild may drop: the hash chain, notification deliveries and read marks.
@@ -100,8 +96,6 @@ class Platform:
         self._threads: list[threading.Thread] = []
         self.clock = utcnow
         self.oidc = oidc_client(self.settings)
-        # The seam for accounts: services/accounts sets this to Accounts.for_oidc_subject.
-        self.resolve_subject: SubjectResolver = no_subject_mapped
 
     def start_background(self) -> None:
         """Follow the log in-process (the embedded default)."""

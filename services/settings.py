@@ -49,6 +49,18 @@ class Settings(BaseSettings):
     # --public-key-out` writes it); `verify --public-key` overrides it.
     checkpoint_trusted_key: str = ""
 
+    # -- accounts and sessions (services/accounts/) --
+    # A page session ends after this long without a request, and this long after sign-in at most.
+    session_idle_minutes: int = 30
+    session_absolute_hours: float = 12.0
+    # After this many wrong passwords in a row an account is locked for signin_lock_base_s seconds,
+    # each further failure doubling the lock up to signin_lock_max_s.
+    signin_lock_after: int = 5
+    signin_lock_base_s: float = 60.0
+    signin_lock_max_s: float = 3600.0
+    # The issuer name TOTP apps show beside the account.
+    totp_issuer: str = "联席平台"
+
     # -- scheduled jobs (services/<context>/jobs.py) --
     # The scheduler drafts a meeting's agenda this many days before it.
     agenda_draft_days: int = 7

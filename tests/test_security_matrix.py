@@ -480,6 +480,25 @@ def fresh_warning(world: World) -> str:
     return world.warning()
 
 
+def fresh_account(world: World) -> str:
+    """A new liaison account of the owner unit (made-up test data)."""
+    p = world.api.platform
+    account, _ = p.accounts.create("test", account_name=f"matrix.{next(world.seq)}", display_name="测试·矩阵联络员",
+                                   unit=OWNER, role="liaison", phone=None, known_units=p.known_agencies(),
+                                   now=p.clock())
+    return account.account_id
+
+
+def fresh_token(world: World) -> str:
+    p = world.api.platform
+    token_id, _ = p.tokens.issue(agency=OWNER, role="liaison", label=f"matrix-{next(world.seq)}",
+                                 known_agencies=p.known_agencies())
+    return token_id
+
+
+OWN_ACCOUNT = "a person's own account (a page session of an account, not of a token): tests/test_accounts_web.py"
+
+
 def web_meeting_to_hold(world: World, path: str) -> Req:
     mid = world.meeting("2025-06-26", datetime(2025, 6, 3, 2, tzinfo=UTC))
     return Req(world.fill(path, meeting_id=mid),
@@ -576,6 +595,24 @@ WEB_REGISTRY: dict[str, Rule] = {
     "GET /audit": Rule(frozenset({"auditor"})),
     "GET /review": Rule(ALL_READERS),
     "GET /review/{year}/units/{unit}/evidence": Rule(ALL_READERS, web_evidence),
+    # accounts (services/web/pages/accounts.py)
+    "GET /account": Rule(AUTH, why="shows a token session that it has no personal account"),
+    "GET /account/password": Rule(frozenset(), control=False, why=OWN_ACCOUNT),
+    "POST /account/password": Rule(frozenset(), control=False, why=OWN_ACCOUNT),
+    "GET /account/totp": Rule(frozenset(), control=False, why=OWN_ACCOUNT),
+    "POST /account/totp": Rule(frozenset(), control=False, why=OWN_ACCOUNT),
+    "POST /account/signout-everywhere": Rule(frozenset(), control=False, why=OWN_ACCOUNT),
+    "GET /accounts": Rule(frozenset({"lead"})),
+    "POST /accounts": Rule(frozenset({"lead"}), form(lambda w: {
+        "account_name": f"matrix.new{next(w.seq)}", "display_name": "测试·矩阵", "unit": OWNER, "role": "liaison"})),
+    "POST /accounts/{account_id}/disable": Rule(frozenset({"lead"}), form({}, account_id=fresh_account)),
+    "POST /accounts/{account_id}/enable": Rule(frozenset({"lead"}), form({}, account_id=fresh_account)),
+    "POST /accounts/{account_id}/reset-password": Rule(frozenset({"lead"}), form({}, account_id=fresh_account)),
+    "POST /accounts/{account_id}/oidc": Rule(frozenset({"lead"}), form(
+        {"issuer": "https://idp.test.invalid", "subject": "matrix"}, account_id=fresh_account)),
+    "POST /accounts/credentials": Rule(frozenset({"lead"}), form({"unit": OWNER, "role": "liaison", "label": "m"})),
+    "POST /accounts/credentials/{token_id}/revoke": Rule(frozenset({"lead"}), form({}, token_id=fresh_token)),
+    "GET /units/{code}/accounts": Rule(OWN_READERS),
 }
 
 

@@ -45,13 +45,10 @@ def make_sso_platform(url: str, provider: OidcProvider, **settings: Any) -> Plat
     p = make_platform(url, clock=real_clock(), **settings)
     p.app.register_catalogue(default_catalogue(), now=datetime(2024, 1, 1, tzinfo=UTC))
     p.runner.catch_up()
-    _, token = p.tokens.issue(agency=UNIT, role="liaison", label="消防救援大队联络员（演示）",
-                              known_agencies=p.known_agencies())
-    principal = p.tokens.authenticate(token)
-    assert principal is not None
-    # The minimal mapping the accounts work replaces (Accounts.for_oidc_subject).
-    mapped = {(provider.issuer, MAPPED): principal}
-    p.resolve_subject = lambda issuer, subject: mapped.get((issuer, subject))
+    # The lead opened an account for MAPPED's subject only (UNMAPPED has none).
+    account, _ = p.accounts.create("test", account_name="fire.sso", display_name="演示·消防联络员", unit=UNIT,
+                                   role="liaison", phone=None, known_units=p.known_agencies(), now=p.clock())
+    p.accounts.set_oidc("test", account.account_id, provider.issuer, MAPPED, p.clock())
     return p
 
 
@@ -351,12 +348,18 @@ def test_an_unreachable_provider_is_a_503_page(sqlite_url: str, oidc_provider: O
         p.close()
 
 
-def test_the_resolver_seam_refuses_by_default(sqlite_url: str, oidc_provider: OidcProvider) -> None:
-    """Until accounts map subjects, no provider identity is anyone here."""
-    p = make_platform(sqlite_url, clock=real_clock(), **oidc_provider.settings())
+def test_no_subject_is_anyone_until_the_lead_maps_it(sqlite_url: str, oidc_provider: OidcProvider) -> None:
+    """Signing in never creates an account, and a disabled account's mapping signs nobody in."""
+    p = make_sso_platform(sqlite_url, oidc_provider)
     try:
-        assert p.resolve_subject(oidc_provider.issuer, MAPPED) is None
         assert isinstance(p.oidc, OidcClient)
+        assert p.accounts.for_oidc_subject(oidc_provider.issuer, UNMAPPED) is None
+        account = p.accounts.for_oidc_subject(oidc_provider.issuer, MAPPED)
+        assert account is not None and account.unit == UNIT
+        p.accounts.set_enabled("test", account.account_id, False, p.clock())
+        assert p.accounts.for_oidc_subject(oidc_provider.issuer, MAPPED) is None
+        client = TestClient(create_app(p))
+        assert sign_in_through(client, oidc_provider, MAPPED).status_code == 403
     finally:
         p.close()
 

@@ -4,6 +4,9 @@ set the pages, the brief and the review all show (tests/test_labels.py keeps it 
 from __future__ import annotations
 
 ROLE_NAMES = {"liaison": "联络员", "lead": "牵头单位", "auditor": "考核/纪检（只读）"}
+# The review group's code (services/kernel/principal.py REVIEW_GROUP) and name: not a member unit.
+REVIEW_GROUP_NAMES = {"review-group": "考核组/纪检"}
+ACCOUNT_STATE = {True: "启用", False: "已停用"}
 
 RECT_STATUS = {
     "reported": "已上报", "assigned": "已交办", "in_progress": "整改中", "completed": "已回告待核验",
@@ -200,6 +203,18 @@ AUDIT_ACTIONS = {
     "POST /meetings/{meeting_id}/resolutions": "通过决议", "GET /meetings/{meeting_id}/brief.{fmt}": "下载会议简报",
     "GET /warnings": "查看预警响应", "GET /events": "查阅事件日志", "GET /audit": "查阅访问审计",
     "GET /review": "查看年度考核", "GET /review/{year}/units/{unit}/evidence": "查看考核依据",
+    # people's accounts (the pages, and what the accounts service records itself)
+    "GET /account": "查看我的账号", "GET /account/password": "打开修改密码", "POST /account/password": "修改密码",
+    "GET /account/totp": "打开动态口令设置", "POST /account/totp": "启用动态口令",
+    "POST /account/signout-everywhere": "在所有设备退出", "GET /accounts": "查看账号管理",
+    "POST /accounts": "开通账号", "POST /accounts/{account_id}/disable": "停用账号",
+    "POST /accounts/{account_id}/enable": "启用账号", "POST /accounts/{account_id}/reset-password": "重置密码",
+    "POST /accounts/{account_id}/oidc": "设置统一身份认证对应", "POST /accounts/credentials": "签发接口凭证",
+    "POST /accounts/credentials/{token_id}/revoke": "吊销接口凭证", "GET /units/{code}/accounts": "查看本单位账号",
+    "SIGNIN": "账号登录", "ACCOUNT create": "开通账号", "ACCOUNT enable": "启用账号", "ACCOUNT disable": "停用账号",
+    "ACCOUNT reset-password": "重置密码", "ACCOUNT reset-password clear-totp": "重置密码并清除动态口令",
+    "ACCOUNT set-oidc": "设置统一身份认证对应", "ACCOUNT change-password": "修改密码",
+    "ACCOUNT enrol-totp": "启用动态口令", "LOCKOUT": "账号锁定",
 }
 # The status of a refused or failed request, in words.
 HTTP_STATUS = {

@@ -106,6 +106,15 @@ class SignInNeeded(Exception):
         self.target = target
 
 
+class PasswordChangeNeeded(Exception):
+    """A person signed in with an initial or reset password: every page but the change form
+    (and sign-out) leads there until it is changed."""
+
+
+# What a session that must change its password may still reach.
+BEFORE_PASSWORD_CHANGE = frozenset({"/account/password", "/signout"})
+
+
 # -- plumbing ------------------------------------------------------------------------------
 
 
@@ -115,6 +124,8 @@ def current_session(request: Request, platform: PlatformDep) -> WebSession:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise SignInNeeded(target)
     note_principal(s.principal)  # the audit trail names who acted
+    if s.must_change_password and request.url.path not in BEFORE_PASSWORD_CHANGE:
+        raise PasswordChangeNeeded()
     return s
 
 
@@ -227,13 +238,14 @@ def nav_for(session: WebSession | None) -> list[tuple[str, str]]:
     unit_pages = [(own, "本单位台账"), (f"{own}/log", "填报履职"), (f"{own}/work", "整改与任务"),
                   (f"{own}/warnings", "预警签收"), (f"{own}/agenda", "提请议题"), (f"{own}/petitions", "信访答复"),
                   (f"{own}/channels", "通知渠道")]
+    mine = [("/account", "我的账号")] if session.account_id else []
     if p.role == "liaison":
-        return unit_pages
+        return [*unit_pages, (f"{own}/accounts", "本单位账号"), *mine]
     overview = [("/dashboard", "总览"), ("/rectifications", "整改台账"), ("/meetings", "联席会议"),
                 ("/warnings", "预警响应"), ("/review", "年度考核"), ("/events", "事件日志")]
     if p.role == "auditor":
-        return [*overview, ("/audit", "访问审计")]
-    return [*overview, *unit_pages[:3], unit_pages[-1]]
+        return [*overview, ("/audit", "访问审计"), *mine]
+    return [*overview, *unit_pages[:3], ("/accounts", "账号管理"), unit_pages[-1], *mine]
 
 
 def render(request: Request, template: str, session: WebSession | None, *, status: int = 200,
@@ -244,6 +256,7 @@ def render(request: Request, template: str, session: WebSession | None, *, statu
     html = env.get_template(template).render(
         schools=schools, school=lambda code: school_label(schools, code),
         request=request, user=session.principal if session else None, csrf=session.csrf if session else "",
+        person=session.display_name if session else None,
         units=ctx.pop("units", None) or unit_names(platform), notice=DONE.get(done or ""),
         page_error=ctx.pop("page_error", None),
         today=today_of(platform).isoformat(), path=request.url.path, nav=nav_for(session), **ctx,

@@ -58,15 +58,20 @@ def audit_trail(
     chosen = {k: v for k, v in filters.items() if v}
     older = "/audit?" + urlencode({**chosen, "before": rows[-1]["id"]}) if more else None
     newest = "/audit" + ("?" + urlencode(chosen) if chosen else "") if before else None
+    # A person is named in the trail by account id; the auditors reading it see the name.
+    people = {a.account_id: a.display_name for a in platform.accounts.list()}
     return render(request, "audit.html.j2", session, rows=rows, filters=filters, older=older, newest=newest,
-                  action=labels.audit_action, actor=actor_text, status_text=labels.HTTP_STATUS)
+                  action=labels.audit_action, actor=actor_text, status_text=labels.HTTP_STATUS, people=people)
 
 
-def actor_text(row: dict[str, Any], units: dict[str, str]) -> str:
-    """Who acted, as people name them: the unit and the role of the credential; a request
-    without a valid credential was made by someone not signed in."""
+def actor_text(row: dict[str, Any], units: dict[str, str], people: dict[str, str]) -> str:
+    """Who acted, as people name them: the person (an account's sign-in or token), the unit or
+    review group and the role of the credential; a request without a valid credential was made
+    by someone not signed in."""
     if row["role"] and row["unit"]:
-        return f"{units.get(row['unit'], row['unit'])}（{labels.ROLE_NAMES.get(row['role'], row['role'])}）"
+        unit = labels.REVIEW_GROUP_NAMES.get(row["unit"]) or units.get(row["unit"], row["unit"])
+        person = f"{people[row['token_id']]} · " if row.get("token_id") in people else ""
+        return f"{person}{unit}（{labels.ROLE_NAMES.get(row['role'], row['role'])}）"
     if str(row["actor"]).startswith("token:"):
         return "未登录（凭证无效）"
     return "未登录"

@@ -3,8 +3,8 @@
 /sso/start sends the browser to the provider with a fresh state, nonce and PKCE challenge; what
 the callback checks against rides in a short-lived HttpOnly cookie bound to this browser (path
 /sso, SameSite=Lax so the provider's top-level redirect back carries it). /sso/callback
-validates the answer, then asks the platform who the subject is (``resolve_subject``): a subject
-the lead has not opened an account for is refused, never created.
+validates the answer, then looks up the account the lead mapped to that subject
+(``Accounts.for_oidc_subject``): a subject without one is refused, never created.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, Response
 from services.api.deps import PlatformDep
 from services.security.oidc import OidcRefused, OidcUnavailable, Pending
 from services.web.base import error_page, redirect
-from services.web.pages.signin import safe_next, signed_in
+from services.web.pages.signin import safe_next, start_session
 
 router = APIRouter(include_in_schema=False)
 log = logging.getLogger(__name__)
@@ -86,11 +86,14 @@ def sso_callback(request: Request, platform: PlatformDep) -> Response:
         log.warning("single sign-on: provider unavailable at callback: %s", e)
         resp = _unavailable(request)
     else:
-        principal = platform.resolve_subject(identity.issuer, identity.subject)
-        if principal is None:
+        account = platform.accounts.for_oidc_subject(identity.issuer, identity.subject)
+        if account is None:
             log.warning("single sign-on: subject not opened on this platform")
             resp = error_page(request, 403, "该统一身份账号尚未开通", NOT_OPENED)
         else:
-            resp = signed_in(request, platform, principal, safe_next(pending.next) if pending else None)
+            platform.accounts.record_signin(account, platform.clock(), via="oidc",
+                                            client=request.client.host if request.client else None)
+            resp = start_session(request, platform, account, safe_next(pending.next) if pending else None,
+                                 method="sso")
     resp.delete_cookie(SSO_COOKIE, path="/sso")  # one attempt per start
     return resp
