@@ -125,7 +125,8 @@ def raw_group_commit(url: str, seconds: float) -> tuple[float, float]:
     commits: list[float] = []
     rows = 0
     with psycopg.connect(PG_BASE) as conn:
-        conn.execute(f'CREATE TABLE "{schema}".raw_writes (id bigserial PRIMARY KEY, topic text, state bytea)')
+        conn.execute(f"CREATE TABLE IF NOT EXISTS \"{schema}\".raw_writes "
+                     "(id bigserial PRIMARY KEY, topic text, state bytea)")
         conn.commit()
         end = time.perf_counter() + seconds
         t_start = time.perf_counter()
