@@ -28,8 +28,8 @@ SETTINGS_MODULE = "services.settings"
 # -- the layers ----------------------------------------------------------------------------------
 
 CONTEXTS = ("catalogue", "duty_log", "rectifications", "campaigns", "warnings", "meetings", "logistics",
-            "reviews", "notify")
-ENTRY_POINTS = ("api", "web", "cli", "cli_sheets", "scheduler", "kafka", "demo", "platform")
+            "reviews", "notify", "evidence")
+ENTRY_POINTS = ("api", "web", "cli", "cli_sheets", "cli_evidence", "scheduler", "kafka", "demo", "platform")
 
 
 @dataclass(frozen=True)
