@@ -207,3 +207,43 @@ def test_verify_evidence_catches_a_changed_byte_and_a_deleted_blob(ev_api: Api, 
     assert len(missing) == 1 and "缺失" in missing[0] and hazard_event in missing[0] and "HazardReported" in missing[0]
     assert not any(kept["digest"] in line for line in lines)
     assert "2 of 5 evidence blobs missing or altered" in lines[-1]
+
+
+def test_orphan_sweep_lists_blobs_no_record_names(sqlite_platform: Platform, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """An attached photo (and its thumbnail) is no orphan; one never attached, and one whose
+    upload event failed after its bytes were stored, are listed once a day old."""
+    from datetime import UTC, datetime, timedelta
+
+    from services.evidence.storage import FileBlobs
+    from services.evidence.use_cases import orphan_blobs
+    from services.scheduler import LianxiScheduler
+
+    platform = sqlite_platform
+    platform.blobs = FileBlobs(tmp_path / "orphans")
+    api = Api(platform)
+    register_schools(api)
+    attached = uploaded(api, "fire-rescue", "a.jpg", photo_with_gps("red"))
+    loose = uploaded(api, "fire-rescue", "b.pdf", b"%PDF-1.4\n%%EOF\n")
+    assert api.client.post("/api/v1/hazards", headers=api.as_("fire-rescue"),
+                           json={**HAZARD, "evidence": [attached["ref"]]}).status_code == 201
+
+    def failing_commit(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("database went away")
+
+    with monkeypatch.context() as m:
+        m.setattr(platform.app, "commit", failing_commit)
+        with pytest.raises(RuntimeError):
+            upload(api, "fire-rescue", ("c.jpg", photo_with_gps("green")))
+    api.settle()
+
+    stored = {b.digest for b in platform.blobs.blobs()}
+    assert len(stored) == 5  # a + its thumbnail, b (a PDF has none), c + its thumbnail
+    later = datetime.now(UTC) + timedelta(days=2)
+    with platform.read_engine.connect() as conn:
+        assert orphan_blobs(conn, platform.blobs, now=datetime.now(UTC), min_age=timedelta(days=1)) == []
+        found = {o["digest"] for o in orphan_blobs(conn, platform.blobs, now=later, min_age=timedelta(days=1))}
+    assert loose["digest"] in found and attached["digest"] not in found
+    assert len(found) == 3  # b, and c with its thumbnail; a's thumbnail goes with a
+    result = LianxiScheduler(platform).run_job("evidence-orphans", later)
+    assert result["orphans"] == 3

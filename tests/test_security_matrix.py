@@ -639,8 +639,8 @@ def call(world: World, method: str, req: Req, role: str, owner: str) -> Any:
     world.c.cookies.clear()
     if is_api(req.path):
         headers = {**req.headers, **credentials(world, role, owner)}
-        response = world.c.request(method, req.path, json=req.json, content=req.content, files=req.files,
-                                   headers=headers)
+        response = world.c.request(method, req.path, json=req.json, content=req.content, data=req.data,
+                                   files=req.files, headers=headers)
     else:
         headers = dict(req.headers)
         data = dict(req.data or {})
@@ -782,10 +782,13 @@ def test_server_owned_fields_in_a_body_are_refused(world: World, route: str) -> 
     req = rule.probe(world, path)  # type: ignore[misc]
     role = next(r for r in ("owner", "lead", "other") if r in rule.allowed)
     head = world.api.platform.app.recorder.max_notification_id()
+    fields = req.json if req.files is None else {}  # a file upload's form fields, or a JSON body
     for name in SERVER_OWNED:
-        if name in req.json:
+        if name in fields:
             continue
-        forged = Req(req.path, json={**req.json, name: OTHER if name in ("agency", "unit") else "forged"})
+        value = OTHER if name in ("agency", "unit") else "forged"
+        forged = (Req(req.path, json={**fields, name: value}) if req.files is None
+                  else Req(req.path, data={name: value}, files=req.files))
         r = call(world, method, forged, role, rule.owner)
         assert r.status_code == 422, f"{route} + {name}: {r.status_code} {r.text}"
         assert ["body", name] in [e["loc"] for e in r.json()["errors"] if e["type"] == "extra_forbidden"], r.text

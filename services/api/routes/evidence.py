@@ -8,8 +8,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, File, Path, UploadFile
+from fastapi import APIRouter, Form, Path, UploadFile
 from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.api_evidence import EvidenceOut, EvidenceUploadOut
 from services.api.deps import PlatformDep, PrincipalDep, require_writer
@@ -22,7 +23,16 @@ from services.security.audit import note_target_unit
 router = APIRouter(prefix="/api/v1", tags=["evidence"])
 Digest = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="hex SHA-256 (the ref without `sha256:`)")]
 MAX_FILES = 20
-FilesIn = Annotated[list[UploadFile], File(description="one or more photos or documents")]
+
+
+class UploadIn(BaseModel):
+    """The multipart form: only ``files`` parts (a form, like a JSON body, forbids other fields)."""
+
+    model_config = ConfigDict(extra="forbid")
+    files: list[UploadFile] = Field(description="one or more photos or documents")
+
+
+FilesIn = Annotated[UploadIn, Form(media_type="multipart/form-data")]
 
 
 def evidence_out(u: Uploaded, base: str = "/api/v1/evidence") -> EvidenceOut:
@@ -63,7 +73,7 @@ def upload(platform: PlatformDep, principal: PrincipalDep, files: FilesIn) -> Ev
     XLSX) under the SHA-256 of the stored bytes, and answers each file's `ref` to name in a
     record's `evidence` list. The type is read from the bytes, never from the name."""
     require_writer(principal)
-    return EvidenceUploadOut(files=[evidence_out(u) for u in store_uploads(platform, principal, files)])
+    return EvidenceUploadOut(files=[evidence_out(u) for u in store_uploads(platform, principal, files.files)])
 
 
 def blob_response(blob: EvidenceBlob, *, thumbnail: bool) -> Response:
