@@ -558,6 +558,8 @@ WEB_REGISTRY: dict[str, Rule] = {
     "GET /warnings": Rule(ALL_READERS),
     "GET /events": Rule(ALL_READERS),
     "GET /audit": Rule(frozenset({"auditor"})),
+    "GET /evidence/{digest}": Rule(OWN_READERS, why="the evidence of OWNER's hazard report, on the session"),
+    "GET /evidence/{digest}/thumbnail": Rule(OWN_READERS),
     "GET /review": Rule(ALL_READERS),
     "GET /review/{year}/units/{unit}/evidence": Rule(ALL_READERS, web_evidence),
 }

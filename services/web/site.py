@@ -18,6 +18,7 @@ from services.web.pages import (
     dashboard,
     duty_log,
     events,
+    evidence,
     hazards,
     liaison,
     meetings,
@@ -31,7 +32,8 @@ from services.web.pages import (
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
 # Included in this order; no two pages' paths overlap, so the order only keeps listings stable.
-PAGES = (signin, duty_log, rectifications, hazards, liaison, warnings, dashboard, meetings, events, reviews, sheets)
+PAGES = (signin, duty_log, rectifications, hazards, liaison, warnings, dashboard, meetings, events, reviews, sheets,
+         evidence)
 
 
 def install(app: FastAPI) -> None:

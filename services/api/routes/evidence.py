@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Path, UploadFile
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from contracts.api_evidence import EvidenceOut, EvidenceUploadOut
 from services.api.deps import PlatformDep, PrincipalDep, require_writer
@@ -19,17 +19,21 @@ from services.evidence.cleaning import Refused
 from services.evidence.use_cases import EvidenceBlob, Uploaded, read_evidence
 from services.platform import Platform
 from services.security.audit import note_target_unit
+from services.settings import get_settings
 
 router = APIRouter(prefix="/api/v1", tags=["evidence"])
 Digest = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="hex SHA-256 (the ref without `sha256:`)")]
 MAX_FILES = 20
+# Documented bound of one file (LIANXI_EVIDENCE_MAX_FILE_BYTES, read once: it shapes the OpenAPI document).
+FilePart = Annotated[UploadFile, WithJsonSchema({"type": "string", "contentMediaType": "application/octet-stream",
+                                                 "maxLength": get_settings().evidence_max_file_bytes})]
 
 
 class UploadIn(BaseModel):
     """The multipart form: only ``files`` parts (a form, like a JSON body, forbids other fields)."""
 
     model_config = ConfigDict(extra="forbid")
-    files: list[UploadFile] = Field(description="one or more photos or documents")
+    files: list[FilePart] = Field(min_length=1, max_length=MAX_FILES, description="one or more photos or documents")
 
 
 FilesIn = Annotated[UploadIn, Form(media_type="multipart/form-data")]
