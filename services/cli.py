@@ -426,7 +426,7 @@ def brief(
                 raise CliError(f"--meeting {meeting!r} is not a meeting id, YEAR-NUMBER or 'latest'") from None
         started = time.perf_counter()
         data = build_brief(platform.read_engine, platform.runner.catch_up, mid, local_date(platform.clock()),
-                           positions=platform.app.event_positions)
+                           positions=platform.app.event_positions, evidence=platform.record_thumbnails)
         if data is None:
             raise CliError(f"unknown meeting {meeting!r}")
         body = render(data, format)

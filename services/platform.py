@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -103,6 +103,14 @@ class Platform:
         return JobContext(app=self.app, runner=self.runner, read_engine=self.read_engine,
                           write_engine=self.write_engine, rules=rules or load_escalation_rules(),
                           settings=self.settings, on_decided=on_decided, blobs=self.blobs)
+
+    def record_thumbnails(self, record_ids: Sequence[str], per_record: int = 4) -> dict[str, dict[str, Any]]:
+        """Each record's evidence as documents show it (thumbnails), for the brief's annex."""
+        from services.evidence.use_cases import record_thumbnails
+
+        self.runner.catch_up("evidence")
+        with self.read_engine.connect() as conn:
+            return record_thumbnails(conn, self.blobs, record_ids, per_record=per_record)
 
     def known_agencies(self) -> dict[str, bool]:
         self.runner.catch_up("catalogue")

@@ -8,7 +8,8 @@ it (projections/evidence.py), and the lead unit and auditors (everything)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import base64
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,7 +18,7 @@ import sqlalchemy as sa
 
 from events.errors import NotFound, NotPermitted
 from events.evidence import Evidence
-from projections.evidence import all_uploads, may_read, references, upload_of
+from projections.evidence import all_uploads, may_read, record_evidence, references, upload_of
 from services.evidence.cleaning import clean, sha256
 from services.evidence.storage import BlobStore
 from services.kernel.principal import Principal
@@ -127,3 +128,19 @@ def orphan_blobs(conn: sa.Connection, blobs: BlobStore, *, now: datetime, min_ag
     keep = set(named) | {r["thumbnail"] for r in all_uploads(conn) if r["digest"] in named and r["thumbnail"]}
     return [{"digest": b.digest, "size": b.size, "stored_at": b.stored_at.isoformat()}
             for b in blobs.blobs() if b.digest not in keep and now - b.stored_at >= min_age]
+
+
+def record_thumbnails(conn: sa.Connection, blobs: BlobStore, record_ids: Sequence[str], *,
+                      per_record: int) -> dict[str, dict[str, Any]]:
+    """What documents show of each record's evidence: up to ``per_record`` files (name, media
+    type, stage, the JPEG thumbnail as base64 for photos) and how many more there are."""
+    out: dict[str, dict[str, Any]] = {}
+    for record, rows in record_evidence(conn, record_ids).items():
+        unique = list({r["digest"]: r for r in rows}.values())
+        shown = []
+        for r in unique[:per_record]:
+            thumb = blobs.get(r["thumbnail"]) if r["thumbnail"] else None
+            shown.append({"name": r["name"], "media_type": r["media_type"], "stage": r["event_type"],
+                          "thumbnail": base64.b64encode(thumb).decode() if thumb else None})
+        out[record] = {"items": shown, "more": len(unique) - len(shown)}
+    return out
