@@ -39,6 +39,7 @@ def _file_digest(upload: UploadFile) -> str:
     """A chosen file keys the submission by its bytes: the same words with another photo are
     another report."""
     digest = hashlib.sha256()
+    upload.file.seek(0)
     for chunk in iter(lambda: upload.file.read(1 << 20), b""):
         digest.update(chunk)
     upload.file.seek(0)
