@@ -122,18 +122,20 @@ def all_uploads(conn: sa.Connection) -> list[dict[str, Any]]:
     return [dict(r) for r in conn.execute(sa.select(uploads).order_by(uploads.c.position)).mappings()]
 
 
-def record_evidence(conn: sa.Connection, record_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
-    """record id -> its blobs (digest, media type, name, thumbnail, event type), in log order:
-    what pages show beside a record."""
+def record_evidence(conn: sa.Connection, record_ids: Sequence[str], *,
+                    by: str = "record_id") -> dict[str, list[dict[str, Any]]]:
+    """record id (or, with ``by="event_id"``, event id) -> its blobs (digest, media type, name,
+    thumbnail, event type), in log order: what pages show beside a record or an event."""
     first = (sa.select(uploads.c.digest, sa.func.min(uploads.c.position).label("position"))
              .group_by(uploads.c.digest).subquery())
     u = uploads.alias("u")
-    q = (sa.select(refs.c.record_id, refs.c.digest, refs.c.event_type, refs.c.position, u.c.media_type, u.c.name,
+    key = refs.c[by]
+    q = (sa.select(key.label("key"), refs.c.digest, refs.c.event_type, refs.c.position, u.c.media_type, u.c.name,
                    u.c.thumbnail)
          .join(first, first.c.digest == refs.c.digest)
          .join(u, sa.and_(u.c.digest == first.c.digest, u.c.position == first.c.position))
-         .where(refs.c.record_id.in_(list(record_ids))).order_by(refs.c.position))
+         .where(key.in_(list(record_ids))).order_by(refs.c.position))
     out: dict[str, list[dict[str, Any]]] = {}
     for row in conn.execute(q).mappings():
-        out.setdefault(row["record_id"], []).append(dict(row))
+        out.setdefault(row["key"], []).append(dict(row))
     return out

@@ -79,3 +79,25 @@ def test_forms_take_photos_and_evidence_urls_follow_the_access_rule(sqlite_api: 
     api.settle()
     with api.platform.read_engine.connect() as conn:
         assert [n["event_type"] for n in references(conn)[hashlib.sha256(pdf).hexdigest()]] == ["DutyPerformed"]
+
+
+def test_the_reviews_evidence_page_shows_the_photos_of_the_events_behind_a_line(sqlite_api: Api) -> None:
+    api = sqlite_api
+    register_schools(api)
+    r = api.client.post("/api/v1/evidence", headers=api.as_(LIAISON),
+                        files=[("files", ("检查.jpg", photo_with_gps("red"), "image/jpeg"))])
+    ref = r.json()["files"][0]
+    r = api.client.post("/api/v1/duty-logs", headers=api.as_(LIAISON), json={
+        "duty_code": "fire-rescue.inspection", "school_ids": ["T001"], "occurred_on": "2025-06-01",
+        "summary": "消防安全检查", "evidence": [ref["ref"]]})
+    assert r.status_code == 201, r.text
+    record = r.json()["id"]
+    api.settle()
+    review = api.client.get(f"/api/v1/reviews/2025/units/{LIAISON}", headers=api.as_("education", "lead"))
+    assert review.status_code == 200, review.text
+    line = next((c["clause"], i["item"]) for c in review.json()["unit"]["clauses"] for i in c["items"]
+                if record in i.get("event_ids", []))
+    page = Browser(api, "education", "lead").client.get(
+        f"/review/2025/units/{LIAISON}/evidence?clause={line[0]}&item={line[1]}")
+    assert page.status_code == 200, page.text
+    assert f'src="/evidence/{ref["digest"]}/thumbnail"' in page.text

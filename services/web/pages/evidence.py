@@ -46,13 +46,13 @@ def attach_files(platform: Platform, post: Posted, f: Form) -> list[str]:
     return refs
 
 
-def evidence_of(platform: Platform, record_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
-    """record id -> its uploaded blobs (digest, media type, name, thumbnail, event type)."""
-    if not record_ids:
+def evidence_of(platform: Platform, ids: Sequence[str], *, by: str = "record_id") -> dict[str, list[dict[str, Any]]]:
+    """record id (or event id) -> its uploaded blobs (digest, media type, name, thumbnail, event type)."""
+    if not ids:
         return {}
     platform.runner.catch_up(EvidenceIndex.name)
     with platform.read_engine.connect() as conn:
-        return record_evidence(conn, list(record_ids))
+        return record_evidence(conn, list(ids), by=by)
 
 
 def _read(platform: Platform, session: Any, digest: str, thumbnail: bool) -> Response:
