@@ -247,3 +247,41 @@ def test_orphan_sweep_lists_blobs_no_record_names(sqlite_platform: Platform, tmp
     assert len(found) == 3  # b, and c with its thumbnail; a's thumbnail goes with a
     result = LianxiScheduler(platform).run_job("evidence-orphans", later)
     assert result["orphans"] == 3
+
+
+def test_cleaning_heic_png_and_office_files() -> None:
+    """HEIC (iPhone) photos become JPEG without their EXIF; PNG loses its text and EXIF chunks;
+    DOCX and XLSX are told apart from a plain ZIP by their contents, not their names."""
+    import zipfile
+
+    from PIL import PngImagePlugin
+
+    from services.evidence.cleaning import HEIC, Refused, clean
+
+    exif = Image.Exif()
+    exif[GPS_IFD] = {1: "N", 2: (43.0, 51.0, 12.5)}
+    if HEIC:
+        buf = io.BytesIO()
+        Image.new("RGB", (64, 48), "red").save(buf, "HEIF", exif=exif.tobytes())
+        heic = clean(buf.getvalue(), max_bytes=10**7)
+        assert heic.media_type == "image/jpeg" and metadata_of(heic.data)["exif"] == {}
+    png_info = PngImagePlugin.PngInfo()
+    png_info.add_text("Author", "某某老师")
+    buf = io.BytesIO()
+    Image.new("RGBA", (64, 48), "blue").save(buf, "PNG", pnginfo=png_info, exif=exif.tobytes())
+    png = clean(buf.getvalue(), max_bytes=10**7)
+    assert png.media_type == "image/png" and "某某老师".encode() not in png.data and b"eXIf" not in png.data
+    assert metadata_of(png.data)["gps"] == {} and png.thumbnail is not None
+
+    def office(member: str) -> bytes:
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w") as z:
+            z.writestr("[Content_Types].xml", "<Types/>")
+            z.writestr(member, "<x/>")
+        return out.getvalue()
+
+    assert clean(office("word/document.xml"), max_bytes=10**7).media_type.endswith("wordprocessingml.document")
+    assert clean(office("xl/workbook.xml"), max_bytes=10**7).media_type.endswith("spreadsheetml.sheet")
+    with pytest.raises(Refused) as refused:
+        clean(office("payload/run.sh"), max_bytes=10**7)  # a plain ZIP named .docx
+    assert refused.value.status == 415
