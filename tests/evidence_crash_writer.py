@@ -45,8 +45,8 @@ def upload_forever(platform: Platform, seed: str, worker: int) -> None:
     principal = Principal(token_id=f"crash-{worker}", agency="fire-rescue", role="liaison", label="crash-uploader")
     try:
         while True:
-            done = platform.app.upload_evidence(principal, platform.blobs, data=noisy_photo(rng), name="现场.jpg",
-                                                max_bytes=10 * 1024 * 1024, now=datetime.now(UTC))
+            [done] = platform.app.upload_evidence(principal, platform.blobs, files=[(noisy_photo(rng), "现场.jpg")],
+                                                  max_bytes=10 * 1024 * 1024, now=datetime.now(UTC))
             say(f"ACK {done.digest}")
     except BaseException as e:  # the parent must see a writer that died on its own
         say(f"ERROR {type(e).__name__}: {e}")

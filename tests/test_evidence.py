@@ -119,6 +119,10 @@ def test_refused_files_and_references(ev_api: Api) -> None:
     assert r.status_code == 415 and r.json()["type"] == "urn:lianxi:problem:unsupported-media-type"
     exe = b"MZ\x90\x00" + bytes(60) + b"PE\x00\x00" + bytes(400)
     assert upload(api, "fire-rescue", ("scan.pdf", exe)).status_code == 415
+    head = api.platform.app.recorder.max_notification_id()
+    r = upload(api, "fire-rescue", ("good.jpg", photo_with_gps()), ("bad.pdf", exe))  # one refused: none kept
+    assert r.status_code == 415 and "bad.pdf" in r.json()["detail"]
+    assert api.platform.app.recorder.max_notification_id() == head
     big = b"\xff\xd8\xff\xe0" + os.urandom(LIMITS["evidence_max_file_bytes"])  # one file over the per-file limit
     r = upload(api, "fire-rescue", ("big.jpg", big))
     assert r.status_code == 413 and r.headers["content-type"] == "application/problem+json"

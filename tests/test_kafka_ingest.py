@@ -392,8 +392,9 @@ def test_a_feed_naming_an_unknown_evidence_digest_is_dead_lettered(county: Platf
     from tests.evidence_fixtures import photo_with_gps
 
     fire_liaison = Principal(token_id="feed-test", agency="fire-rescue", role="liaison", label="feed-test")
-    upload = county.app.upload_evidence(fire_liaison, FileBlobs(tmp_path / "evidence"), data=photo_with_gps(),
-                                        name="检查.jpg", max_bytes=10_000_000, now=county.clock())
+    [upload] = county.app.upload_evidence(fire_liaison, FileBlobs(tmp_path / "evidence"),
+                                          files=[(photo_with_gps(), "检查.jpg")], max_bytes=10_000_000,
+                                          now=county.clock())
     unknown = "ab" * 32
     inbound, dlq = unique_topic("lianxi.inbound.v1"), unique_topic("lianxi.inbound.dlq.v1")
     producer = KafkaProducer(bootstrap_servers=tansu.bootstrap, acks="all")

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from events.errors import NotFound, NotPermitted
 from events.evidence import Evidence
 from projections.evidence import all_uploads, may_read, record_evidence, references, upload_of
-from services.evidence.cleaning import clean, sha256
+from services.evidence.cleaning import Cleaned, Refused, clean, sha256
 from services.evidence.storage import BlobStore
 from services.kernel.principal import Principal
 from services.kernel.results import Written
@@ -48,12 +48,22 @@ class EvidenceBlob:
 
 
 class EvidenceUseCases(UseCases):
-    def upload_evidence(self, principal: Principal, blobs: BlobStore, *, data: bytes, name: str, max_bytes: int,
-                        now: datetime) -> Uploaded:
-        """Clean and store one file for the principal's unit; the same bytes again are the same
-        upload. Raises ``cleaning.Refused`` (413/415) for a file that is not kept."""
+    def upload_evidence(self, principal: Principal, blobs: BlobStore, *, files: Sequence[tuple[bytes, str]],
+                        max_bytes: int, now: datetime) -> list[Uploaded]:
+        """Clean and store files (bytes, original name) for the principal's unit; the same bytes
+        again are the same upload. Every file is checked before any is kept: one that is refused
+        raises ``cleaning.Refused`` (413/415, naming the file) and nothing is stored."""
         self.require_writer(principal)
-        cleaned = clean(data, max_bytes=max_bytes)
+        cleaned = []
+        for data, name in files:
+            try:
+                cleaned.append((clean(data, max_bytes=max_bytes), name))
+            except Refused as e:
+                raise Refused(e.status, f"“{name}”：{e.detail}") from None
+        return [self._keep_upload(principal, blobs, c, name, now) for c, name in cleaned]
+
+    def _keep_upload(self, principal: Principal, blobs: BlobStore, cleaned: Cleaned, name: str,
+                     now: datetime) -> Uploaded:
         thumb = ""
         if cleaned.thumbnail is not None:
             thumb = sha256(cleaned.thumbnail)

@@ -46,25 +46,19 @@ def evidence_out(u: Uploaded, base: str = "/api/v1/evidence") -> EvidenceOut:
 
 
 def store_uploads(platform: Platform, principal: Any, files: list[UploadFile]) -> list[Uploaded]:
-    """Each file cleaned and stored (the API's and the pages' one path). Refuses the whole
-    request (nothing recorded) when any file is refused; files stored before the refusal are
-    unreferenced blobs the orphan sweep lists."""
+    """Each file cleaned and stored; a refused file refuses the request and nothing is kept."""
     limit = platform.settings.evidence_max_file_bytes
     if len(files) > MAX_FILES:
         raise ProblemError(413, f"一次最多上传{MAX_FILES}个文件")
-    datas = []
     for f in files:
         if f.size is not None and f.size > limit:
-            raise ProblemError(413, f"文件“{f.filename}”超过{limit // 1024 // 1024}MB的上限")
-        datas.append((f.file.read(limit + 1), f.filename or "file"))
-    out = []
-    for data, name in datas:
-        try:
-            out.append(platform.app.upload_evidence(principal, platform.blobs, data=data, name=name, max_bytes=limit,
-                                                    now=platform.clock()))
-        except Refused as e:
-            raise ProblemError(e.status, f"“{name}”：{e.detail}") from None
-    return out
+            raise ProblemError(413, f"“{f.filename}”：文件超过{limit // 1024 // 1024}MB的上限")
+    try:
+        return platform.app.upload_evidence(
+            principal, platform.blobs, files=[(f.file.read(limit + 1), f.filename or "file") for f in files],
+            max_bytes=limit, now=platform.clock())
+    except Refused as e:
+        raise ProblemError(e.status, e.detail) from None
 
 
 @router.post("/evidence", status_code=201, response_model=EvidenceUploadOut, responses={

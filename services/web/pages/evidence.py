@@ -31,19 +31,20 @@ def attach_files(platform: Platform, post: Posted, f: Form) -> list[str]:
     """Cleans and stores the files chosen on the form; their refs (``sha256:<hex>``) go into the
     record's evidence. A refused file is the field's message (and nothing is recorded)."""
     limit = platform.settings.evidence_max_file_bytes
-    refs: list[str] = []
+    files = []
     for part in post.form.getlist(FIELD):
-        if not isinstance(part, UploadFile) or not part.filename:
-            continue  # an input left empty
-        part.file.seek(0)
-        try:
-            done = platform.app.upload_evidence(post.session.principal, platform.blobs, data=part.file.read(limit + 1),
-                                                name=part.filename, max_bytes=limit, now=platform.clock())
-        except Refused as e:
-            f.fail(FIELD, f"“{part.filename}”：{e.detail}")
-            return []
-        refs.append(done.ref)
-    return refs
+        if isinstance(part, UploadFile) and part.filename:  # not an input left empty
+            part.file.seek(0)
+            files.append((part.file.read(limit + 1), part.filename))
+    if not files:
+        return []
+    try:
+        done = platform.app.upload_evidence(post.session.principal, platform.blobs, files=files, max_bytes=limit,
+                                            now=platform.clock())
+    except Refused as e:
+        f.fail(FIELD, e.detail)
+        return []
+    return [u.ref for u in done]
 
 
 def evidence_of(platform: Platform, ids: Sequence[str], *, by: str = "record_id") -> dict[str, list[dict[str, Any]]]:
