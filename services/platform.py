@@ -25,6 +25,7 @@ from projections.targets import TargetsView
 from projections.warning_response import WarningResponseView
 from services.app import LianxiApp
 from services.evidence.storage import BlobStore, open_blob_store
+from services.evidence.use_cases import record_thumbnails as evidence_thumbnails
 from services.kernel.jobs import JobContext
 from services.meetings.briefs import BriefCache
 from services.security import hashchain
@@ -106,11 +107,9 @@ class Platform:
 
     def record_thumbnails(self, record_ids: Sequence[str], per_record: int = 4) -> dict[str, dict[str, Any]]:
         """Each record's evidence as documents show it (thumbnails), for the brief's annex."""
-        from services.evidence.use_cases import record_thumbnails
-
         self.runner.catch_up("evidence")
         with self.read_engine.connect() as conn:
-            return record_thumbnails(conn, self.blobs, record_ids, per_record=per_record)
+            return evidence_thumbnails(conn, self.blobs, record_ids, per_record=per_record)
 
     def known_agencies(self) -> dict[str, bool]:
         self.runner.catch_up("catalogue")

@@ -11,6 +11,7 @@ Blobs are immutable: putting a digest that is already stored does nothing."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 from collections.abc import Iterator
@@ -57,8 +58,8 @@ class FileBlobs:
 
     def put(self, digest: str, data: bytes) -> None:
         target = self.path(digest)
-        if target.exists() and target.stat().st_size == len(data):
-            return
+        if target.exists() and hashlib.sha256(target.read_bytes()).hexdigest() == digest:
+            return  # stored already (a damaged copy is written again)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.parent / f"{TMP_PREFIX}{digest[:16]}-{secrets.token_hex(6)}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
