@@ -31,6 +31,10 @@ class HazardIn(Request):
     severity: Code = Field(description="general (一般) | major (较大) | critical (重大)")
     description: LongText
     found_on: Day
+    evidence: list[EvidenceRef] = Field(
+        default_factory=list, max_length=50,
+        description="Photos of the hazard: `sha256:<hex>` refs from POST /api/v1/evidence (or links).",
+    )
 
 
 class FundsIn(Request):

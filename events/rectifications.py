@@ -123,6 +123,13 @@ class Rectification(Aggregate):
         found_on: str
         logged_by: str
         request_digest: str
+        evidence: list[str]  # since v2 (photos of the hazard); v1 reports had none
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["evidence"] = []
 
     class RectificationAssigned(Recorded):
         lead_unit: str
@@ -240,6 +247,7 @@ class Rectification(Aggregate):
     def __init__(
         self, event_id: str, agency: str, occurred_on: str, reported_by: ReportedBy, school_id: str,
         category: str, severity: str, description: str, found_on: str, logged_by: str, request_digest: str,
+        evidence: list[str],
     ) -> None:
         self.reported_by = reported_by
         self.reporter = agency
@@ -321,7 +329,7 @@ class Rectification(Aggregate):
         cls, *, item_id: uuid.UUID, actor: Actor, kind: str, units: Sequence[str], school_id: str,
         category: str, severity: str, description: str, found_on: date, categories: Collection[str],
         severities: Collection[str], known_unit: Callable[[str], bool], school_exists: Callable[[str], bool],
-        request_digest: str, now: datetime,
+        request_digest: str, now: datetime, evidence: Sequence[str] = (),
     ) -> Rectification:
         """Anyone who finds a hazard reports it; it becomes one tracked rectification."""
         named = list(dict.fromkeys(u.strip() for u in units))
@@ -361,6 +369,7 @@ class Rectification(Aggregate):
             occurred_on=found_on.isoformat(), reported_by=reported_by, school_id=school_id, category=category,
             severity=severity, description=_require_text(description, "description"),
             found_on=found_on.isoformat(), logged_by=actor.logged_by, request_digest=request_digest,
+            evidence=_clean_list(evidence, "evidence references", MAX_EVIDENCE),
         )
 
     def assign(

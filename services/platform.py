@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +14,7 @@ from contracts.escalation import EscalationRules, load_escalation_rules
 from projections.campaign_progress import CampaignProgressView
 from projections.catalogue_view import CatalogueView, list_agencies
 from projections.compliance import ComplianceView
+from projections.evidence import EvidenceIndex
 from projections.ledger import LedgerView
 from projections.meetings import MeetingsView
 from projections.notifications import NotificationsView, setup_notify_tables
@@ -24,6 +25,8 @@ from projections.targets import TargetsView
 from projections.warning_response import WarningResponseView
 from services.accounts.service import Accounts
 from services.app import LianxiApp
+from services.evidence.storage import BlobStore, open_blob_store
+from services.evidence.use_cases import record_thumbnails as evidence_thumbnails
 from services.kernel.jobs import JobContext
 from services.meetings.briefs import BriefCache
 from services.security import hashchain
@@ -42,7 +45,7 @@ log = logging.getLogger(__name__)
 def all_projections() -> list[Any]:
     return [
         CatalogueView(), LedgerView(), RectificationBoard(), CampaignProgressView(), WarningResponseView(),
-        MeetingsView(), TargetsView(), ComplianceView(), PetitionsView(), NotificationsView(),
+        MeetingsView(), TargetsView(), ComplianceView(), PetitionsView(), NotificationsView(), EvidenceIndex(),
         hashchain.HashChainProjection(),  # tamper evidence over every event
     ]
 
@@ -81,6 +84,7 @@ class Platform:
         self.runner = ProjectionRunner(self.app.recorder, self.write_engine, all_projections(),
                                        batch_size=self.settings.projection_batch_size)
         self.tokens = TokenStore(self.write_engine)
+        self.blobs: BlobStore = open_blob_store(self.settings)  # evidence bytes (services/evidence/storage.py)
         self.audit = AuditTrail(self.write_engine, self.app)
         self.accounts = Accounts(self.write_engine, self.settings)
         with ddl_lock(self.write_engine):
@@ -117,7 +121,13 @@ class Platform:
         """What a scheduled job may touch (services/kernel/jobs.py)."""
         return JobContext(app=self.app, runner=self.runner, read_engine=self.read_engine,
                           write_engine=self.write_engine, rules=rules or load_escalation_rules(),
-                          settings=self.settings, on_decided=on_decided)
+                          settings=self.settings, on_decided=on_decided, blobs=self.blobs)
+
+    def record_thumbnails(self, record_ids: Sequence[str], per_record: int = 4) -> dict[str, dict[str, Any]]:
+        """Each record's evidence as documents show it (thumbnails), for the brief's annex."""
+        self.runner.catch_up("evidence")
+        with self.read_engine.connect() as conn:
+            return evidence_thumbnails(conn, self.blobs, record_ids, per_record=per_record)
 
     def known_agencies(self) -> dict[str, bool]:
         self.runner.catch_up("catalogue")

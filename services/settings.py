@@ -115,6 +115,22 @@ class Settings(BaseSettings):
     @property
     def oidc_enabled(self) -> bool:
         return bool(self.oidc_issuer and self.oidc_client_id and self.oidc_redirect_url)
+    # -- evidence uploads (services/evidence/): photos and documents, stored under their SHA-256 --
+    # Files under this directory (the embedded default), unless an S3 bucket is named below.
+    evidence_dir: str = "var/evidence"
+    # S3-compatible object storage shared by several API processes (MinIO, a cloud bucket).
+    # Keys unset: boto3's own chain (AWS_* variables, instance role) applies.
+    evidence_s3_bucket: str = ""
+    evidence_s3_endpoint: str = ""  # e.g. http://minio.internal:9000; empty for AWS itself
+    evidence_s3_region: str = "us-east-1"
+    evidence_s3_access_key: str = ""
+    evidence_s3_secret_key: str = ""
+    evidence_s3_prefix: str = "evidence/"
+    # Larger files get 413; a request (one or more files) larger than the second figure too.
+    evidence_max_file_bytes: int = 10 * 1024 * 1024
+    evidence_max_request_bytes: int = 40 * 1024 * 1024
+    # The orphan sweep lists stored blobs no record references once they are this old.
+    evidence_orphan_age_h: float = 24.0
 
     @property
     def email_enabled(self) -> bool:

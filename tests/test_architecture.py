@@ -28,8 +28,9 @@ SETTINGS_MODULE = "services.settings"
 # -- the layers ----------------------------------------------------------------------------------
 
 CONTEXTS = ("catalogue", "duty_log", "rectifications", "campaigns", "warnings", "meetings", "logistics",
-            "reviews", "notify", "accounts")
-ENTRY_POINTS = ("api", "web", "cli", "cli_sheets", "cli_accounts", "scheduler", "kafka", "demo", "platform")
+            "reviews", "notify", "accounts", "evidence")
+ENTRY_POINTS = ("api", "web", "cli", "cli_sheets", "cli_accounts", "cli_evidence", "scheduler", "kafka", "demo",
+                "platform")
 
 
 @dataclass(frozen=True)

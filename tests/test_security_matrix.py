@@ -27,6 +27,7 @@ import pytest
 from fastapi.routing import iter_route_contexts
 
 from tests.conftest import FIXED_NOW, Api, register_schools
+from tests.evidence_fixtures import photo_with_gps
 
 OWNER, OTHER, LEAD_UNIT = "fire-rescue", "public-security", "education"
 ROLES = ("anon", "forged", "auditor", "other", "owner", "lead")
@@ -72,6 +73,7 @@ class World:
         self.ids["task_id"] = self.task()
         self.ids["petition_id"] = self.petition(handling=OWNER)
         self.ids["recognition_id"] = self.recognition()
+        self.ids["digest"] = self.evidence()
         api.settle()
         self.ids["notification_id"] = self.notification()
 
@@ -165,6 +167,17 @@ class World:
         return str(self.ok("POST", "/api/v1/recognitions", {
             "school_id": "T001", "kind": "green-school", "level": "city", "awarded_on": day,
             "awarding_body": "市教育局"}, self.h(LEAD_UNIT, "lead"))["id"])
+
+    def evidence(self) -> str:
+        """A photo OWNER uploaded and attached to its own hazard report."""
+        r = self.c.post("/api/v1/evidence", headers=self.h(OWNER),
+                        files=[("files", ("现场.jpg", photo_with_gps(), "image/jpeg"))])
+        assert r.status_code == 201, r.text
+        ref = r.json()["files"][0]
+        self.ok("POST", "/api/v1/hazards", {
+            "reported_by": {"kind": "unit"}, "school_id": "T001", "category": "fire", "severity": "major",
+            "description": "配电箱线路裸露", "found_on": "2025-06-28", "evidence": [ref["ref"]]}, self.h(OWNER))
+        return str(ref["digest"])
 
     def notification(self) -> str:
         """An unread notification of OWNER's (a fresh rectification assignment makes one)."""
@@ -287,6 +300,10 @@ def web_duty_sheet(world: World, path: str) -> Req:
     return Req(world.fill(path), data={}, files={"file": ("台账.xlsx", sheet.content, "application/octet-stream")})
 
 
+def evidence_upload(world: World, path: str) -> Req:
+    return Req(path, files={"files": (f"p{next(world.seq)}.jpg", photo_with_gps(), "image/jpeg")})
+
+
 def new_meeting(world: World, path: str) -> Req:
     return Req(path, json={"scheduled_for": "2025-07-25", "place": "会议室"})
 
@@ -337,6 +354,9 @@ REGISTRY: dict[str, Rule] = {
     "GET /api/v1/schools/template": Rule(frozenset({"lead"})),
     "POST /api/v1/schools/import": Rule(frozenset({"lead"}), school_sheet),
     "GET /api/v1/events": Rule(ALL_READERS),
+    "POST /api/v1/evidence": Rule(WRITERS, evidence_upload, why="each writer uploads for its own unit"),
+    "GET /api/v1/evidence/{digest}": Rule(OWN_READERS, why="the evidence of OWNER's hazard report"),
+    "GET /api/v1/evidence/{digest}/thumbnail": Rule(OWN_READERS),
     "GET /api/v1/audit": Rule(frozenset({"auditor"})),
     # hazards and rectifications: the lead assigns, verifies, rejects, extends, refuses extension
     # requests; the responsible unit reports progress and completion and requests extensions;
@@ -593,6 +613,8 @@ WEB_REGISTRY: dict[str, Rule] = {
     "GET /warnings": Rule(ALL_READERS),
     "GET /events": Rule(ALL_READERS),
     "GET /audit": Rule(frozenset({"auditor"})),
+    "GET /evidence/{digest}": Rule(OWN_READERS, why="the evidence of OWNER's hazard report, on the session"),
+    "GET /evidence/{digest}/thumbnail": Rule(OWN_READERS),
     "GET /review": Rule(ALL_READERS),
     "GET /review/{year}/units/{unit}/evidence": Rule(ALL_READERS, web_evidence),
     # accounts (services/web/pages/accounts.py)
@@ -692,7 +714,8 @@ def call(world: World, method: str, req: Req, role: str, owner: str) -> Any:
     world.c.cookies.clear()
     if is_api(req.path):
         headers = {**req.headers, **credentials(world, role, owner)}
-        response = world.c.request(method, req.path, json=req.json, content=req.content, headers=headers)
+        response = world.c.request(method, req.path, json=req.json, content=req.content, data=req.data,
+                                   files=req.files, headers=headers)
     else:
         headers = dict(req.headers)
         data = dict(req.data or {})
@@ -834,10 +857,13 @@ def test_server_owned_fields_in_a_body_are_refused(world: World, route: str) -> 
     req = rule.probe(world, path)  # type: ignore[misc]
     role = next(r for r in ("owner", "lead", "other") if r in rule.allowed)
     head = world.api.platform.app.recorder.max_notification_id()
+    fields = req.json if req.files is None else {}  # a file upload's form fields, or a JSON body
     for name in SERVER_OWNED:
-        if name in req.json:
+        if name in fields:
             continue
-        forged = Req(req.path, json={**req.json, name: OTHER if name in ("agency", "unit") else "forged"})
+        value = OTHER if name in ("agency", "unit") else "forged"
+        forged = (Req(req.path, json={**fields, name: value}) if req.files is None
+                  else Req(req.path, data={name: value}, files=req.files))
         r = call(world, method, forged, role, rule.owner)
         assert r.status_code == 422, f"{route} + {name}: {r.status_code} {r.text}"
         assert ["body", name] in [e["loc"] for e in r.json()["errors"] if e["type"] == "extra_forbidden"], r.text

@@ -339,7 +339,7 @@ def test_a_liaison_reports_rectification_progress_and_completion(api: Api, schoo
     assert r.status_code == 303 and r.headers["location"] == f"{work}?done=progress"
     r = b.post(f"/units/{LIAISON}/rectifications/{item}/completion", {"summary": "整改完毕", "evidence": ""},
                form_page=work)
-    assert r.status_code == 422 and "请至少填写一条佐证材料" in r.text
+    assert r.status_code == 422 and "请至少上传一张整改后的照片或一份材料，或填写链接" in r.text
     r = b.post(f"/units/{LIAISON}/rectifications/{item}/completion",
                {"summary": "整改完毕", "evidence": "sha256:0f3a"}, form_page=work)
     assert r.status_code == 303

@@ -14,6 +14,7 @@ severities and phase states are named from documents/labels.py, as on the pages.
 
 from __future__ import annotations
 
+import base64
 import io
 import shutil
 import subprocess
@@ -313,4 +314,22 @@ def render_docx(data: dict[str, Any], settings: Settings | None = None, *, creat
         d.para("简报所列每一事项均可追溯至平台事件日志中的事件（event id）。")
         d.table(["编号", "事项", "事件编号"], [[f"[{r['n']}]", r["label"], "\n".join(r["event_ids"])]
                                            for r in b["refs"]], size=8)
+    _evidence_docx(d, b["refs"])
     return d.to_bytes()
+
+
+def _evidence_docx(d: Docx, refs: list[dict[str, Any]]) -> None:
+    """The annex of photos and files, as the HTML and PDF show it."""
+    with_files = [r for r in refs if (r.get("evidence") or {}).get("items")]
+    if not with_files:
+        return
+    d.heading("附件：事项佐证材料")
+    d.para("下列事项附有上报、整改时上传的照片和文件。照片为缩略图，位置等信息已去除；原件在平台上凭账号查看。")
+    for r in with_files:
+        files = r["evidence"]["items"]
+        d.para(f"[{r['n']}] {r['label']}", indent=False)
+        d.pictures([base64.b64decode(e["thumbnail"]) for e in files if e["thumbnail"]])
+        d.para("；".join(f"{_name(labels.EVENT_TYPES, e['stage'])}：{e['name']}" for e in files), size=9, indent=False)
+        if r["evidence"]["more"]:
+            d.para(f"另有{r['evidence']['more']}件未列出。", size=9, indent=False)
+

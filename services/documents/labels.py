@@ -215,6 +215,10 @@ AUDIT_ACTIONS = {
     "ACCOUNT reset-password": "重置密码", "ACCOUNT reset-password clear-totp": "重置密码并清除动态口令",
     "ACCOUNT set-oidc": "设置统一身份认证对应", "ACCOUNT change-password": "修改密码",
     "ACCOUNT enrol-totp": "启用动态口令", "LOCKOUT": "账号锁定",
+    # evidence (the API and the pages' session-cookie twins)
+    "POST /api/v1/evidence": "上传佐证材料", "GET /api/v1/evidence/{digest}": "查看佐证材料",
+    "GET /api/v1/evidence/{digest}/thumbnail": "查看佐证缩略图", "GET /evidence/{digest}": "查看佐证材料",
+    "GET /evidence/{digest}/thumbnail": "查看佐证缩略图",
 }
 # The status of a refused or failed request, in words.
 HTTP_STATUS = {

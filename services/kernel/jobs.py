@@ -26,6 +26,7 @@ class JobContext:
     rules: EscalationRules
     settings: Settings
     on_decided: Callable[[int], None] | None = None  # test hook of the overdue sweep
+    blobs: Any = None  # the evidence BlobStore (services/evidence/storage.py)
 
     def catch_up(self, *names: str) -> None:
         """Bring the named read models (all when none are named) up to the log: jobs find

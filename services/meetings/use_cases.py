@@ -137,6 +137,7 @@ class MeetingUseCases(UseCases):
         occurred_on: date | None, now: datetime,
     ) -> Written:
         self.require_writer(principal)
+        self.require_evidence(principal, evidence)
         day = occurred_on or local_date(now)
         return self.act(tid, Task, "task", lambda t: t.complete(
             unit=principal.agency, summary=summary, evidence=evidence, occurred_on=day, now=now))

@@ -83,7 +83,7 @@ _PG_TRIGGERS = {
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Reads that are always audited: the raw log and the audit trail itself (API and pages).
-SENSITIVE_READ_PREFIXES = ("/api/v1/events", "/api/v1/audit", "/events", "/audit")
+SENSITIVE_READ_PREFIXES = ("/api/v1/events", "/api/v1/audit", "/api/v1/evidence", "/events", "/audit", "/evidence")
 MAX_CAPTURE_BYTES = 64 * 1024
 UNIT_PATH_PARAMS = frozenset({"code", "unit", "agency"})
 

@@ -138,9 +138,12 @@ SessionDep = Annotated[WebSession, Depends(current_session)]
 MAX_FORM_FIELDS = MAX_SCHOOLS_PER_RECORD + 100
 
 
+MAX_FORM_FILES = 20  # evidence photos and documents on one form (services/web/pages/evidence.py)
+
+
 async def read_form(request: Request) -> FormData:
     try:
-        return await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
+        return await request.form(max_files=MAX_FORM_FILES, max_fields=MAX_FORM_FIELDS)
     except StarletteHTTPException:  # the form parser's refusal: too many fields, a part too large
         raise WebError(400, "表单内容过多，无法处理",
                        f"一次提交最多涉及 {MAX_SCHOOLS_PER_RECORD} 所学校。请减少所选内容后重新提交。") from None

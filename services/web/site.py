@@ -20,6 +20,7 @@ from services.web.pages import (
     dashboard,
     duty_log,
     events,
+    evidence,
     hazards,
     liaison,
     meetings,
@@ -35,7 +36,7 @@ STATIC = Path(__file__).resolve().parent.parent / "static"
 
 # Included in this order; no two pages' paths overlap, so the order only keeps listings stable.
 PAGES = (signin, sso, accounts, duty_log, rectifications, hazards, liaison, warnings, dashboard, meetings, events,
-         reviews, sheets, channels)
+         reviews, sheets, channels, evidence)
 
 
 def install(app: FastAPI) -> None:

@@ -170,7 +170,7 @@ def brief(
     data = platform.briefs.data_for(
         (mid, today, platform.app.recorder.max_notification_id()),
         lambda: build_brief(platform.read_engine, platform.runner.catch_up, mid, today,
-                            positions=platform.app.event_positions))
+                            positions=platform.app.event_positions, evidence=platform.record_thumbnails))
     if data is None:
         raise ProblemError(404, f"unknown meeting {meeting_id!r}")
     body = platform.briefs.get(data, format, wait_s=platform.settings.brief_wait_s)

@@ -92,7 +92,9 @@ def report_hazard(
     written = platform.app.report_hazard(
         principal, kind=body.reported_by.kind, units=list(body.reported_by.units), school_id=body.school_id,
         category=body.category, severity=body.severity, description=body.description, found_on=body.found_on,
-        idempotency_key=idempotency_key, body=body.model_dump(mode="json"), now=platform.clock(),
+        # Without evidence the body digests as it did before hazards took evidence (older keys replay).
+        idempotency_key=idempotency_key, now=platform.clock(), evidence=list(body.evidence),
+        body=body.model_dump(mode="json", exclude=None if body.evidence else {"evidence"}),
     )
     response.headers["Location"] = f"/api/v1/rectifications/{written.id}"
     return answer(RectificationWritten, written)

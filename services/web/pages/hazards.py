@@ -47,6 +47,7 @@ from services.web.base import (
 )
 from services.web.forms import Form
 from services.web.once import form_key
+from services.web.pages.evidence import attach_files, evidence_of
 from services.web.session import WebSession
 
 router = APIRouter(include_in_schema=False)
@@ -67,16 +68,17 @@ def towns_of(platform: Platform) -> dict[str, list[dict[str, Any]]]:
 
 
 def report_hazards(platform: Platform, post: Posted, *, key: str, school_ids: list[str], category: str,
-                   severity: str, description: str, found_on: date) -> None:
+                   severity: str, description: str, found_on: date, evidence: list[str]) -> None:
     """One hazard per school, each with its own idempotency key so a replay stores none twice."""
     for school_id in school_ids:
         body = HazardIn.model_validate({"reported_by": {"kind": "unit"}, "school_id": school_id,
                                         "category": category, "severity": severity, "description": description,
-                                        "found_on": found_on})
+                                        "found_on": found_on, "evidence": evidence})
         platform.app.report_hazard(
             post.session.principal, kind="unit", units=[], school_id=body.school_id, category=body.category,
             severity=body.severity, description=body.description, found_on=body.found_on,
-            idempotency_key=f"{key}:hazard:{school_id}", body=body.model_dump(mode="json"), now=platform.clock())
+            idempotency_key=f"{key}:hazard:{school_id}", now=platform.clock(), evidence=list(body.evidence),
+            body=body.model_dump(mode="json", exclude=None if body.evidence else {"evidence"}))
 
 
 # -- a unit reports a hazard ---------------------------------------------------------------
@@ -111,12 +113,12 @@ def report_hazard(request: Request, code: str, post: PostedDep, platform: Platfo
         severity = f.choice("severity", "隐患等级", severities)
         description = f.text("description", "隐患描述", max_len=4000)
         found_on = f.day("found_on", "发现日期", not_after=today)
+        photos = attach_files(platform, post, f) if f.ok else []
         if f.ok and found_on is not None:
             try:
                 key = form_key(post.session.principal, request.url.path, post.form, today)
                 report_hazards(platform, post, key=f"web-form:{key}", school_ids=[school], category=category,
-                               severity=severity, description=description,
-                               found_on=found_on)
+                               severity=severity, description=description, found_on=found_on, evidence=photos)
             except DomainError as e:
                 f.fail("_form", domain_message(e))
             else:
@@ -148,9 +150,11 @@ def item_page(request: Request, session: WebSession, platform: Platform, item_id
         require_overview(session)  # a liaison sees only the items its unit is responsible for
     categories, _ = hazard_choices()
     responsible = p.can_write and p.agency in {u["unit"] for u in row["units"]}
+    files = evidence_of(platform, [iid]).get(iid, [])
+    before = [e for e in files if e["event_type"] == "HazardReported"]
     return render(request, "board_item.html.j2", session, status=status, item=row, categories=categories,
-                  is_lead=p.role == "lead", can_request=responsible, errors=errors or {}, values=values or {},
-                  status_names=labels.RECT_STATUS)
+                  before=before, after=[e for e in files if e not in before], is_lead=p.role == "lead",
+                  can_request=responsible, errors=errors or {}, values=values or {}, status_names=labels.RECT_STATUS)
 
 
 @router.get("/rectifications/{item_id}", response_class=HTMLResponse)

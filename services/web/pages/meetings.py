@@ -246,7 +246,7 @@ def meeting_brief(request: Request, meeting_id: str, fmt: str, session: SessionD
     data = platform.briefs.data_for(
         (mid, today, platform.app.recorder.max_notification_id()),
         lambda: build_brief(platform.read_engine, platform.runner.catch_up, mid, today,
-                            positions=platform.app.event_positions))
+                            positions=platform.app.event_positions, evidence=platform.record_thumbnails))
     if data is None:
         raise WebError(404, "未找到该会议")
     try:
