@@ -52,6 +52,7 @@ EVENT_TYPES = {
     "RectificationVerified": "核验销号", "RectificationRejected": "退回/回头看",
     "DeadlineExtended": "整改延期", "RectificationOverdue": "整改逾期",
     "RectificationEscalated": "逾期升级", "ExtensionRequested": "申请延期", "ExtensionRefused": "不同意延期",
+    "EvidenceUploaded": "上传佐证材料",
     "CampaignLaunched": "专项整治启动", "SelfCheckSubmitted": "学校自查", "JointInspectionConducted": "联合督查",
     "CampaignPhaseReminderIssued": "专项整治阶段提醒",
     "WarningIssued": "预警发布", "WarningAcknowledged": "预警签收", "WarningEscalated": "预警未签收上报",
