@@ -24,7 +24,7 @@ from projections.targets import TargetsView
 from projections.warning_response import WarningResponseView
 from services.app import LianxiApp
 from services.kernel.jobs import JobContext
-from services.meetings.briefs import BriefCache
+from services.meetings.briefs import BriefCache, RenderStore
 from services.security import hashchain
 from services.security.audit import AuditTrail
 from services.security.tokens import TokenStore
@@ -74,7 +74,9 @@ class Platform:
             # Tables no rebuild may drop: the hash chain, notification deliveries and read marks.
             hashchain.setup(self.write_engine)
             setup_notify_tables(self.write_engine)
-        self.briefs = BriefCache(render_brief, workers=self.settings.brief_render_workers)
+            renders = RenderStore(self.write_engine)
+            renders.setup()
+        self.briefs = BriefCache(render_brief, workers=self.settings.brief_render_workers, store=renders)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.clock = utcnow
@@ -99,7 +101,7 @@ class Platform:
         """What a scheduled job may touch (services/kernel/jobs.py)."""
         return JobContext(app=self.app, runner=self.runner, read_engine=self.read_engine,
                           write_engine=self.write_engine, rules=rules or load_escalation_rules(),
-                          settings=self.settings, on_decided=on_decided)
+                          settings=self.settings, on_decided=on_decided, briefs=self.briefs)
 
     def known_agencies(self) -> dict[str, bool]:
         self.runner.catch_up("catalogue")

@@ -26,6 +26,7 @@ class JobContext:
     rules: EscalationRules
     settings: Settings
     on_decided: Callable[[int], None] | None = None  # test hook of the overdue sweep
+    briefs: Any = None  # the platform's BriefCache (services/meetings/briefs.py): the pre-render job fills it
 
     def catch_up(self, *names: str) -> None:
         """Bring the named read models (all when none are named) up to the log: jobs find
