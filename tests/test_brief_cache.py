@@ -284,3 +284,28 @@ def test_the_prerender_job_renders_once_per_data_and_the_first_reader_gets_the_f
     finally:
         fresh.close()
         cache.close()
+
+
+def test_a_reader_waits_for_another_readers_data_build_only_so_long() -> None:
+    """The data build counts against the same wait as the render: a reader that waited
+    ``wait_s`` for another's build is told 正在生成 (StillBuilding), never left to time out."""
+    from services.meetings.briefs import StillBuilding
+
+    cache = BriefCache(SlowRender(0.0))
+    started = threading.Event()
+
+    def slow_build() -> dict[str, Any]:
+        started.set()
+        time.sleep(0.5)
+        return {"n": 1}
+
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(cache.data_for, "m1", slow_build)
+            started.wait(5)
+            with pytest.raises(StillBuilding):
+                cache.data_for("m1", slow_build, wait_s=0.05)
+            assert first.result() == {"n": 1}
+        assert cache.data_for("m1", slow_build, wait_s=0.05) == {"n": 1}  # built: no wait
+    finally:
+        cache.close()

@@ -78,6 +78,10 @@ class RenderStore:
                 conn.execute(t.delete().where(t.c.stored_at <= cut))
 
 
+class StillBuilding(Exception):
+    """Another request is still assembling this brief's data."""
+
+
 class BriefCache:
     def __init__(self, render: Render, *, workers: int = 2, keep: int = 64, store: RenderStore | None = None) -> None:
         self._render = render
@@ -90,9 +94,11 @@ class BriefCache:
         self._rendering: dict[tuple[str, str], Future[bytes]] = {}
         self._lock = threading.Lock()
 
-    def data_for(self, source: Hashable, build: Callable[[], dict[str, Any] | None]) -> dict[str, Any] | None:
+    def data_for(self, source: Hashable, build: Callable[[], dict[str, Any] | None], *,
+                 wait_s: float | None = None) -> dict[str, Any] | None:
         """The brief's data for ``source`` (meeting, day, log head), built once per source:
-        readers asking while it is being built wait for that one build."""
+        readers asking while it is being built wait for that one build, at most ``wait_s``
+        (then ``StillBuilding``: the request answers 正在生成 instead of its timeout's 503)."""
         with self._lock:
             hit = self._data.get(source)
             if hit is not None:
@@ -103,7 +109,10 @@ class BriefCache:
             if building is None:
                 building = self._building[source] = Future()
         if not mine:
-            return building.result()
+            try:
+                return building.result(timeout=wait_s)
+            except WaitedTooLong:
+                raise StillBuilding from None
         try:
             data = build()
         except BaseException as e:
