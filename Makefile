@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export LIANXI_DATABASE_URL ?= sqlite:///./var/lianxi.db
 
-.PHONY: run test lint bench soak setup system-packages init demo clean schemas screenshots
+.PHONY: run test lint bench soak setup system-packages oidc-provider init demo clean schemas screenshots
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -21,7 +21,16 @@ $(STAMP): pyproject.toml
 # Installed only when missing and only where apt-get runs as root; elsewhere a note, not a failure.
 SYSTEM_PKGS := fonts-noto-cjk poppler-utils libreoffice-writer-nogui
 
-setup: $(STAMP) system-packages
+setup: $(STAMP) system-packages oidc-provider
+
+# The OpenID provider the single sign-on tests start on loopback (tests/oidc_provider/): its
+# node_modules from the lock file, when npm exists (the tests skip without Node.js).
+OIDC_DIR := tests/oidc_provider
+oidc-provider:
+	@if [ -f $(OIDC_DIR)/node_modules/oidc-provider/package.json ]; then :; \
+	elif command -v npm >/dev/null 2>&1; then (cd $(OIDC_DIR) && npm ci --no-audit --no-fund --silent) \
+		|| echo "note: npm ci failed in $(OIDC_DIR); the single sign-on tests install it on first use"; \
+	else echo "note: install Node.js (>= 20) and npm for the single sign-on tests"; fi
 
 system-packages:
 	@if command -v pdftotext >/dev/null 2>&1 && command -v soffice >/dev/null 2>&1 \

@@ -186,6 +186,30 @@ class EmailIn(Request):
     address: Annotated[str, StringConstraints(min_length=3, max_length=254)]
 
 
+class DingTalkIn(Request):
+    url: Annotated[str, StringConstraints(min_length=8, max_length=500)] = Field(
+        description="the group robot's webhook URL, with its access_token")
+    secret: Annotated[str, StringConstraints(min_length=16, max_length=100)] = Field(
+        description="the robot's signing secret (加签, starts with SEC); stored, never shown back")
+
+
+class WeComIn(Request):
+    url: Annotated[str, StringConstraints(min_length=8, max_length=500)] = Field(
+        description="the group robot's webhook URL, with its key; stored, shown back masked")
+
+
+class SmsIn(Request):
+    phones: list[Annotated[str, StringConstraints(min_length=11, max_length=11)]] = Field(
+        min_length=1, max_length=20, description="mainland mobile numbers; shown back masked")
+
+
+class ChannelTestOut(BaseModel):
+    ok: bool
+    status_code: int | None = None
+    error: str | None = Field(default=None, description="the failure's category, as in a delivery attempt")
+    message: str = Field(description="the result in Chinese, as the page shows it")
+
+
 class ChannelSetOut(BaseModel):
     channel: str
     target: str

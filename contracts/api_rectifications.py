@@ -31,6 +31,10 @@ class HazardIn(Request):
     severity: Code = Field(description="general (一般) | major (较大) | critical (重大)")
     description: LongText
     found_on: Day
+    evidence: list[EvidenceRef] = Field(
+        default_factory=list, max_length=50,
+        description="Photos of the hazard: `sha256:<hex>` refs from POST /api/v1/evidence (or links).",
+    )
 
 
 class FundsIn(Request):
@@ -73,6 +77,17 @@ class ExtensionIn(Request):
     new_deadline: Day
 
 
+class ExtensionRequestIn(Request):
+    """申请延期: the proposed deadline and why; the lead bureau grants (POST .../extension) or refuses."""
+
+    reason: LongText
+    new_deadline: Day
+
+
+class ExtensionRefusalIn(Request):
+    reason: LongText
+
+
 class RectificationWritten(BaseModel):
     id: str
     event_id: str
@@ -90,6 +105,13 @@ class ReportedByOut(BaseModel):
 class FundsOut(BaseModel):
     amount_cny: str
     source: str
+
+
+class PendingExtensionOut(BaseModel):
+    unit: str
+    requested_deadline: str
+    reason: str
+    requested_on: str
 
 
 class RectificationOut(BaseModel):
@@ -123,6 +145,7 @@ class RectificationOut(BaseModel):
     escalation_level: int
     escalation_name: str | None
     max_escalation_level: int
+    pending_extension: PendingExtensionOut | None = None
     updated_at: str
 
 

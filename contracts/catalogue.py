@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
+from contracts.typography import official_text
+
 CATALOGUE_DIR = Path(__file__).parent / "catalogue"
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]*$", max_length=60)]
@@ -32,9 +34,25 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class DutyItem(_Strict):
+class _SeedText(_Strict):
+    """A passage quoted from a seed: ``text_verbatim`` as the seed has it (the YAML holds only
+    that), ``text`` as people read it (contracts/typography.py official_text)."""
+
+    text_verbatim: str = Field(min_length=1)
+    text: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _display_text(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "text_verbatim" in data:
+            if "text" in data:
+                raise ValueError("text is derived from text_verbatim; give only text_verbatim")
+            return {**data, "text": official_text(str(data["text_verbatim"]))}
+        return data
+
+
+class DutyItem(_SeedText):
     code: DutyCode
-    text: str = Field(min_length=1)
     applies_to: AppliesTo
     cadence: Cadence
     source: str | None = None
@@ -76,9 +94,8 @@ class UnitsFile(_Strict):
         return self
 
 
-class Aspect(_Strict):
+class Aspect(_SeedText):
     code: Slug
-    text: str = Field(min_length=1)
 
 
 class Phase(_Strict):
@@ -104,9 +121,8 @@ class CampaignsFile(_Strict):
     campaigns: tuple[CampaignTemplate, ...] = Field(min_length=1)
 
 
-class Target(_Strict):
+class Target(_SeedText):
     code: Slug
-    text: str
     measure: Literal["share", "count"]
     # None: the seed asks for improvement without a level (e.g. 提高信访件办结率).
     value: float | None = Field(default=None, ge=0)

@@ -28,6 +28,8 @@ from pydantic import (
     model_validator,
 )
 
+from contracts.typography import full_width
+
 RULES_DIR = Path(__file__).parent / "rules"
 DEFAULT_RULES = "review-2025.v1"
 
@@ -175,6 +177,12 @@ class Rule(_Strict):
     source: str | None = None
     params: Any = None
 
+    @field_validator("text")
+    @classmethod
+    def _official_text(cls, value: str) -> str:
+        """Rules files are typed by hand; the review prints their text with full-width punctuation."""
+        return full_width(value)
+
     @field_validator("measure")
     @classmethod
     def _known_measure(cls, value: str) -> str:
@@ -214,6 +222,16 @@ class RuleSet(_Strict):
     # The one-page method (考核办法) printed with the review: its opening paragraphs.
     method: tuple[str, ...] = ()
     sha256: str = ""  # of the file's bytes, set by the loader
+
+    @field_validator("title")
+    @classmethod
+    def _official_title(cls, value: str) -> str:
+        return full_width(value)
+
+    @field_validator("method")
+    @classmethod
+    def _official_method(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(full_width(p) for p in value)
 
     @property
     def for_years(self) -> tuple[int, ...]:

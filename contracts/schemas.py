@@ -272,7 +272,8 @@ EVENTS_TOPIC = "lianxi.events.v1"
 INBOUND_TOPIC = "lianxi.inbound.v1"
 DLQ_TOPIC = "lianxi.inbound.dlq.v1"
 DEAD_LETTER_CODES = (
-    "invalid-json", "invalid-envelope", "unknown-type", "invalid-data", "unknown-source", "spoofed", "rejected",
+    "invalid-json", "invalid-envelope", "unknown-type", "invalid-data", "unknown-source", "spoofed", "unknown-evidence",
+    "rejected",
 )
 _KAFKA_BINDING = "0.5.0"
 

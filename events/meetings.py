@@ -42,10 +42,6 @@ def meeting_id(year: int, number: int) -> uuid.UUID:
     return derive_id("meeting", str(year), str(number))
 
 
-def default_title(year: int, number: int) -> str:
-    return f"旗校园安全局际联席会议{year}年第{number}次会议"
-
-
 def _text(value: str, field: str, limit: int = MAX_TEXT) -> str:
     value = value.strip()
     if not value:

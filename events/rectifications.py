@@ -8,8 +8,11 @@ Who may do what (the acting unit comes in as an ``Actor``; the domain never sees
 - any unit that writes reports a hazard, in its own name; a joint inspection is reported by one
   of its units (or the lead bureau); a school self-check is relayed by any unit;
 - the lead bureau (教育局) assigns, verifies and closes (销号), rejects or reopens (回头看), and
-  grants deadline extensions. Extensions are the lead's on purpose: a responsible unit asks (its
-  reason is recorded), but cannot move its own deadline and so cannot dodge escalation;
+  grants deadline extensions. Extensions are the lead's on purpose: a responsible unit requests
+  one (申请延期: ``ExtensionRequested``, a proposed deadline and a reason; one pending at a time),
+  but cannot move its own deadline and so cannot dodge escalation; the lead grants it (the
+  existing ``DeadlineExtended``, which settles the request) or refuses it with a reason
+  (``ExtensionRefused``). A request lapses when completion is reported (no deadline runs then);
 - the responsible units (the assignment's lead unit and cooperating units) report progress and
   completion with evidence (整改回告).
 
@@ -56,6 +59,15 @@ class ReportedBy(TypedDict):
 class Funds(TypedDict):
     amount_cny: str  # decimal text with two places, e.g. "12000.00"
     source: str
+
+
+@dataclass(frozen=True)
+class PendingExtension:
+    """A responsible unit's extension request the lead bureau has not answered yet."""
+
+    unit: str
+    requested_deadline: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -111,6 +123,13 @@ class Rectification(Aggregate):
         found_on: str
         logged_by: str
         request_digest: str
+        evidence: list[str]  # since v2 (photos of the hazard); v1 reports had none
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["evidence"] = []
 
     class RectificationAssigned(Recorded):
         lead_unit: str
@@ -146,6 +165,7 @@ class Rectification(Aggregate):
         def apply(self, aggregate: Any) -> None:
             aggregate.status = "completed"
             aggregate.completed_on = self.occurred_on
+            aggregate.pending_extension = None  # the work is reported done: nothing left to extend
 
     class RectificationVerified(Recorded):
         note: str
@@ -179,6 +199,30 @@ class Rectification(Aggregate):
         def apply(self, aggregate: Any) -> None:
             aggregate.deadline = self.new_deadline
             aggregate.extensions = self.extension
+            aggregate.pending_extension = None  # granting settles a pending request
+
+    class ExtensionRequested(Recorded):
+        """申请延期: a responsible unit asks the lead bureau for a later deadline."""
+
+        reason: str
+        current_deadline: str
+        requested_deadline: str
+        logged_by: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.pending_extension = PendingExtension(
+                unit=self.agency, requested_deadline=self.requested_deadline, reason=self.reason)
+
+    class ExtensionRefused(Recorded):
+        """The lead bureau refuses the pending request, with a reason; the deadline stands."""
+
+        reason: str
+        requested_by: str
+        requested_deadline: str
+        logged_by: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.pending_extension = None
 
     class RectificationOverdue(Recorded):
         deadline: str
@@ -203,6 +247,7 @@ class Rectification(Aggregate):
     def __init__(
         self, event_id: str, agency: str, occurred_on: str, reported_by: ReportedBy, school_id: str,
         category: str, severity: str, description: str, found_on: str, logged_by: str, request_digest: str,
+        evidence: list[str],
     ) -> None:
         self.reported_by = reported_by
         self.reporter = agency
@@ -220,6 +265,7 @@ class Rectification(Aggregate):
         self.completed_on: str | None = None
         self.extensions = 0
         self.rejections = 0
+        self.pending_extension: PendingExtension | None = None
         # (deadline, level) steps already taken; level 0 is "overdue".
         self.steps_taken: set[tuple[str, int]] = set()
 
@@ -283,7 +329,7 @@ class Rectification(Aggregate):
         cls, *, item_id: uuid.UUID, actor: Actor, kind: str, units: Sequence[str], school_id: str,
         category: str, severity: str, description: str, found_on: date, categories: Collection[str],
         severities: Collection[str], known_unit: Callable[[str], bool], school_exists: Callable[[str], bool],
-        request_digest: str, now: datetime,
+        request_digest: str, now: datetime, evidence: Sequence[str] = (),
     ) -> Rectification:
         """Anyone who finds a hazard reports it; it becomes one tracked rectification."""
         named = list(dict.fromkeys(u.strip() for u in units))
@@ -323,6 +369,7 @@ class Rectification(Aggregate):
             occurred_on=found_on.isoformat(), reported_by=reported_by, school_id=school_id, category=category,
             severity=severity, description=_require_text(description, "description"),
             found_on=found_on.isoformat(), logged_by=actor.logged_by, request_digest=request_digest,
+            evidence=_clean_list(evidence, "evidence references", MAX_EVIDENCE),
         )
 
     def assign(
@@ -426,18 +473,11 @@ class Rectification(Aggregate):
     def extend(
         self, *, actor: Actor, reason: str, new_deadline: date, max_extensions: int, now: datetime,
     ) -> None:
-        """The lead bureau grants a later deadline, for a recorded reason, a limited number of times."""
+        """The lead bureau grants a later deadline, for a recorded reason, a limited number of times;
+        on a pending request (any date, the requested one or not) this is its grant."""
         self._check_lead(actor, "extend a deadline (a responsible unit asks the lead bureau)")
-        self._check_not_closed("have its deadline extended")
-        self._check_assigned("have its deadline extended")
-        if self.status == "completed":
-            raise InvariantViolated(f"completion of rectification {self.id} is already reported; nothing to extend")
+        self._check_extendable("have its deadline extended", max_extensions)
         text = _require_text(reason, "an extension's reason")
-        if self.extensions >= max_extensions:
-            raise InvariantViolated(
-                f"the deadline of rectification {self.id} was already extended {self.extensions} time(s), "
-                f"the most allowed ({max_extensions})"
-            )
         assert self.deadline is not None
         if new_deadline.isoformat() <= self.deadline:
             raise InvariantViolated(
@@ -449,6 +489,57 @@ class Rectification(Aggregate):
             occurred_on=today.isoformat(), reason=text, previous_deadline=self.deadline,
             new_deadline=self._check_deadline(new_deadline, today, "new deadline"),
             extension=self.extensions + 1, logged_by=actor.logged_by,
+        )
+
+    def _check_extendable(self, action: str, max_extensions: int) -> None:
+        """An open, assigned item with a running deadline and extensions left."""
+        self._check_not_closed(action)
+        self._check_assigned(action)
+        if self.status == "completed":
+            raise InvariantViolated(f"completion of rectification {self.id} is already reported; nothing to extend")
+        if self.extensions >= max_extensions:
+            raise InvariantViolated(
+                f"the deadline of rectification {self.id} was already extended {self.extensions} time(s), "
+                f"the most allowed ({max_extensions})"
+            )
+
+    def request_extension(
+        self, *, actor: Actor, reason: str, new_deadline: date, max_extensions: int, now: datetime,
+    ) -> None:
+        """申请延期: a responsible unit proposes a later deadline, with a reason, for the lead
+        bureau to grant or refuse. One request is pending at a time."""
+        self._check_responsible(actor, "request a deadline extension")
+        self._check_extendable("have its deadline extended", max_extensions)
+        if self.pending_extension is not None:
+            raise InvariantViolated(
+                f"an extension request for rectification {self.id} (to {self.pending_extension.requested_deadline}) "
+                "is still pending; wait for the lead bureau's answer"
+            )
+        text = _require_text(reason, "an extension request's reason")
+        assert self.deadline is not None
+        if new_deadline.isoformat() <= self.deadline:
+            raise InvariantViolated(
+                f"requested deadline {new_deadline.isoformat()} must be later than the current one ({self.deadline})"
+            )
+        today = local_date(now)
+        self.trigger_event(
+            self.ExtensionRequested, timestamp=now, event_id=self._next_event_id(), agency=actor.agency,
+            occurred_on=today.isoformat(), reason=text, current_deadline=self.deadline,
+            requested_deadline=self._check_deadline(new_deadline, today, "requested deadline"),
+            logged_by=actor.logged_by,
+        )
+
+    def refuse_extension(self, *, actor: Actor, reason: str, now: datetime) -> None:
+        """The lead bureau refuses the pending extension request, with a reason."""
+        self._check_lead(actor, "refuse an extension request")
+        pending = self.pending_extension
+        if pending is None:
+            raise InvariantViolated(f"rectification {self.id} has no pending extension request to refuse")
+        text = _require_text(reason, "a refusal's reason")
+        self.trigger_event(
+            self.ExtensionRefused, timestamp=now, event_id=self._next_event_id(), agency=actor.agency,
+            occurred_on=local_date(now).isoformat(), reason=text, requested_by=pending.unit,
+            requested_deadline=pending.requested_deadline, logged_by=actor.logged_by,
         )
 
     # -- scheduler steps -------------------------------------------------------------------

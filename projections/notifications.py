@@ -27,6 +27,7 @@ import orjson
 import sqlalchemy as sa
 from eventsourcing.utils import get_topic
 
+from contracts.catalogue import default_catalogue
 from contracts.compliance import default_calendar
 from events.agencies import Agency
 from events.base import derive_id
@@ -36,6 +37,7 @@ from events.meetings import Meeting, Task
 from events.rectifications import Rectification
 from events.warnings import EarlyWarning
 from projections.base import LoggedEvent, Projection, insert_ignore, metadata, upsert_add
+from projections.warning_response import LEVEL_NAMES, TYPE_NAMES
 
 notifications = sa.Table(
     "rm_notifications",
@@ -209,6 +211,15 @@ def _item_of(e: LoggedEvent) -> str | None:
     return None
 
 
+def _unit(code: str) -> str:
+    """A unit as people read it: its name (the code only when the catalogue lacks it)."""
+    return next((u.name for u in default_catalogue().units.units if u.code == code), code)
+
+
+def _units(codes: Iterable[str]) -> str:
+    return "、".join(_unit(c) for c in codes) or "无"
+
+
 def _notice(recipients: Iterable[str], kind: str, title: str, body: str, subject_type: str,
             subject_id: str) -> list[Notice]:
     return [{"recipient": r, "kind": kind, "title": title[:300], "body": body, "subject_type": subject_type,
@@ -219,58 +230,58 @@ def _rect_assigned(e: LoggedEvent, ctx: Context) -> list[Notice]:
     d = e.data
     units = [d["lead_unit"], *d["cooperating_units"]]
     ctx.assign(str(e.originator_id), units)
-    return _notice(units, "rectification-assigned", f"整改任务已分派,请于{d['deadline']}前完成",
-                   f"牵头单位:{d['lead_unit']};配合单位:{'、'.join(d['cooperating_units']) or '无'}。"
-                   f"整改措施:{';'.join(d['measures'])}", "rectification", str(e.originator_id))
+    return _notice(units, "rectification-assigned", f"整改任务已分派，请于{d['deadline']}前完成",
+                   f"牵头单位：{_unit(d['lead_unit'])}；配合单位：{_units(d['cooperating_units'])}。"
+                   f"整改措施：{'；'.join(d['measures'])}", "rectification", str(e.originator_id))
 
 
 def _rect_rejected(e: LoggedEvent, ctx: Context) -> list[Notice]:
     d = e.data
     return _notice(ctx.assignees(str(e.originator_id)), "rectification-rejected",
-                   f"整改未通过验收,已退回重新整改,新期限{d['new_deadline']}", f"理由:{d['reason']}",
+                   f"整改未通过验收，已退回重新整改，新期限{d['new_deadline']}", f"理由：{d['reason']}",
                    "rectification", str(e.originator_id))
 
 
 def _rect_overdue(e: LoggedEvent, ctx: Context) -> list[Notice]:
     d = e.data
     return _notice(ctx.assignees(str(e.originator_id)) or [d["agency"]], "rectification-overdue",
-                   f"整改事项已逾期{d['days_overdue']}天(期限{d['deadline']})", "请尽快完成整改并回告。",
+                   f"整改事项已逾期{d['days_overdue']}天（期限{d['deadline']}）", "请尽快完成整改并回告。",
                    "rectification", str(e.originator_id))
 
 
 def _rect_escalated(e: LoggedEvent, ctx: Context) -> list[Notice]:
     d = e.data
     return _notice(ctx.assignees(str(e.originator_id)) or [d["agency"]], "rectification-escalated",
-                   f"整改事项逾期升级:{d['name']}(第{d['level']}级)",
-                   f"期限{d['deadline']},已逾期{d['days_overdue']}天。", "rectification", str(e.originator_id))
+                   f"整改事项逾期升级：{d['name']}（第{d['level']}级）",
+                   f"期限{d['deadline']}，已逾期{d['days_overdue']}天。", "rectification", str(e.originator_id))
 
 
 def _task_assigned(e: LoggedEvent, ctx: Context) -> list[Notice]:
     d = e.data
     units = [d["unit"], *d["cooperating_units"]]
     ctx.assign(d["task_id"], units)
-    return _notice(units, "task-assigned", f"会议决议任务已分派,请于{d['deadline']}前完成", d["description"],
+    return _notice(units, "task-assigned", f"会议决议任务已分派，请于{d['deadline']}前完成", d["description"],
                    "task", d["task_id"])
 
 
 def _task_rejected(e: LoggedEvent, ctx: Context) -> list[Notice]:
     d = e.data
-    return _notice(ctx.assignees(d["task_id"]), "task-rejected", f"决议任务未通过验收,新期限{d['new_deadline']}",
-                   f"理由:{d['reason']}", "task", d["task_id"])
+    return _notice(ctx.assignees(d["task_id"]), "task-rejected", f"决议任务未通过验收，新期限{d['new_deadline']}",
+                   f"理由：{d['reason']}", "task", d["task_id"])
 
 
 def _task_overdue(e: LoggedEvent, ctx: Context) -> list[Notice]:
     d = e.data
     return _notice(ctx.assignees(d["task_id"]) or [d["unit"]], "task-overdue",
-                   f"决议任务已逾期{d['days_overdue']}天(期限{d['deadline']})", "请尽快完成并回告。", "task",
+                   f"决议任务已逾期{d['days_overdue']}天（期限{d['deadline']}）", "请尽快完成并回告。", "task",
                    d["task_id"])
 
 
 def _task_escalated(e: LoggedEvent, ctx: Context) -> list[Notice]:
     d = e.data
     return _notice(ctx.assignees(d["task_id"]) or [d["unit"]], "task-escalated",
-                   f"决议任务逾期升级:{d['name']}(第{d['level']}级)",
-                   f"期限{d['deadline']},已逾期{d['days_overdue']}天。", "task", d["task_id"])
+                   f"决议任务逾期升级：{d['name']}（第{d['level']}级）",
+                   f"期限{d['deadline']}，已逾期{d['days_overdue']}天。", "task", d["task_id"])
 
 
 def _warning_issued(e: LoggedEvent, ctx: Context) -> list[Notice]:
@@ -281,17 +292,18 @@ def _warning_issued(e: LoggedEvent, ctx: Context) -> list[Notice]:
         lead = ctx.lead()
         if lead:
             recipients.append(lead)
-    return _notice(recipients, "warning-to-acknowledge", f"预警待确认:{d['title']}",
-                   f"{d['level']}级{d['warning_type']}预警,覆盖{'、'.join(d['towns'])},有效期至{d['valid_until']}。"
-                   f"请确认并报告已采取的措施:{';'.join(d['measures'])}", "warning", str(e.originator_id))
+    kind = TYPE_NAMES.get(d["warning_type"], d["warning_type"]) + LEVEL_NAMES.get(d["level"], d["level"])
+    return _notice(recipients, "warning-to-acknowledge", f"预警待确认：{d['title']}",
+                   f"{kind}预警，覆盖{'、'.join(d['towns'])}，有效期至{d['valid_until']}。"
+                   f"请确认并报告已采取的措施：{'；'.join(d['measures'])}", "warning", str(e.originator_id))
 
 
 def _warning_escalated(e: LoggedEvent, ctx: Context) -> list[Notice]:
     d = e.data
     return _notice([d["escalated_to"]], "warning-escalated",
-                   f"预警未按时确认,已升级:{len(d['unacknowledged_schools'])}所学校、"
+                   f"预警未按时确认，已升级：{len(d['unacknowledged_schools'])}所学校、"
                    f"{len(d['unacknowledged_units'])}个单位未确认",
-                   f"未确认单位:{'、'.join(d['unacknowledged_units']) or '无'}", "warning", str(e.originator_id))
+                   f"未确认单位：{_units(d['unacknowledged_units'])}", "warning", str(e.originator_id))
 
 
 def _compliance_missing(e: LoggedEvent, ctx: Context) -> list[Notice]:
@@ -300,30 +312,33 @@ def _compliance_missing(e: LoggedEvent, ctx: Context) -> list[Notice]:
         name = default_calendar().kind(d["kind"]).name
     except KeyError:
         name = d["kind"]
-    extra = "已同时列为隐患,进入整改台账。" if d["opens_hazard"] else ""
-    return _notice([d["agency"]], "compliance-missing", f"台账缺报:学校{d['school_id']} {name}({d['period']})",
-                   f"应于{d['due_on']}前提交,宽限期后仍未提交。请督促补报。{extra}", "compliance",
+    extra = "已同时列为隐患，进入整改台账。" if d["opens_hazard"] else ""
+    return _notice([d["agency"]], "compliance-missing", f"台账缺报：学校{d['school_id']} {name}（{d['period']}）",
+                   f"应于{d['due_on']}前提交，宽限期后仍未提交。请督促补报。{extra}", "compliance",
                    f"{d['school_id']}/{d['kind']}/{d['period']}")
 
 
 def _petition_received(e: LoggedEvent, ctx: Context) -> list[Notice]:
     d = e.data
-    return _notice([d["handling_unit"]], "petition-assigned", f"信访件待办理:{d['reference']}(办理期限{d['due_on']})",
-                   d["summary"], "petition", str(e.originator_id))
+    return _notice([d["handling_unit"]], "petition-assigned",
+                   f"信访件待办理：{d['reference']}（办理期限{d['due_on']}）", d["summary"],
+                   "petition", str(e.originator_id))
 
 
 def _phase_reminder(e: LoggedEvent, ctx: Context) -> list[Notice]:
     d = e.data
     what = "即将到期" if d["kind"] == "due-soon" else "已逾期"
-    return _notice([d["agency"]], "campaign-reminder",
-                   f"专项整治{d['template']}阶段“{d['phase']}”{what}(截止{d['deadline']})",
+    template = next((t for t in default_catalogue().campaigns.campaigns if t.code == d["template"]), None)
+    name = template.name if template else d["template"]
+    phase = next((p.name for p in template.phases if p.code == d["phase"]), d["phase"]) if template else d["phase"]
+    return _notice([d["agency"]], "campaign-reminder", f"{name}“{phase}”阶段{what}（截止{d['deadline']}）",
                    f"{len(d['school_ids'])}所学校未完成。", "campaign", d["campaign_id"])
 
 
 def _meeting_scheduled(e: LoggedEvent, ctx: Context) -> list[Notice]:
     d = e.data
     return _notice(ctx.units() or [d["agency"]], "meeting-scheduled",
-                   f"联席会议已安排:{d['title']}", f"时间:{d['scheduled_for']};地点:{d['place'] or '另行通知'}。",
+                   f"联席会议已安排：{d['title']}", f"时间：{d['scheduled_for']}；地点：{d['place'] or '另行通知'}。",
                    "meeting", str(e.originator_id))
 
 

@@ -59,6 +59,11 @@ items = sa.Table(
     sa.Column("escalation_level", sa.Integer, nullable=False),  # for the deadline in force
     sa.Column("escalation_name", sa.String(40), nullable=True),
     sa.Column("max_escalation_level", sa.Integer, nullable=False),  # ever, across deadlines
+    # A responsible unit's extension request (申请延期) the lead bureau has not answered yet.
+    sa.Column("pending_extension_unit", sa.String(64), nullable=True),
+    sa.Column("pending_extension_deadline", sa.String(10), nullable=True),
+    sa.Column("pending_extension_reason", sa.Text, nullable=True),
+    sa.Column("pending_extension_on", sa.String(10), nullable=True),
     sa.Column("updated_at", sa.String(32), nullable=False),
     sa.Column("last_position", sa.BigInteger, nullable=False),
     sa.Index("ix_rm_rectifications_reported_position", "reported_position", unique=True),
@@ -95,7 +100,10 @@ EVENT_TYPES = (
     Rectification.RectificationProgressReported, Rectification.RectificationCompleted,
     Rectification.RectificationVerified, Rectification.RectificationRejected, Rectification.DeadlineExtended,
     Rectification.RectificationOverdue, Rectification.RectificationEscalated,
+    Rectification.ExtensionRequested, Rectification.ExtensionRefused,
 )
+_NO_PENDING = {"pending_extension_unit": None, "pending_extension_deadline": None,
+               "pending_extension_reason": None, "pending_extension_on": None}
 _JSON_COLUMNS = ("reported_units", "cooperating_units", "measures")
 
 
@@ -123,7 +131,7 @@ def fold(row: dict[str, Any] | None, item_id: str, type_: str, data: dict[str, A
             "status": "reported", "progress_percent": None, "last_progress_on": None, "completed_on": None,
             "closed_on": None, "on_time": None, "days_to_close": None, "extensions": 0, "rejections": 0,
             "overdue_deadline": None, "escalation_level": 0, "escalation_name": None,
-            "max_escalation_level": 0,
+            "max_escalation_level": 0, **_NO_PENDING,
         }
     elif row is None:
         return None
@@ -141,7 +149,7 @@ def fold(row: dict[str, Any] | None, item_id: str, type_: str, data: dict[str, A
         if d.get("percent") is not None:
             row["progress_percent"] = d["percent"]
     elif type_ == "RectificationCompleted":
-        row.update(status="completed", completed_on=d["occurred_on"], progress_percent=100)
+        row.update(status="completed", completed_on=d["occurred_on"], progress_percent=100, **_NO_PENDING)
     elif type_ == "RectificationVerified":
         row.update(status="closed", closed_on=d["occurred_on"], on_time=bool(d["on_time"]),
                    days_to_close=_days(row["assigned_on"] or row["found_on"], d["occurred_on"]))
@@ -151,7 +159,12 @@ def fold(row: dict[str, Any] | None, item_id: str, type_: str, data: dict[str, A
                    escalation_level=0, escalation_name=None)
     elif type_ == "DeadlineExtended":
         row.update(deadline=d["new_deadline"], extensions=d["extension"], escalation_level=0,
-                   escalation_name=None)
+                   escalation_name=None, **_NO_PENDING)
+    elif type_ == "ExtensionRequested":
+        row.update(pending_extension_unit=d["agency"], pending_extension_deadline=d["requested_deadline"],
+                   pending_extension_reason=d["reason"], pending_extension_on=d["occurred_on"])
+    elif type_ == "ExtensionRefused":
+        row.update(_NO_PENDING)
     elif type_ == "RectificationOverdue":
         if d["deadline"] == row["deadline"]:
             row["overdue_deadline"] = d["deadline"]
@@ -166,7 +179,7 @@ def fold(row: dict[str, Any] | None, item_id: str, type_: str, data: dict[str, A
 
 class RectificationBoard(Projection):
     name = "rectification_board"
-    version = 1
+    version = 2  # 2: the pending extension request
     topics = tuple(get_topic(c) for c in EVENT_TYPES)
     tables = (items, responsible, history)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from services.campaigns.use_cases import CampaignUseCases
 from services.catalogue.use_cases import CatalogueUseCases
 from services.duty_log.use_cases import DutyLogUseCases
+from services.evidence.use_cases import EvidenceUseCases
 from services.logistics.use_cases import LogisticsUseCases
 from services.meetings.use_cases import MeetingUseCases
 from services.rectifications.use_cases import RectificationUseCases
@@ -17,7 +18,7 @@ from services.warnings.use_cases import WarningUseCases
 
 class LianxiApp(
     CatalogueUseCases, DutyLogUseCases, RectificationUseCases, CampaignUseCases, WarningUseCases, MeetingUseCases,
-    LogisticsUseCases, ReviewAppealUseCases,
+    LogisticsUseCases, ReviewAppealUseCases, EvidenceUseCases,
 ):
     """One method per use case; see each context's ``use_cases.py``."""
 

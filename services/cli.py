@@ -15,6 +15,8 @@ from tqdm import tqdm
 from contracts.catalogue import CatalogueError, load_catalogue
 from contracts.text import find_control_character
 from events.errors import DomainError
+from services.cli_accounts import accounts_cli
+from services.cli_evidence import check_evidence, evidence_cli
 from services.cli_sheets import export_cli, import_cli
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -25,6 +27,8 @@ cli.add_typer(token_cli, name="token")
 cli.add_typer(projections_cli, name="projections")
 cli.add_typer(export_cli, name="export")
 cli.add_typer(import_cli, name="import")
+cli.add_typer(accounts_cli, name="accounts")
+cli.add_typer(evidence_cli, name="evidence")
 
 
 class CliError(Exception):
@@ -228,9 +232,15 @@ def demo(
             hashchain.catch_up(platform.write_engine, progress=bar.update)  # raw fast path of the log_chain follower
             platform.runner.catch_up(progress=bar.update)
         typer.echo(f"demo {chosen_year}: {counts['schools']} schools, {total} events in the log")
+        from services.demo.accounts import DEMO_PASSWORD, create_demo_accounts
+
+        made = create_demo_accounts(platform.accounts, platform.known_agencies(), now)
+        if made:
+            typer.echo(f"demo accounts (demo data; password {DEMO_PASSWORD}): {', '.join(made)}")
         names = {u.code: u.name for u in catalogue.units.units}
-        for label, key in (("履职到位(planted diligent)", "diligent"), ("履职不力(planted negligent)", "negligent")):
-            typer.echo(f"{label}: " + "、".join(f"{names[c]}({c})" for c in counts[key]))
+        for label, key in (("履职到位（planted diligent）", "diligent"),
+                           ("履职不力（planted negligent）", "negligent")):
+            typer.echo(f"{label}：" + "、".join(f"{names[c]}（{c}）" for c in counts[key]))
     finally:
         platform.close()
 
@@ -423,7 +433,7 @@ def brief(
                 raise CliError(f"--meeting {meeting!r} is not a meeting id, YEAR-NUMBER or 'latest'") from None
         started = time.perf_counter()
         data = build_brief(platform.read_engine, platform.runner.catch_up, mid, local_date(platform.clock()),
-                           positions=platform.app.event_positions)
+                           positions=platform.app.event_positions, evidence=platform.record_thumbnails)
         if data is None:
             raise CliError(f"unknown meeting {meeting!r}")
         body = render(data, format)
@@ -478,9 +488,11 @@ def verify(
     public_key: Annotated[str | None, typer.Option(
         "--public-key", help="the platform's public key the checkpoint must be signed by: 64 hex digits or a file "
                              "(`lianxi checkpoint --public-key-out`)")] = None,
+    evidence: Annotated[bool, typer.Option("--evidence", help="also hash every stored evidence blob again")] = False,
 ) -> None:
     """Recompute the hash chain over the whole log. Exit 0 when intact (and matching the
-    checkpoint); otherwise exit 1 naming the first position that breaks."""
+    checkpoint); otherwise exit 1 naming the first position that breaks. With --evidence, also
+    every evidence blob: a missing or altered one fails, naming the events that reference it."""
     from pathlib import Path
 
     from services.security.checkpoint import Checkpoint, CheckpointError, trusted_key, verify_against
@@ -496,6 +508,14 @@ def verify(
             raise CliError(result.describe())
         matched = f"; matches the checkpoint at position {cp.position}, {trust.describe()}" if cp else ""
         typer.echo(result.describe() + matched)
+        if evidence:
+            with _bar(total=0, desc="evidence") as bar:
+                checked, problems = check_evidence(platform, bar.update)
+            for line in problems:
+                typer.echo(line, err=True)
+            if problems:
+                raise CliError(f"{len(problems)} of {checked} evidence blobs missing or altered")
+            typer.echo(f"evidence: {checked} blobs intact ({platform.blobs.describe()})")
     except CheckpointError as e:
         raise CliError(str(e)) from None
     finally:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -14,6 +14,7 @@ from contracts.escalation import EscalationRules, load_escalation_rules
 from projections.campaign_progress import CampaignProgressView
 from projections.catalogue_view import CatalogueView, list_agencies
 from projections.compliance import ComplianceView
+from projections.evidence import EvidenceIndex
 from projections.ledger import LedgerView
 from projections.meetings import MeetingsView
 from projections.notifications import NotificationsView, setup_notify_tables
@@ -22,14 +23,22 @@ from projections.rectification_board import RectificationBoard
 from projections.runner import ProjectionRunner
 from projections.targets import TargetsView
 from projections.warning_response import WarningResponseView
+from services.accounts.service import Accounts
 from services.app import LianxiApp
+from services.evidence.storage import BlobStore, open_blob_store
+from services.evidence.use_cases import record_thumbnails as evidence_thumbnails
 from services.kernel.jobs import JobContext
+from services.meetings.brief_data import build_brief
 from services.meetings.briefs import BriefCache, RenderStore
 from services.security import hashchain
 from services.security.audit import AuditTrail
 from services.security.tokens import TokenStore
 from services.settings import Settings, get_settings
+from services.store.accounts import setup_account_tables
 from services.store.database import Database, ddl_lock
+
+if TYPE_CHECKING:
+    from services.security.oidc import OidcClient
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +46,7 @@ log = logging.getLogger(__name__)
 def all_projections() -> list[Any]:
     return [
         CatalogueView(), LedgerView(), RectificationBoard(), CampaignProgressView(), WarningResponseView(),
-        MeetingsView(), TargetsView(), ComplianceView(), PetitionsView(), NotificationsView(),
+        MeetingsView(), TargetsView(), ComplianceView(), PetitionsView(), NotificationsView(), EvidenceIndex(),
         hashchain.HashChainProjection(),  # tamper evidence over every event
     ]
 
@@ -48,6 +57,16 @@ def render_brief(*args: Any, **kwargs: Any) -> Any:
     from services.documents.brief import render
 
     return render(*args, **kwargs)
+
+
+def oidc_client(settings: Settings) -> OidcClient | None:
+    """The identity provider's client when single sign-on is configured; Authlib and joserfc
+    are imported only then."""
+    if not settings.oidc_enabled:
+        return None
+    from services.security.oidc import OidcClient
+
+    return OidcClient(settings)
 
 
 def utcnow() -> datetime:
@@ -66,9 +85,12 @@ class Platform:
         self.runner = ProjectionRunner(self.app.recorder, self.write_engine, all_projections(),
                                        batch_size=self.settings.projection_batch_size)
         self.tokens = TokenStore(self.write_engine)
+        self.blobs: BlobStore = open_blob_store(self.settings)  # evidence bytes (services/evidence/storage.py)
         self.audit = AuditTrail(self.write_engine, self.app)
+        self.accounts = Accounts(self.write_engine, self.settings)
         with ddl_lock(self.write_engine):
             self.runner.setup()
+            setup_account_tables(self.write_engine)  # before the tokens: a person's token joins its account
             self.tokens.setup()
             self.audit.setup_tables()
             # Tables no rebuild may drop: the hash chain, notification deliveries and read marks.
@@ -80,6 +102,7 @@ class Platform:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.clock = utcnow
+        self.oidc = oidc_client(self.settings)
 
     def start_background(self) -> None:
         """Follow the log in-process (the embedded default)."""
@@ -101,7 +124,21 @@ class Platform:
         """What a scheduled job may touch (services/kernel/jobs.py)."""
         return JobContext(app=self.app, runner=self.runner, read_engine=self.read_engine,
                           write_engine=self.write_engine, rules=rules or load_escalation_rules(),
-                          settings=self.settings, on_decided=on_decided, briefs=self.briefs)
+                          settings=self.settings, on_decided=on_decided, blobs=self.blobs, briefs=self.briefs,
+                          assemble_brief=self.assemble_brief)
+
+    def assemble_brief(self, meeting_id: str, today: date) -> dict[str, Any] | None:
+        """A meeting's brief data as of ``today`` (None for an unknown meeting): the one way the
+        API, the pages and the pre-render job build it, so a pre-rendered brief's digest is
+        the one readers ask for."""
+        return build_brief(self.read_engine, self.runner.catch_up, meeting_id, today,
+                           positions=self.app.event_positions, evidence=self.record_thumbnails)
+
+    def record_thumbnails(self, record_ids: Sequence[str], per_record: int = 4) -> dict[str, dict[str, Any]]:
+        """Each record's evidence as documents show it (thumbnails), for the brief's annex."""
+        self.runner.catch_up("evidence")
+        with self.read_engine.connect() as conn:
+            return evidence_thumbnails(conn, self.blobs, record_ids, per_record=per_record)
 
     def known_agencies(self) -> dict[str, bool]:
         self.runner.catch_up("catalogue")

@@ -30,7 +30,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from contracts.escalation import EscalationRules, load_escalation_rules
 from events.base import COUNTY_TZ
+from services.accounts import jobs as account_jobs
 from services.campaigns import jobs as campaign_jobs
+from services.evidence import jobs as evidence_jobs
 from services.kernel.jobs import JobSpec
 from services.logistics import jobs as logistics_jobs
 from services.meetings import jobs as meeting_jobs
@@ -49,7 +51,8 @@ RUN_JOB_REF = f"{__name__}:run_job"
 # Each context's scheduled work, by name. The job store refers to jobs by name only.
 JOBS: dict[str, JobSpec] = {
     spec.name: spec
-    for module in (rectification_jobs, warning_jobs, meeting_jobs, campaign_jobs, logistics_jobs, notify_jobs)
+    for module in (rectification_jobs, warning_jobs, meeting_jobs, campaign_jobs, logistics_jobs, notify_jobs,
+                   account_jobs, evidence_jobs)
     for spec in module.JOBS
 }
 

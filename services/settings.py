@@ -49,6 +49,18 @@ class Settings(BaseSettings):
     # --public-key-out` writes it); `verify --public-key` overrides it.
     checkpoint_trusted_key: str = ""
 
+    # -- accounts and sessions (services/accounts/) --
+    # A page session ends after this long without a request, and this long after sign-in at most.
+    session_idle_minutes: int = 30
+    session_absolute_hours: float = 12.0
+    # After this many wrong passwords in a row an account is locked for signin_lock_base_s seconds,
+    # each further failure doubling the lock up to signin_lock_max_s.
+    signin_lock_after: int = 5
+    signin_lock_base_s: float = 60.0
+    signin_lock_max_s: float = 3600.0
+    # The issuer name TOTP apps show beside the account.
+    totp_issuer: str = "联席平台"
+
     # -- scheduled jobs (services/<context>/jobs.py) --
     # The scheduler drafts a meeting's agenda this many days before it.
     agenda_draft_days: int = 7
@@ -77,12 +89,48 @@ class Settings(BaseSettings):
     # these operator-named hosts (comma-separated, ``host`` or ``host:port``), which may also
     # use plain http.
     outbound_allow_hosts: str = ""
+    # Text messages go through this gateway (services/notify/sms.py says how to add a
+    # provider's adapter); ``log`` only writes them to the server log, numbers masked.
+    sms_gateway: str = "log"
     delivery_max_attempts: int = 6
     delivery_backoff_s: float = 30.0
     delivery_backoff_max_s: float = 3600.0
     # A notification older than this when its turn comes is not sent (e.g. after an outage).
     delivery_max_age_h: float = 72.0
     delivery_batch: int = 100
+
+    # -- single sign-on (services/security/oidc.py): the province's unified identity platform --
+    # On when issuer, client id and redirect URL are set. The issuer is the provider's exact
+    # issuer URL (discovery at <issuer>/.well-known/openid-configuration); the redirect URL is
+    # this site's /sso/callback as registered with the provider. A provider on an intranet
+    # address must also be named in LIANXI_OUTBOUND_ALLOW_HOSTS.
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""  # empty: a public client (PKCE only)
+    oidc_redirect_url: str = ""
+    oidc_display_name: str = "统一身份认证"  # the sign-in button reads 「<name>登录」
+    oidc_leeway_s: int = 30  # clock skew tolerated on the ID token's exp and iat
+    oidc_timeout_s: float = 10.0
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer and self.oidc_client_id and self.oidc_redirect_url)
+    # -- evidence uploads (services/evidence/): photos and documents, stored under their SHA-256 --
+    # Files under this directory (the embedded default), unless an S3 bucket is named below.
+    evidence_dir: str = "var/evidence"
+    # S3-compatible object storage shared by several API processes (MinIO, a cloud bucket).
+    # Keys unset: boto3's own chain (AWS_* variables, instance role) applies.
+    evidence_s3_bucket: str = ""
+    evidence_s3_endpoint: str = ""  # e.g. http://minio.internal:9000; empty for AWS itself
+    evidence_s3_region: str = "us-east-1"
+    evidence_s3_access_key: str = ""
+    evidence_s3_secret_key: str = ""
+    evidence_s3_prefix: str = "evidence/"
+    # Larger files get 413; a request (one or more files) larger than the second figure too.
+    evidence_max_file_bytes: int = 10 * 1024 * 1024
+    evidence_max_request_bytes: int = 40 * 1024 * 1024
+    # The orphan sweep lists stored blobs no record references once they are this old.
+    evidence_orphan_age_h: float = 24.0
 
     @property
     def email_enabled(self) -> bool:

@@ -26,6 +26,8 @@ from services.settings import Settings
 
 # Tests never write the repository's var/: the review's signing key goes to a temp dir.
 os.environ.setdefault("LIANXI_CHECKPOINT_KEY", str(Path(tempfile.mkdtemp(prefix="lianxi-key-")) / "checkpoint.key"))
+# ... and evidence uploads to a temp dir (tests that look at the blobs pass their own).
+os.environ.setdefault("LIANXI_EVIDENCE_DIR", tempfile.mkdtemp(prefix="lianxi-evidence-"))
 
 PG_BASE = os.environ.get("LIANXI_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_SERVICES = os.environ.get("LIANXI_REQUIRE_SERVICES") == "1"

@@ -92,8 +92,9 @@ def _pages(page: Any, base: str) -> dict[str, list[tuple[str, str]]]:
 
 def _sign_in(page: Any, base: str, token: str) -> None:
     page.goto(f"{base}/signin")
+    page.locator("summary", has_text="以单位凭证").click()  # people use accounts; a token is folded away
     page.get_by_label("单位凭证").fill(token)
-    page.get_by_role("button", name="登录").click()
+    page.get_by_role("button", name="用凭证登录").click()
     page.wait_for_load_state()
 
 

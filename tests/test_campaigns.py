@@ -158,7 +158,7 @@ def test_problems_and_findings_become_hazards_and_progress_is_tracked(county: Pl
         "self-check", "fire", "critical", "reported")
     # reported by the inspecting units, the inspectors' proposal in the text; the lead assigns
     assert (h2["reported_by_kind"], h2["status"], h2["lead_unit"]) == ("joint-inspection", "reported", None)
-    assert "建议整改时限:2025-05-10" in h2["description"]
+    assert "建议整改时限：2025-05-10" in h2["description"]
     assert h2["reported_units"] == ["public-security", "fire-rescue"]
     assert status is not None
     self_phase, inspection, _ = status["phase_status"]
@@ -232,8 +232,8 @@ def test_campaign_api_flow(api: Api, campaign: dict[str, str]) -> None:
     assert assigned.status_code == 200, assigned.text
     api.settle()
     board = api.client.get("/api/v1/rectifications?unit=fire-rescue", headers=api.as_("court")).json()
-    assert [i["description"].split("(")[0] for i in board["items"]] == [
-        "【消防安全专项整治·联合督查】日常防火巡查检查落实不到位:巡查记录缺失"]
+    assert [i["description"].split("（")[0] for i in board["items"]] == [
+        "【消防安全专项整治·联合督查】日常防火巡查检查落实不到位：巡查记录缺失"]
 
 
 def test_campaign_writes_refuse_no_token_other_units_and_auditors(api: Api, campaign: dict[str, str]) -> None:

@@ -123,3 +123,19 @@ def test_a_file_that_is_not_a_template_gets_one_chinese_line(api: Api) -> None:
     assert r.status_code == 422 and "第2行应为表头" in r.json()["detail"]
     assert api.client.post("/api/v1/duty-logs/import", headers=api.as_(UNIT, "auditor"),
                            content=out.getvalue()).status_code == 403
+
+
+def test_a_row_in_the_seeds_wording_names_its_duty(api: Api) -> None:
+    """A template filled before the catalogue's texts were normalised (the seed's half-width
+    punctuation) still names the duty it meant."""
+    from contracts.catalogue import default_catalogue
+
+    setup_schools(api)
+    duty = next(d for d in default_catalogue().unit(UNIT).duties if d.text != d.text_verbatim)
+    assert "," in duty.text_verbatim and "，" in duty.text
+    r = upload(api, filled(template(api), [[duty.text_verbatim, date(2025, 3, 1), SCHOOLS[0][1], "检查", 0, None]]))
+    assert r.status_code == 200 and r.json()["stored"] == 1, r.text
+    api.settle()
+    stored = [n for n in api.platform.app.recorder.select_notifications(start=1, limit=100_000)
+              if n.topic.endswith("DutyPerformed")]
+    assert len(stored) == 1 and duty.code.encode() in stored[0].state

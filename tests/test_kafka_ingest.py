@@ -380,3 +380,51 @@ def test_binary_mode_messages_are_ingested_through_the_broker(county: Platform, 
     finally:
         ingest.close()
         producer.close()
+
+
+def test_a_feed_naming_an_unknown_evidence_digest_is_dead_lettered(county: Platform, tansu: Broker,
+                                                                  tmp_path: Path) -> None:
+    """Feeds carry evidence as digests of blobs uploaded through the API: a duty record naming
+    its unit's upload is appended, one naming a digest nobody (or another unit) uploaded goes to
+    the dead-letter topic with code unknown-evidence and the digest in the reason."""
+    from services.evidence.storage import FileBlobs
+    from services.kernel.principal import Principal
+    from tests.evidence_fixtures import photo_with_gps
+
+    fire_liaison = Principal(token_id="feed-test", agency="fire-rescue", role="liaison", label="feed-test")
+    [upload] = county.app.upload_evidence(fire_liaison, FileBlobs(tmp_path / "evidence"),
+                                          files=[(photo_with_gps(), "检查.jpg")], max_bytes=10_000_000,
+                                          now=county.clock())
+    unknown = "ab" * 32
+    inbound, dlq = unique_topic("lianxi.inbound.v1"), unique_topic("lianxi.inbound.dlq.v1")
+    producer = KafkaProducer(bootstrap_servers=tansu.bootstrap, acks="all")
+    ingest = KafkaIngest(
+        Ingestor(county.app, county.clock), bootstrap=tansu.bootstrap, topic=inbound, dlq_topic=dlq,
+        group_id=unique_topic("ingest"), session_timeout_ms=SESSION_TIMEOUT_MS,
+        ensure_topics=[(inbound, 1, 1), (dlq, 1, 1)],
+    )
+    sent = [fire("ev-1", evidence=[upload.ref]), fire("ev-2", evidence=[upload.ref, f"sha256:{unknown}"]),
+            message("/agencies/public-security", "ev-3", duty("public-security", evidence=[upload.ref]))]
+    try:
+        ingest._connect()
+        for value in sent:
+            producer.send(inbound, value=value, key=b"k")
+        producer.flush()
+
+        def drained() -> bool:
+            ingest.poll_once(timeout_ms=200)
+            s = ingest.stats
+            return s.appended + s.duplicates + s.dead == len(sent)
+
+        wait_until(drained, 60, "ingest to handle every message", interval=0)
+        assert (ingest.stats.appended, ingest.stats.dead) == (1, 2)
+        assert feed_event_ids(county) == [inbound_event_id("/agencies/fire-rescue", "ev-1")]
+        letters = read_topic(tansu.bootstrap, dlq, until=lambda rs: len(rs) >= 2)
+        assert [r.value for r in letters] == sent[1:]
+        headers = [dict(r.headers) for r in letters]
+        assert [h[DLQ_CODE] for h in headers] == [b"unknown-evidence"] * 2
+        assert unknown.encode() in headers[0][DLQ_REASON]  # the first unknown digest is named
+        assert upload.digest.encode() in headers[1][DLQ_REASON]  # another unit's upload is unknown to it
+    finally:
+        ingest.close()
+        producer.close()

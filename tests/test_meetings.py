@@ -339,7 +339,7 @@ def test_meeting_api_flow_and_agenda(api: Api, held_meeting: dict[str, str]) -> 
     r = api.client.get(f"/api/v1/meetings/{mid}", headers=api.as_("court"))
     assert r.status_code == 200
     m = r.json()
-    assert m["number"] == 1 and m["title"] == "旗校园安全局际联席会议2025年第1次会议" and m["status"] == "held"
+    assert m["number"] == 1 and m["title"] == "旗校园安全局际联席会议2025年第一次会议" and m["status"] == "held"
     assert m["absent"] == ["court"] and m["resolutions"][0]["tasks"][0]["unit"] == "public-security"
     agenda = api.client.get(f"/api/v1/meetings/{mid}/agenda", headers=api.as_("court")).json()
     assert agenda["proposals"][0]["title"] == "周边交通"

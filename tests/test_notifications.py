@@ -6,6 +6,7 @@ deliverers and a projection rebuild."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from contracts.typography import ascii_punctuation_beside_cjk
 from projections.notifications import attempts, deliveries
 from services.kernel.principal import Principal
 from services.notify.deliver import Deliverer, set_channel, verify_signature
@@ -161,6 +163,18 @@ def test_notifications_come_from_rectifications_warnings_meetings(sqlite_api: Ap
     assert "warning-to-acknowledge" in kinds("emergency-management")
     assert "warning-to-acknowledge" in kinds("education")  # acknowledges for the schools
     assert "rectification-assigned" not in kinds("peoples-bank")
+
+    # What people read names units, warning kinds and levels, in full-width punctuation; codes stay in JSON.
+    def texts(unit: str, kind: str) -> str:
+        items = api.client.get("/api/v1/inbox", headers=api.as_(unit)).json()["items"]
+        return "\n".join(f"{n['title']}\n{n['body']}" for n in items if n["kind"] == kind)
+
+    assigned = texts("fire-rescue", "rectification-assigned")
+    assert "牵头单位：旗消防大队；配合单位：旗教育局。" in assigned and "fire-rescue" not in assigned
+    warning = texts("emergency-management", "warning-to-acknowledge")
+    assert "暴雨橙色预警，覆盖满都拉图镇" in warning and "orange" not in warning and "rainstorm" not in warning
+    for text in (assigned, warning, texts("peoples-bank", "meeting-scheduled")):
+        assert ascii_punctuation_beside_cjk(text) == [], text
 
 
 # -- webhooks --------------------------------------------------------------------------------------
@@ -400,7 +414,12 @@ def test_email_is_sent_once_through_smtp(sqlite_api: Api, smtp_server: tuple[_In
     env = handler.messages[0]
     assert env.rcpt_tos == ["ms-desk@county.example"] and env.mail_from == "lianxi@county.example"
     msg = message_from_bytes(env.content)
-    assert "XF-9" in str(make_header(decode_header(msg["Subject"])))
+    subject = str(make_header(decode_header(msg["Subject"])))
+    assert "XF-9" in subject and subject.startswith("【联席】")
+    part = msg.get_payload(decode=True) if not msg.is_multipart() else msg.get_payload(0).get_payload(decode=True)
+    text = part.decode(msg.get_content_charset() or "utf-8")
+    # sent in county time without a zone (the petition was registered at FIXED_NOW)
+    assert "时间：" in text and "+00:00" not in text and not re.search(r"\d{4}-\d{2}-\d{2}T", text)
 
 
 def test_smtp_down_is_a_recorded_failure(sqlite_api: Api, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -257,11 +257,11 @@ def test_what_if_compares_scores_and_ranks_under_a_draft(county: County) -> None
     draft = parse_rules(raw, "draft")
     doc = review(county.platform, compare=draft)
     assert doc["format"] == "lianxi-review-compare/1"
-    assert doc["rule_changes"] == [{"clause": "10", "change": "参数调整: per_item 1.0 → 5.0"}]
+    assert doc["rule_changes"] == [{"clause": "10", "change": "参数调整：per_item 1.0 → 5.0"}]
     ps = next(u for u in doc["units"] if u["unit"] == "public-security")
     assert ps["score_delta"] == -4.0 and ps["moved_by"] == [
         {"clause": "10", "base_points": -1.0, "draft_points": -5.0, "delta": -4.0,
-         "change": "参数调整: per_item 1.0 → 5.0"}]
+         "change": "参数调整：per_item 1.0 → 5.0"}]
     assert ps["draft"]["rank"] >= ps["base"]["rank"]
     assert all(u["moved_by"] == [] for u in doc["units"] if u["unit"] != "public-security")
     assert to_json(review(county.platform, compare=draft)) == to_json(doc)

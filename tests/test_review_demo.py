@@ -131,7 +131,7 @@ def test_not_applicable_and_insufficient_data_are_said(review: dict[str, Any]) -
     court = by_unit["court"]
     assert [c["clause"] for c in court["clauses"]] == [r.clause for r in rules_for_year(YEAR).rules]
     assert next(c for c in court["clauses"] if c["clause"] == "2")["applicable"] is False
-    assert review["method"]["clauses"] and review["method"]["title"].endswith("(2026年版)")
+    assert review["method"]["clauses"] and review["method"]["title"].endswith("（2026年版）")
 
 
 def test_without_as_of_the_review_is_as_of_the_log_head(county: tuple[Platform, dict[str, Any], str],

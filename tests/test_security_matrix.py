@@ -27,6 +27,7 @@ import pytest
 from fastapi.routing import iter_route_contexts
 
 from tests.conftest import FIXED_NOW, Api, register_schools
+from tests.evidence_fixtures import photo_with_gps
 
 OWNER, OTHER, LEAD_UNIT = "fire-rescue", "public-security", "education"
 ROLES = ("anon", "forged", "auditor", "other", "owner", "lead")
@@ -72,6 +73,7 @@ class World:
         self.ids["task_id"] = self.task()
         self.ids["petition_id"] = self.petition(handling=OWNER)
         self.ids["recognition_id"] = self.recognition()
+        self.ids["digest"] = self.evidence()
         api.settle()
         self.ids["notification_id"] = self.notification()
 
@@ -105,6 +107,9 @@ class World:
         if state == "completed":
             self.ok("POST", f"/api/v1/rectifications/{item}/completion",
                     {"summary": "整改完毕", "evidence": ["sha256:0f3a"]}, self.h(OWNER))
+        if state == "extension-requested":
+            self.ok("POST", f"/api/v1/rectifications/{item}/extension-request",
+                    {"reason": "设备采购中", "new_deadline": "2025-08-10"}, self.h(OWNER))
         return str(item)
 
     def template(self) -> str:
@@ -162,6 +167,17 @@ class World:
         return str(self.ok("POST", "/api/v1/recognitions", {
             "school_id": "T001", "kind": "green-school", "level": "city", "awarded_on": day,
             "awarding_body": "市教育局"}, self.h(LEAD_UNIT, "lead"))["id"])
+
+    def evidence(self) -> str:
+        """A photo OWNER uploaded and attached to its own hazard report."""
+        r = self.c.post("/api/v1/evidence", headers=self.h(OWNER),
+                        files=[("files", ("现场.jpg", photo_with_gps(), "image/jpeg"))])
+        assert r.status_code == 201, r.text
+        ref = r.json()["files"][0]
+        self.ok("POST", "/api/v1/hazards", {
+            "reported_by": {"kind": "unit"}, "school_id": "T001", "category": "fire", "severity": "major",
+            "description": "配电箱线路裸露", "found_on": "2025-06-28", "evidence": [ref["ref"]]}, self.h(OWNER))
+        return str(ref["digest"])
 
     def notification(self) -> str:
         """An unread notification of OWNER's (a fresh rectification assignment makes one)."""
@@ -284,6 +300,10 @@ def web_duty_sheet(world: World, path: str) -> Req:
     return Req(world.fill(path), data={}, files={"file": ("台账.xlsx", sheet.content, "application/octet-stream")})
 
 
+def evidence_upload(world: World, path: str) -> Req:
+    return Req(path, files={"files": (f"p{next(world.seq)}.jpg", photo_with_gps(), "image/jpeg")})
+
+
 def new_meeting(world: World, path: str) -> Req:
     return Req(path, json={"scheduled_for": "2025-07-25", "place": "会议室"})
 
@@ -307,6 +327,12 @@ def with_owner_webhook(world: World, path: str) -> Req:
     return Req(world.fill(path))
 
 
+def with_owner_sms(world: World, path: str) -> Req:
+    """OWNER has an SMS channel (the logging gateway: nothing leaves the machine)."""
+    world.ok("PUT", "/api/v1/inbox/channels/sms", {"phones": ["19900000001"]}, world.h(OWNER))
+    return Req(world.fill(path, channel="sms"), data={} if not is_api(path) else None)
+
+
 TODAY = FIXED_NOW.date().isoformat()
 
 # Every route of the API. Keys are "METHOD path" as in the route table.
@@ -328,9 +354,13 @@ REGISTRY: dict[str, Rule] = {
     "GET /api/v1/schools/template": Rule(frozenset({"lead"})),
     "POST /api/v1/schools/import": Rule(frozenset({"lead"}), school_sheet),
     "GET /api/v1/events": Rule(ALL_READERS),
+    "POST /api/v1/evidence": Rule(WRITERS, evidence_upload, why="each writer uploads for its own unit"),
+    "GET /api/v1/evidence/{digest}": Rule(OWN_READERS, why="the evidence of OWNER's hazard report"),
+    "GET /api/v1/evidence/{digest}/thumbnail": Rule(OWN_READERS),
     "GET /api/v1/audit": Rule(frozenset({"auditor"})),
-    # hazards and rectifications: the lead assigns, verifies, rejects, extends; the
-    # responsible unit reports progress and completion; the board is the county's.
+    # hazards and rectifications: the lead assigns, verifies, rejects, extends, refuses extension
+    # requests; the responsible unit reports progress and completion and requests extensions;
+    # the board is the county's.
     "POST /api/v1/hazards": Rule(WRITERS, body({
         "reported_by": {"kind": "unit"}, "school_id": "T002", "category": "fire", "severity": "general",
         "description": "灭火器过期", "found_on": "2025-06-29"}), why="each writer reports in its own name"),
@@ -347,6 +377,11 @@ REGISTRY: dict[str, Rule] = {
         {"reason": "回头看未通过", "new_deadline": "2025-07-31"}, item_id=lambda w: w.rectification("completed"))),
     "POST /api/v1/rectifications/{item_id}/extension": Rule(frozenset({"lead"}), body(
         {"reason": "设备采购中", "new_deadline": "2025-08-10"}, item_id=lambda w: w.rectification("assigned"))),
+    "POST /api/v1/rectifications/{item_id}/extension-request": Rule(frozenset({"owner"}), body(
+        {"reason": "设备采购中", "new_deadline": "2025-08-10"}, item_id=lambda w: w.rectification("assigned")),
+        why="only a responsible unit asks (the lead bureau extends directly)"),
+    "POST /api/v1/rectifications/{item_id}/extension-refusal": Rule(frozenset({"lead"}), body(
+        {"reason": "工期充足"}, item_id=lambda w: w.rectification("extension-requested"))),
     "GET /api/v1/rectifications": Rule(AUTH, why="the county's rectification board is open to every unit"),
     "GET /api/v1/rectifications/{item_id}": Rule(AUTH, why="the county's rectification board is open to every unit"),
     # campaigns: the lead launches; schools self-check through the education bureau's
@@ -432,6 +467,14 @@ REGISTRY: dict[str, Rule] = {
                                                why="sets the caller's own unit's channel"),
     "PUT /api/v1/inbox/channels/email": Rule(WRITERS, body({"address": "desk@unit.example.com"}),
                                              why="sets the caller's own unit's channel"),
+    "PUT /api/v1/inbox/channels/dingtalk": Rule(WRITERS, body({
+        "url": "https://oapi.dingtalk.com/robot/send?access_token=matrix0001", "secret": "SEC" + "a" * 64}),
+        why="each caller sets its own unit's robot"),
+    "PUT /api/v1/inbox/channels/wecom": Rule(WRITERS, body({
+        "url": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=matrix-key"}), why="each caller's own"),
+    "PUT /api/v1/inbox/channels/sms": Rule(WRITERS, body({"phones": ["19900000001"]}), why="each caller's own"),
+    "POST /api/v1/inbox/channels/{channel}/test": Rule(WRITERS, with_owner_sms,
+                                                       why="each writer tests its own unit's channel"),
     "DELETE /api/v1/inbox/channels/{channel}": Rule(frozenset({"owner"}), with_owner_webhook,
                                                     why="others have no channel of their own to delete"),
     "GET /api/v1/inbox/deliveries": Rule(AUTH),
@@ -457,6 +500,25 @@ def fresh_warning(world: World) -> str:
     return world.warning()
 
 
+def fresh_account(world: World) -> str:
+    """A new liaison account of the owner unit (made-up test data)."""
+    p = world.api.platform
+    account, _ = p.accounts.create("test", account_name=f"matrix.{next(world.seq)}", display_name="测试·矩阵联络员",
+                                   unit=OWNER, role="liaison", phone=None, known_units=p.known_agencies(),
+                                   now=p.clock())
+    return account.account_id
+
+
+def fresh_token(world: World) -> str:
+    p = world.api.platform
+    token_id, _ = p.tokens.issue(agency=OWNER, role="liaison", label=f"matrix-{next(world.seq)}",
+                                 known_agencies=p.known_agencies())
+    return token_id
+
+
+OWN_ACCOUNT = "a person's own account (a page session of an account, not of a token): tests/test_accounts_web.py"
+
+
 def web_meeting_to_hold(world: World, path: str) -> Req:
     mid = world.meeting("2025-06-26", datetime(2025, 6, 3, 2, tzinfo=UTC))
     return Req(world.fill(path, meeting_id=mid),
@@ -475,6 +537,10 @@ WEB_REGISTRY: dict[str, Rule] = {
     "GET /signin": Rule(EVERYONE),
     "POST /signin": Rule(frozenset(), control=False, why="exchanges a token for a session: tests/test_web_pages.py"),
     "POST /signout": Rule(frozenset(), control=False, why="ends the caller's own session: tests/test_web_pages.py"),
+    "GET /sso/start": Rule(frozenset(), control=False,
+                           why="sends anyone to the identity provider; off unless configured: tests/test_sso_oidc.py"),
+    "GET /sso/callback": Rule(frozenset(), control=False, why="the provider's validated answer is the credential, "
+                              "mapped to an account or refused: tests/test_sso_oidc.py"),
     "GET /": Rule(AUTH, why="redirects a signed-in user home"),
     "GET /units/{code}": Rule(OWN_READERS),
     "GET /units/{code}/log": Rule(frozenset({"owner"})),
@@ -501,6 +567,10 @@ WEB_REGISTRY: dict[str, Rule] = {
         {"reason": "整改不到位", "new_deadline": "2025-07-25"}, item_id=lambda w: w.rectification("completed"))),
     "POST /rectifications/{item_id}/extend": Rule(frozenset({"lead"}), form(
         {"reason": "需采购设备", "new_deadline": "2025-07-30"}, item_id=lambda w: w.rectification("assigned"))),
+    "POST /rectifications/{item_id}/refuse-extension": Rule(frozenset({"lead"}), form(
+        {"reason": "工期充足"}, item_id=lambda w: w.rectification("extension-requested"))),
+    "POST /units/{code}/rectifications/{item_id}/extension-request": Rule(frozenset({"owner"}), form(
+        {"reason": "网页申请延期", "new_deadline": "2025-08-05"}, item_id=lambda w: w.rectification("assigned"))),
     "POST /meetings/{meeting_id}/tasks/{task_id}/verify": Rule(frozenset({"lead"}), form(
         {"note": "核销"}, task_id=lambda w: w.task("completed"))),
     "POST /meetings/{meeting_id}/tasks/{task_id}/reject": Rule(frozenset({"lead"}), form(
@@ -524,6 +594,11 @@ WEB_REGISTRY: dict[str, Rule] = {
     "POST /units/{code}/petitions/{petition_id}/answer": Rule(frozenset({"owner"}), form(
         {"answered_on": "2025-06-10", "answer": "网页答复：已核查并整改"},
         petition_id=lambda w: w.petition(handling=OWNER))),
+    "GET /units/{code}/channels": Rule(frozenset({"owner", "lead"}), why="channels are the unit's or the lead's"),
+    "POST /units/{code}/channels/{channel}": Rule(frozenset({"owner", "lead"}), form(
+        {"phones": "19900000001"}, channel=lambda w: "sms")),
+    "POST /units/{code}/channels/{channel}/test": Rule(frozenset({"owner", "lead"}), with_owner_sms),
+    "POST /units/{code}/channels/{channel}/delete": Rule(frozenset({"owner", "lead"}), with_owner_sms),
     "GET /dashboard": Rule(ALL_READERS),
     "GET /rectifications": Rule(ALL_READERS),
     "GET /rectifications/{item_id}": Rule(OWN_READERS, why="a liaison sees the items its unit answers for"),
@@ -538,8 +613,28 @@ WEB_REGISTRY: dict[str, Rule] = {
     "GET /warnings": Rule(ALL_READERS),
     "GET /events": Rule(ALL_READERS),
     "GET /audit": Rule(frozenset({"auditor"})),
+    "GET /evidence/{digest}": Rule(OWN_READERS, why="the evidence of OWNER's hazard report, on the session"),
+    "GET /evidence/{digest}/thumbnail": Rule(OWN_READERS),
     "GET /review": Rule(ALL_READERS),
     "GET /review/{year}/units/{unit}/evidence": Rule(ALL_READERS, web_evidence),
+    # accounts (services/web/pages/accounts.py)
+    "GET /account": Rule(AUTH, why="shows a token session that it has no personal account"),
+    "GET /account/password": Rule(frozenset(), control=False, why=OWN_ACCOUNT),
+    "POST /account/password": Rule(frozenset(), control=False, why=OWN_ACCOUNT),
+    "GET /account/totp": Rule(frozenset(), control=False, why=OWN_ACCOUNT),
+    "POST /account/totp": Rule(frozenset(), control=False, why=OWN_ACCOUNT),
+    "POST /account/signout-everywhere": Rule(frozenset(), control=False, why=OWN_ACCOUNT),
+    "GET /accounts": Rule(frozenset({"lead"})),
+    "POST /accounts": Rule(frozenset({"lead"}), form(lambda w: {
+        "account_name": f"matrix.new{next(w.seq)}", "display_name": "测试·矩阵", "unit": OWNER, "role": "liaison"})),
+    "POST /accounts/{account_id}/disable": Rule(frozenset({"lead"}), form({}, account_id=fresh_account)),
+    "POST /accounts/{account_id}/enable": Rule(frozenset({"lead"}), form({}, account_id=fresh_account)),
+    "POST /accounts/{account_id}/reset-password": Rule(frozenset({"lead"}), form({}, account_id=fresh_account)),
+    "POST /accounts/{account_id}/oidc": Rule(frozenset({"lead"}), form(
+        {"issuer": "https://idp.test.invalid", "subject": "matrix"}, account_id=fresh_account)),
+    "POST /accounts/credentials": Rule(frozenset({"lead"}), form({"unit": OWNER, "role": "liaison", "label": "m"})),
+    "POST /accounts/credentials/{token_id}/revoke": Rule(frozenset({"lead"}), form({}, token_id=fresh_token)),
+    "GET /units/{code}/accounts": Rule(OWN_READERS),
 }
 
 
@@ -619,7 +714,8 @@ def call(world: World, method: str, req: Req, role: str, owner: str) -> Any:
     world.c.cookies.clear()
     if is_api(req.path):
         headers = {**req.headers, **credentials(world, role, owner)}
-        response = world.c.request(method, req.path, json=req.json, content=req.content, headers=headers)
+        response = world.c.request(method, req.path, json=req.json, content=req.content, data=req.data,
+                                   files=req.files, headers=headers)
     else:
         headers = dict(req.headers)
         data = dict(req.data or {})
@@ -761,10 +857,13 @@ def test_server_owned_fields_in_a_body_are_refused(world: World, route: str) -> 
     req = rule.probe(world, path)  # type: ignore[misc]
     role = next(r for r in ("owner", "lead", "other") if r in rule.allowed)
     head = world.api.platform.app.recorder.max_notification_id()
+    fields = req.json if req.files is None else {}  # a file upload's form fields, or a JSON body
     for name in SERVER_OWNED:
-        if name in req.json:
+        if name in fields:
             continue
-        forged = Req(req.path, json={**req.json, name: OTHER if name in ("agency", "unit") else "forged"})
+        value = OTHER if name in ("agency", "unit") else "forged"
+        forged = (Req(req.path, json={**fields, name: value}) if req.files is None
+                  else Req(req.path, data={name: value}, files=req.files))
         r = call(world, method, forged, role, rule.owner)
         assert r.status_code == 422, f"{route} + {name}: {r.status_code} {r.text}"
         assert ["body", name] in [e["loc"] for e in r.json()["errors"] if e["type"] == "extra_forbidden"], r.text

@@ -1,5 +1,6 @@
 """The loops of issue 16 walked in Debian's Chromium at 390×844, each asserting the event log
-(read back through /api/v1/events), not only the page."""
+(read back through /api/v1/events), not only the page: the rectification loop, the meeting loop,
+the duty log's Back-and-resubmit, and the extension request (申请延期) refused then granted."""
 
 from __future__ import annotations
 
@@ -155,3 +156,72 @@ def test_duty_log_back_and_resubmit_stores_one_event(browser: Any, server: Serve
     page.wait_for_url(re.compile(r"done=duty-logged"))
     types = [e["type"] for e in _events_after(server, start)]
     assert types == ["DutyPerformed"], types
+
+
+def _api_post(server: Server, token: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    req = urllib.request.Request(f"{server.url}{path}", data=json.dumps(body).encode(), method="POST",
+                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return dict(json.load(r))
+
+
+def test_the_extension_request_loop_on_a_phone(browser: Any, server: Server) -> None:
+    """申请延期 on the item page: the liaison asks, the lead refuses; it asks again, the lead grants."""
+    today = local_date(datetime.now(UTC))
+
+    def day(offset: int) -> str:
+        return today.fromordinal(today.toordinal() + offset).isoformat()
+
+    start = _head(server)
+    item = _api_post(server, server.liaison_token, "/api/v1/hazards", {
+        "reported_by": {"kind": "unit"}, "school_id": _first_school(server), "category": "fire",
+        "severity": "general", "description": "浏览器测试：消防器材待更换", "found_on": today.isoformat()})["id"]
+    _api_post(server, server.lead_token, f"/api/v1/rectifications/{item}/assignment", {
+        "lead_unit": LIAISON_UNIT, "deadline": day(10), "measures": ["更换消防器材"],
+        "funds": {"amount_cny": "0", "source": "无需资金"}})
+    liaison = _context(browser, PHONE).new_page()
+    lead = _context(browser, PHONE).new_page()
+    _sign_in(liaison, server, server.liaison_token)
+    _sign_in(lead, server, server.lead_token)
+
+    def ask(until: str, reason: str) -> None:
+        liaison.goto(f"{server.url}/units/{LIAISON_UNIT}/work")
+        card = liaison.locator("article", has_text="消防器材待更换").first
+        card.get_by_role("link", name=re.compile("申请延期")).click()
+        liaison.locator("summary", has_text="申请延期").click()
+        liaison.get_by_label("申请延至").fill(until)
+        liaison.get_by_label("申请理由").fill(reason)
+        _no_sideways_scroll(liaison)
+        liaison.get_by_role("button", name="提交延期申请").click()
+        liaison.wait_for_url(re.compile(r"done=extension-requested"))
+        assert "延期申请待审核" in liaison.locator("main").inner_text()
+
+    ask(day(40), "器材厂家停产，需重新采购")
+    lead.goto(f"{server.url}/rectifications/{item}")
+    assert "器材厂家停产" in lead.locator("main").inner_text()
+    lead.get_by_label("不同意的理由").fill("可先调剂其他学校库存")
+    _no_sideways_scroll(lead)
+    lead.get_by_role("button", name="不同意延期", exact=True).click()
+    lead.wait_for_url(re.compile(r"done=extension-refused"))
+
+    ask(day(20), "调剂库存不足，需延期十天")
+    lead.goto(f"{server.url}/rectifications/{item}")
+    assert lead.get_by_label("同意延至").input_value() == day(20)  # the requested day, ready to grant
+    _shot(lead, "lead-extension-request-phone.png")
+    lead.get_by_role("button", name="同意延期", exact=True).click()
+    lead.wait_for_url(re.compile(r"done=extended"))
+    assert day(20) in lead.locator("main").inner_text()
+
+    events = _events_after(server, start)
+    types = [e["type"] for e in events]
+    assert types == ["HazardReported", "RectificationAssigned", "ExtensionRequested", "ExtensionRefused",
+                     "ExtensionRequested", "DeadlineExtended"], types
+    granted = events[-1]["data"]
+    assert (granted["new_deadline"], granted["extension"]) == (day(20), 1)
+
+
+def _first_school(server: Server) -> str:
+    req = urllib.request.Request(f"{server.url}/api/v1/schools?limit=1",
+                                 headers={"Authorization": f"Bearer {server.lead_token}"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return str(json.load(r)["items"][0]["id"])

@@ -14,6 +14,7 @@ from html.parser import HTMLParser
 import pytest
 
 from contracts.catalogue import default_catalogue
+from contracts.typography import ascii_punctuation_beside_cjk
 from services.documents.timefmt import local_time
 from tests.conftest import Api, register_schools
 from tests.test_web_pages import Browser
@@ -62,6 +63,7 @@ def offences(html: str, schools: list[str]) -> list[str]:
     duty_codes = {d.code for u in default_catalogue().units.units for d in u.duties}
     found += [c for c in duty_codes if re.search(rf"(?<![\w.-]){re.escape(c)}(?![\w-])", text)]
     found += [s for s in schools if re.search(rf"(?<![A-Za-z0-9]){s}(?![A-Za-z0-9])", text)]
+    found += ascii_punctuation_beside_cjk(text)  # official typography: （一）、，：；
     return found
 
 
@@ -119,6 +121,8 @@ def test_no_page_or_brief_shows_utc_or_codes(sqlite_api: Api, role: str) -> None
         if r.status_code in (303, 403, 404):
             continue
         assert r.status_code == 200, (path, r.status_code)
+        if not r.headers["content-type"].startswith("text/html"):
+            continue  # a spreadsheet download (its own tests read its cells)
         assert offences(r.text, schools) == [], path
         for link in re.findall(r'href="(/[^"#?]*)"', r.text):
             if link.startswith(("/static", "/api", "/review")) or link in seen:

@@ -2,7 +2,9 @@
 (0 turns it off):
 
 - body size (LIANXI_MAX_BODY_BYTES): a declared Content-Length over the limit gets 413 before
-  anything is read; a chunked body is counted as it arrives and stopped at the limit.
+  anything is read; a chunked body is counted as it arrives and stopped at the limit. File
+  uploads (multipart/form-data: evidence photos and documents) have their own, larger limit
+  (LIANXI_EVIDENCE_MAX_REQUEST_BYTES).
 - rate (LIANXI_RATE_LIMIT_PER_MINUTE, LIANXI_RATE_LIMIT_BURST): a token bucket per credential
   (the bearer token, hashed; the client address for requests without one) on /api/ paths;
   an empty bucket gets 429 with Retry-After. Failed authentications (401) also drain a
@@ -48,13 +50,15 @@ API_PREFIX = "/api/"
 @dataclass(frozen=True)
 class Limits:
     max_body_bytes: int
+    max_upload_bytes: int
     rate_per_minute: int
     burst: int
     timeout_s: float
 
     @classmethod
     def from_settings(cls, s: Settings) -> Limits:
-        return cls(max_body_bytes=s.max_body_bytes, rate_per_minute=s.rate_limit_per_minute,
+        return cls(max_body_bytes=s.max_body_bytes, max_upload_bytes=s.evidence_max_request_bytes,
+                   rate_per_minute=s.rate_limit_per_minute,
                    burst=s.rate_limit_burst or s.rate_limit_per_minute, timeout_s=s.request_timeout_s)
 
 
@@ -69,15 +73,19 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 
 
 class BodySizeLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, max_upload_bytes: int = 0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.max_upload_bytes = max_upload_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.max_bytes <= 0:
+        limit = self.max_bytes
+        content_type = _header(scope, b"content-type") or b""
+        if self.max_upload_bytes and content_type.lower().startswith(b"multipart/form-data"):
+            limit = self.max_upload_bytes
+        if scope["type"] != "http" or limit <= 0:
             await self.app(scope, receive, send)
             return
-        limit = self.max_bytes
         detail = f"request body is larger than {limit} bytes"
         declared = _header(scope, b"content-length")
         if declared is not None and declared.strip().isdigit() and int(declared) > limit:
@@ -311,7 +319,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     """Outermost first: rate (cheapest refusal), body size, then the timeout around the app."""
     limits = Limits.from_settings(settings)
     app.add_middleware(RequestTimeout, timeout_s=limits.timeout_s)
-    app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes, max_upload_bytes=limits.max_upload_bytes)
     app.add_middleware(StorableRequestText)
     app.add_middleware(RateLimit, rate_per_minute=limits.rate_per_minute, burst=limits.burst)
     document_problem_responses(app)

@@ -19,6 +19,7 @@ from services.api.routes import (
     duty_log,
     duty_log_import,
     events,
+    evidence,
     health,
     inbox,
     logistics,
@@ -67,8 +68,8 @@ def create_app(platform: Platform, *, background: bool = False) -> FastAPI:
     app.state.platform = platform
     problems.install(app)
     docs.install(app)
-    for module in (health, catalogue, duty_log, duty_log_import, events, audit_routes, rectifications, campaigns,
-                   warnings, meetings, logistics, inbox, reviews):
+    for module in (health, catalogue, duty_log, duty_log_import, events, evidence, audit_routes, rectifications,
+                   campaigns, warnings, meetings, logistics, inbox, reviews):
         app.include_router(module.router)
     web_pages.install(app)  # the server-rendered pages (/signin, /units/..., /dashboard) and /static
     limits.install(app, platform.settings)  # body size, rate, timeout; documents their problems

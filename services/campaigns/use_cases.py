@@ -99,9 +99,9 @@ class CampaignUseCases(UseCases):
             self._hazard(
                 actor, uuid.UUID(f["hazard_id"]), kind="joint-inspection", units=inspection.units,
                 school_id=f["school_id"], category=campaign.hazard_category, severity=f["severity"],
-                description=(f"【{campaign.name}·联合督查】{aspects[f['aspect']]}:{f['description']}"
-                             f"(督查组建议责任单位:{names.get(f['responsible_unit'], f['responsible_unit'])},"
-                             f"建议整改时限:{f['deadline']},待牵头单位交办)"),
+                description=(f"【{campaign.name}·联合督查】{aspects[f['aspect']]}：{f['description']}"
+                             f"（督查组建议责任单位：{names.get(f['responsible_unit'], f['responsible_unit'])}，"
+                             f"建议整改时限：{f['deadline']}，待牵头单位交办）"),
                 found_on=occurred_on, now=now)
             for f in inspection.findings
         ]

@@ -295,6 +295,9 @@ def _apply(agg: Rectification, step: Step, lead_actor: Actor, rules: EscalationR
         agg.verify(actor=lead_actor, note="复核合格，予以销号", now=now)
     elif step.action == "reject":
         agg.reject(actor=lead_actor, reason=a["reason"], new_deadline=a["new_deadline"], now=now)
-    elif step.action == "extend":
+    elif step.action == "extend":  # the lead unit asks (申请延期) and the lead bureau grants it the same day
+        assert agg.lead_unit is not None
+        agg.request_extension(actor=Actor(agg.lead_unit, False, DEMO_ACTOR), reason=a["reason"],
+                              new_deadline=a["new_deadline"], max_extensions=rules.max_extensions, now=now)
         agg.extend(actor=lead_actor, reason=a["reason"], new_deadline=a["new_deadline"],
                    max_extensions=rules.max_extensions, now=now)

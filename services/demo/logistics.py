@@ -32,19 +32,19 @@ ACTOR = "demo:generator"
 
 PETITION_SUMMARIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     # topic -> (handling unit, answer, summaries)
-    "canteen": ("market-supervision", "已会同学校核查食堂价格和菜品质量,督促整改并公示。",
+    "canteen": ("market-supervision", "已会同学校核查食堂价格和菜品质量，督促整改并公示。",
                 ("反映学校食堂饭菜价格偏高", "反映食堂饭菜分量不足", "反映食堂卫生状况差")),
     "drinking-water": ("education", "已督促学校更换合格供水企业并索取每批次检测报告。",
                        ("反映学校桶装水来源不明", "反映饮水机长期未消毒")),
     "dormitory": ("education", "已督促学校完善宿舍值班巡查和维修。",
                   ("反映学生宿舍热水供应不足", "反映宿舍门锁损坏未修")),
-    "school-bus": ("education", "已核查校车运行情况,督促落实教师跟车制度。",
+    "school-bus": ("education", "已核查校车运行情况，督促落实教师跟车制度。",
                    ("反映校车接送时间不固定", "反映接送车辆疑似超员")),
-    "insurance": ("education", "已说明校方责任险统保政策,学生商业保险自愿投保。",
+    "insurance": ("education", "已说明校方责任险统保政策，学生商业保险自愿投保。",
                   ("反映学校要求购买商业保险", "咨询校方责任险理赔流程")),
-    "uniforms-supplies": ("education", "已核查校服采购程序,确认依法合规采购。",
+    "uniforms-supplies": ("education", "已核查校服采购程序，确认依法合规采购。",
                           ("反映校服价格过高", "反映强制购买床上用品")),
-    "fees": ("education", "已核查收费项目,督促学校清退不合规收费。", ("反映学校代收费项目不清",)),
+    "fees": ("education", "已核查收费项目，督促学校清退不合规收费。", ("反映学校代收费项目不清",)),
     "environment": ("education", "已督促学校整改校园环境卫生问题。", ("反映校园垃圾清运不及时",)),
 }
 SATISFACTION_WEIGHTS = (("satisfied", 0.68), ("basically-satisfied", 0.2), ("unsatisfied", 0.09),
@@ -307,7 +307,7 @@ def run_demo_logistics(
                 if not rid:
                     return []
                 rid[0].withdraw(by_agency=lead, by_lead=True, withdrawn_on=local_date(when),
-                                reason="年度复审未通过:校园环境卫生整治不到位", logged_by=ACTOR, now=when)
+                                reason="年度复审未通过：校园环境卫生整治不到位", logged_by=ACTOR, now=when)
                 counts["withdrawals"] += 1
                 return [rid[0]]
             plan.at(withdraw_at, withdraw)

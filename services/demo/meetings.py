@@ -28,12 +28,13 @@ from contracts.catalogue import Catalogue
 from contracts.escalation import EscalationRules, WarningRules, default_escalation_rules, default_warning_rules
 from events.base import COUNTY_TZ, derive_id, local_date
 from events.campaigns import MAX_SCHOOLS_PER_INSPECTION, Campaign, JointInspection, SelfCheck
-from events.meetings import Meeting, Task, default_title
+from events.meetings import Meeting, Task
 from events.rectifications import RUNNING, Actor, Rectification
 from events.warnings import EarlyWarning, WarningAcknowledgement
 from services.app import LianxiApp
 from services.demo.hazards import planted_outcome
 from services.demo.profiles import Profiles
+from services.documents import labels
 
 BATCH = 1000
 DEMO = "demo:generator"
@@ -55,27 +56,28 @@ MEASURES = {
     "heavy-pollution": ["减少或停止户外活动", "启动重污染天气应急预案", "加强室内通风净化"],
 }
 PROPOSALS = [
-    ("public-security", "校园周边上下学时段交通秩序整治", "部分学校门口上下学高峰拥堵,建议公安、城管联合设置护学岗。"),
-    ("market-supervision", "校园食堂食品安全抽检结果通报", "本季度抽检发现部分学校留样记录不全,提请会议研究整改要求。"),
-    ("fire-rescue", "寄宿制学校消防设施改造", "部分寄宿制学校宿舍消防设施老化,提请会议研究改造资金。"),
-    ("urban-management", "校园周边占道经营清理", "校门口流动摊点反弹,提请会议研究长效管理机制。"),
-    ("meteorology", "汛期预警信息签收机制", "部分学校预警签收不及时,建议明确签收时限和责任人。"),
-    ("housing-construction", "校舍维修工程质量监管", "暑期校舍维修工程较多,提请会议研究质量安全监管分工。"),
+    ("public-security", "校园周边上下学时段交通秩序整治", "部分学校门口上下学高峰拥堵，建议公安、城管联合设置护学岗。"),
+    ("market-supervision", "校园食堂食品安全抽检结果通报",
+     "本季度抽检发现部分学校留样记录不全，提请会议研究整改要求。"),
+    ("fire-rescue", "寄宿制学校消防设施改造", "部分寄宿制学校宿舍消防设施老化，提请会议研究改造资金。"),
+    ("urban-management", "校园周边占道经营清理", "校门口流动摊点反弹，提请会议研究长效管理机制。"),
+    ("meteorology", "汛期预警信息签收机制", "部分学校预警签收不及时，建议明确签收时限和责任人。"),
+    ("housing-construction", "校舍维修工程质量监管", "暑期校舍维修工程较多，提请会议研究质量安全监管分工。"),
     ("civil-affairs", "困境学生关爱帮扶", "提请会议研究重点人群学生关爱帮扶的部门分工。"),
-    ("education", "专项整治阶段推进情况", "部分学校自查滞后,提请会议研究督导措施。"),
+    ("education", "专项整治阶段推进情况", "部分学校自查滞后，提请会议研究督导措施。"),
     ("procuratorate", "法治副校长履职情况", "提请会议研究法治副校长进校园巡讲安排。"),
     ("justice", "涉校矛盾纠纷排查化解", "提请会议研究涉校纠纷调处衔接机制。"),
 ]
 RESOLUTIONS = [
-    ("由公安局牵头,城管局配合,开展校园周边交通秩序和占道经营集中整治。",
+    ("由公安局牵头，城管局配合，开展校园周边交通秩序和占道经营集中整治。",
      [("public-security", ["urban-management"], "在重点学校门口设置护学岗并开展集中整治"),
       ("urban-management", [], "清理校门口流动摊点并建立巡查台账")]),
-    ("由市场监管局牵头,开展校园食堂食品安全专项抽检并通报结果。",
+    ("由市场监管局牵头，开展校园食堂食品安全专项抽检并通报结果。",
      [("market-supervision", ["education"], "完成全旗学校食堂专项抽检并形成通报")]),
-    ("各成员单位对照专项整治方案,督促进度滞后学校限期完成自查整改。",
+    ("各成员单位对照专项整治方案，督促进度滞后学校限期完成自查整改。",
      [("education", [], "对自查滞后学校开展约谈督导"),
       ("fire-rescue", ["education"], "对寄宿制学校开展消防设施专项检查")]),
-    ("明确预警信息签收时限和责任人,教育局督促学校落实签收制度。",
+    ("明确预警信息签收时限和责任人，教育局督促学校落实签收制度。",
      [("education", ["meteorology"], "制定学校预警签收制度并组织培训")]),
     ("住建局会同教育局加强暑期校舍维修工程质量安全监管。",
      [("housing-construction", ["education"], "对在建校舍维修工程开展质量安全检查")]),
@@ -257,7 +259,7 @@ def run_demo_meetings(
         tpl = next(t for t in catalogue.campaigns.campaigns if t.code == template)
         results = [{"aspect": a, "passed": a != failing,
                     "problems": [] if a != failing else
-                    [{"description": f"自查发现:{next(x.text for x in tpl.aspects if x.code == a)}",
+                    [{"description": f"自查发现：{next(x.text for x in tpl.aspects if x.code == a)}",
                       "severity": _pick(rng, (("general", 0.8), ("major", 0.15), ("critical", 0.05)))}]}
                    for a in c.aspects]
         check = SelfCheck.submit(campaign=c, by_agency=sim.lead, acts_for_schools=True, school_id=school,
@@ -298,8 +300,8 @@ def run_demo_meetings(
             deadline = date.fromisoformat(f["deadline"])
             # the lead bureau assigns the finding as the inspectors proposed (its own act)
             h.assign(actor=sim.lead_actor, lead_unit=f["responsible_unit"], cooperating_units=[], deadline=deadline,
-                     measures=[f"按联合督查意见整改:{f['description']}"],
-                     funds={"amount_cny": "0.00", "source": "责任单位自筹(待核定)"},
+                     measures=[f"按联合督查意见整改：{f['description']}"],
+                     funds={"amount_cny": "0.00", "source": "责任单位自筹（待核定）"},
                      known_unit=set(sim.units).__contains__, now=at)
             sim.emit(h)
             plan_hazard_life(h, day, deadline, f["responsible_unit"])
@@ -329,7 +331,7 @@ def run_demo_meetings(
     def hazard_verify(at: datetime, hid: str) -> None:
         h = sim.hazards[hid]
         if h.status == "completed":
-            h.verify(actor=sim.lead_actor, note="复核合格,予以销号", now=at)
+            h.verify(actor=sim.lead_actor, note="复核合格，予以销号", now=at)
             sim.emit(h)
 
     # -- warnings ----------------------------------------------------------------------------
@@ -387,7 +389,7 @@ def run_demo_meetings(
         by = recipient if kind == "unit" else sim.lead
         a = WarningAcknowledgement.acknowledge(
             warning=w, by_agency=by, acts_for_schools=by == sim.lead, recipient_kind=kind, recipient=recipient,
-            measures_taken=[f"已落实:{m}" for m in MEASURES[kinds[wid]][:1]], note="",
+            measures_taken=[f"已落实：{m}" for m in MEASURES[kinds[wid]][:1]], note="",
             logged_by=DEMO, now=at)
         acked[wid].add((kind, recipient))
         sim.counts["acknowledgements"] += 1
@@ -411,7 +413,7 @@ def run_demo_meetings(
 
     def schedule(at: datetime, number: int, held: date) -> None:
         m = Meeting.schedule(lead=sim.lead, is_lead=True, year=year, number=number, next_number=number,
-                             title=default_title(year, number), scheduled_for=held,
+                             title=labels.meeting_title(year, number), scheduled_for=held,
                              place="旗教育局三楼会议室", now=at)
         meetings[str(m.id)] = m
         sim.counts["meetings"] += 1
@@ -434,7 +436,7 @@ def run_demo_meetings(
                             | {u for u in profiles.negligent if profiles.rng("absent", mid, u).random() < 0.5})
         present = [u for u in sim.units if u not in absent]
         m.hold(lead=sim.lead, is_lead=True, held_on=local_date(at), attendance=present, absent=absent,
-               minutes=f"会议通报了本期校园安全工作情况,研究了成员单位提请事项,议定{len(m.item_ids)}项工作。",
+               minutes=f"会议通报了本期校园安全工作情况，研究了成员单位提请事项，议定{len(m.item_ids)}项工作。",
                known_units=sim.units, now=at)
         sim.emit(m)
         items = sorted(m.item_ids)
@@ -503,13 +505,13 @@ def run_demo_meetings(
     def task_reject(at: datetime, tid: str, new: date) -> None:
         t = sim.tasks[tid]
         if t.status == "completed":
-            t.reject(lead=sim.lead, is_lead=True, reason="回告材料不全,需补充整改", new_deadline=new, now=at)
+            t.reject(lead=sim.lead, is_lead=True, reason="回告材料不全，需补充整改", new_deadline=new, now=at)
             sim.emit(t)
 
     def task_extend(at: datetime, tid: str, new: date) -> None:
         t = sim.tasks[tid]
         if t.is_open:
-            t.extend(lead=sim.lead, is_lead=True, reason="涉及多部门协调,申请延期", new_deadline=new,
+            t.extend(lead=sim.lead, is_lead=True, reason="涉及多部门协调，申请延期", new_deadline=new,
                      max_extensions=rules.max_extensions, now=at)
             sim.emit(t)
 

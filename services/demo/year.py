@@ -214,6 +214,7 @@ def run_demo(
     known = {s.school_id for s in specs}
     today = min(local_date(now), date(year, 12, 31))
     profiles = plant(catalogue, seed)
+    duty_texts = {d.code: d.text for u in catalogue.units.units for d in u.duties}
 
     def duty_records() -> Iterator[DutyRecord]:
         for month_records in plan_year(catalogue, specs, year, seed, today, profiles):
@@ -224,7 +225,7 @@ def run_demo(
                 yield DutyRecord.perform(
                     record_id=record_id, agency=agencies[rec.agency], duty_code=rec.duty,
                     school_ids=rec.school_ids, occurred_on=rec.occurred_on,
-                    summary=f"{SUMMARIES[rec.cadence]}({rec.duty.split('.', 1)[1]})",
+                    summary=f"{SUMMARIES[rec.cadence]}：{duty_texts[rec.duty]}",
                     findings={"count": rec.findings, "text": "发现问题已当场反馈" if rec.findings else ""},
                     evidence=[f"sha256:{record_id.hex}"], logged_by="demo:generator",
                     request_digest="", school_exists=known.__contains__, now=rec.recorded_at,

@@ -14,6 +14,7 @@ severities and phase states are named from documents/labels.py, as on the pages.
 
 from __future__ import annotations
 
+import base64
 import io
 import shutil
 import subprocess
@@ -33,7 +34,6 @@ from services.settings import Settings, get_settings
 
 TEMPLATES = Path(__file__).parents[1] / "templates"
 FORMATS = ("html", "docx", "pdf")
-NUMERALS = "一二三四五六七八九十"
 _name = labels.name_of
 
 
@@ -148,7 +148,7 @@ def _env() -> Environment:
     env.filters["pct"] = _pct
     env.filters["local"] = local_time
     env.filters["minutes"] = _minutes
-    env.globals["numeral"] = lambda i: NUMERALS[i - 1] if 1 <= i <= len(NUMERALS) else str(i)
+    env.globals["numeral"] = labels.chinese_number
     env.globals["labels"] = labels
     return env
 
@@ -191,9 +191,9 @@ def render_docx(data: dict[str, Any], settings: Settings | None = None, *, creat
     fonts = Fonts.of(settings)
     m = b["meeting"]
     t = b["totals"]
-    d = Docx(fonts, title=f"联席会议简报 {m['year']}年第{b['number']}期 {m['title']}", author=b["issuer"],
-             created=created)
-    d.masthead("联席会议简报", f"{m['year']}年第{b['number']}期", b["issuer"], _cn_date(b["date"]))
+    issue = labels.brief_issue(m["year"], b["number"])
+    d = Docx(fonts, title=f"联席会议简报 {issue} {m['title']}", author=b["issuer"], created=created)
+    d.masthead("联席会议简报", issue, b["issuer"], _cn_date(b["date"]))
     d.para(m["title"], font=fonts.face("title"), size=22, align="center")
 
     d.heading("一、会议及本期概况")
@@ -224,7 +224,7 @@ def render_docx(data: dict[str, Any], settings: Settings | None = None, *, creat
         d.para("本期无逾期整改事项。")
     sub = 0
     for sub, g in enumerate(b["overdue_groups"], 1):
-        d.heading(f"（{_numeral(sub)}）{g['name']}：逾期{g['count']}项，已升级{g['escalated']}项", 2)
+        d.heading(f"（{labels.chinese_number(sub)}）{g['name']}：逾期{g['count']}项，已升级{g['escalated']}项", 2)
         d.table(["序号", "学校", "问题", "等级", "整改时限", "逾期天数", "督办层级", "状态"],
                 [[j, it.get("school_name", it["school_id"]), it["description"], _name(labels.SEVERITY, it["severity"]),
                   it["deadline"], it["days_overdue"], it["escalation_name"] or "—",
@@ -233,13 +233,13 @@ def render_docx(data: dict[str, Any], settings: Settings | None = None, *, creat
                 refs=[it["ref"] for it in g["items"]])
     if b["overdue_tasks"]:
         sub += 1
-        d.heading(f"（{_numeral(sub)}）逾期决议任务", 2)
+        d.heading(f"（{labels.chinese_number(sub)}）逾期决议任务", 2)
         d.table(["单位", "任务", "时限", "逾期天数", "督办层级"],
                 [[x["name"], x["description"], x["deadline"], x["days_overdue"], x["escalation_name"] or "—"]
                  for x in b["overdue_tasks"]], refs=[x["ref"] for x in b["overdue_tasks"]])
     if b["critical"]:
         sub += 1
-        d.heading(f"（{_numeral(sub)}）未销号重大隐患", 2)
+        d.heading(f"（{labels.chinese_number(sub)}）未销号重大隐患", 2)
         d.table(["学校", "隐患", "发现日期", "责任单位", "状态"],
                 [[h.get("school_name", h["school_id"]), h["description"], h["found_on"], h["unit_name"],
                   _name(labels.RECT_STATUS, h["status"])] for h in b["critical"]],
@@ -314,9 +314,22 @@ def render_docx(data: dict[str, Any], settings: Settings | None = None, *, creat
         d.para("简报所列每一事项均可追溯至平台事件日志中的事件（event id）。")
         d.table(["编号", "事项", "事件编号"], [[f"[{r['n']}]", r["label"], "\n".join(r["event_ids"])]
                                            for r in b["refs"]], size=8)
+    _evidence_docx(d, b["refs"])
     return d.to_bytes()
 
 
-def _numeral(i: int) -> str:
-    return NUMERALS[i - 1] if 1 <= i <= len(NUMERALS) else str(i)
+def _evidence_docx(d: Docx, refs: list[dict[str, Any]]) -> None:
+    """The annex of photos and files, as the HTML and PDF show it."""
+    with_files = [r for r in refs if (r.get("evidence") or {}).get("items")]
+    if not with_files:
+        return
+    d.heading("附件：事项佐证材料")
+    d.para("下列事项附有上报、整改时上传的照片和文件。照片为缩略图，位置等信息已去除；原件在平台上凭账号查看。")
+    for r in with_files:
+        files = r["evidence"]["items"]
+        d.para(f"[{r['n']}] {r['label']}", indent=False)
+        d.pictures([base64.b64decode(e["thumbnail"]) for e in files if e["thumbnail"]])
+        d.para("；".join(f"{_name(labels.EVENT_TYPES, e['stage'])}：{e['name']}" for e in files), size=9, indent=False)
+        if r["evidence"]["more"]:
+            d.para(f"另有{r['evidence']['more']}件未列出。", size=9, indent=False)
 

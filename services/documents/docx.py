@@ -242,6 +242,18 @@ class Docx:
         for r in paragraph.runs:  # the picture's run too: every run names its East-Asian font
             set_fonts(r._element, self.fonts.face("body"))
 
+    def pictures(self, images: Sequence[bytes], width_mm: float = 38) -> None:
+        """Several small pictures side by side in one paragraph (evidence thumbnails)."""
+        from docx.shared import Mm
+
+        paragraph = self.doc.add_paragraph()
+        paragraph.paragraph_format.first_line_indent = Mm(0)
+        for image in images:
+            run = paragraph.add_run()
+            run.add_picture(io.BytesIO(image), width=Mm(width_mm))
+            run.add_text(" ")
+            set_fonts(run._element, self.fonts.face("body"))
+
     def page_break(self) -> None:
         paragraph = self.doc.add_page_break()  # type: ignore[no-untyped-call]
         for r in paragraph.runs:

@@ -129,7 +129,7 @@ def _comparison(d: Docx, document: dict[str, Any]) -> None:
     d.table(["单位", "现行得分", "现行名次", "草案得分", "草案名次", "分差", "影响条款"], [
         [u["name"], _score(u["base"]["score"]), _rank(u["base"]["rank"]), _score(u["draft"]["score"]),
          _rank(u["draft"]["rank"]), "—" if u["score_delta"] is None else f"{u['score_delta']:+.2f}",
-         ";".join(f"第{m['clause']}条 {m['delta']:+.2f}({m['change']})" for m in u["moved_by"])]
+         "；".join(f"{labels.article(m['clause'])} {m['delta']:+.2f}（{m['change']}）" for m in u["moved_by"])]
         for u in document["units"]])
 
 
@@ -144,14 +144,14 @@ def _unit_rows(u: dict[str, Any], people: People) -> list[list[Any]]:
         for it in c["items"][:DOCX_ITEMS]:
             label = people.label(it)
             if it.get("applicable") is False:
-                label = f"(不适用){label}"
+                label = f"（不适用）{label}"
             elif not it["counted"]:
-                label = f"(不计){label}"
+                label = f"（不计）{label}"
             if it.get("appeal"):
-                label += f" 申诉:{_appeal(it['appeal']['status'])}"
+                label += f" 申诉：{_appeal(it['appeal']['status'])}"
             rows.append(["", "", label, f"{it['points']:.2f}", people.evidence(it)])
         if len(c["items"]) > DOCX_ITEMS:
-            rows.append(["", "", f"另有 {len(c['items']) - DOCX_ITEMS} 项,见 JSON 版本", "", ""])
+            rows.append(["", "", f"另有 {len(c['items']) - DOCX_ITEMS} 项，见 JSON 版本", "", ""])
     return rows
 
 
@@ -171,7 +171,7 @@ def _method(d: Docx, document: dict[str, Any]) -> None:
 def _review(d: Docx, document: dict[str, Any]) -> None:
     people = People(document)
     d.para(f"考核年度 {document['year']} · 数据截至 {people.time(document['as_of'])}"
-           f"(日志位置 {document['log']['head_position']}) · 考核细则 {document['rules']['title']}"
+           f"（日志位置 {document['log']['head_position']}） · 考核细则 {document['rules']['title']}"
            f"({document['rules']['name']})", size=10, align="center")
     if document["rules"].get("note"):
         d.para(document["rules"]["note"], size=10, bold=True, align="center")
@@ -186,9 +186,9 @@ def _review(d: Docx, document: dict[str, Any]) -> None:
         head = f"{u['rank']}. {u['name']} {u['score']:.2f} 分" if u["score"] is not None else \
             f"{u['name']}：{u.get('note') or '数据不足，不参与排名'}"
         d.heading(head, 2)
-        d.table(["条款", "类别", "事项", "分值", "依据(事件日志位置)"], _unit_rows(u, people), size=8)
+        d.table(["条款", "类别", "事项", "分值", "依据（事件日志位置）"], _unit_rows(u, people), size=8)
     b = document["backdated"]
-    d.heading(f"三、补录记录(录入晚于发生日 {b['grace_days']} 天以上):共 {b['count']} 条", bold=True)
+    d.heading(f"三、补录记录（录入晚于发生日 {b['grace_days']} 天以上）：共 {b['count']} 条", bold=True)
     if b["entries"]:
         d.table(["单位", "类型", "发生日", "录入时间", "迟录天数", "依据"], [
             [people.unit(e[0]), labels.name_of(labels.EVENT_TYPES, e[2]), e[3], people.time(e[4]), e[5],
@@ -211,8 +211,8 @@ def render_docx(document: dict[str, Any], settings: Settings | None = None) -> b
         _comparison(d, document)
     cp = document["checkpoint"]
     d.heading("日志检查点", bold=True)
-    d.para(f"位置 {cp['position']};链头 {cp['head_hash']};时间 {People(document).time(cp['time'])};"
-           f"公钥 {cp['public_key']};"
+    d.para(f"位置 {cp['position']}；链头 {cp['head_hash']}；时间 {People(document).time(cp['time'])}；"
+           f"公钥 {cp['public_key']}；"
            f"签名 {cp['signature']}", size=8)
     return d.to_bytes()
 

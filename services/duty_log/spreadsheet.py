@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from contracts.typography import official_text
 from services.documents import sheet_rows
 from services.documents.sheet_rows import FIRST_DATA_ROW, ImportFileError, RowError, row_key
 from services.documents.sheet_rows import parse_date as _date
@@ -86,7 +87,10 @@ def check_rows(
             bad("职责", "不能为空")
         else:
             in_force = duties(occurred or today)
-            code = in_force.get(duty_text, "")
+            # A template filled before `lianxi init` normalised the texts (or after, for a day
+            # before the revision) still names its duty: compare the texts as people read them.
+            code = in_force.get(duty_text) or {official_text(t): c for t, c in in_force.items()}.get(
+                official_text(duty_text), "")
             if not code:
                 bad("职责", f"“{duty_text[:40]}”不是本单位{'当日' if occurred else ''}在册职责，请从下拉列表选择")
         school_ids: list[str] = []

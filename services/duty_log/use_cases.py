@@ -61,6 +61,7 @@ class DutyLogUseCases(UseCases):
         digest = request_digest(body)
         record_id = duty_record_id(principal.agency, idempotency_key)
         try:
+            self.require_evidence(principal, evidence)
             return DutyRecord.perform(
                 record_id=record_id, agency=self.agency(principal.agency), duty_code=duty_code,
                 school_ids=school_ids, occurred_on=occurred_on, summary=summary, findings=findings,

@@ -73,6 +73,10 @@ def perform_duty(ingestor: Ingestor, unit: Agency, event: CloudEvent, now: datet
     if data["agency"] != unit.code:
         raise InvalidMessage("spoofed", f"source {event.source} may not write events of unit {data['agency']!r}")
     record_id = derive_id("inbound", event.source, event.id)
+    unknown = ingestor.app.unknown_evidence(unit.code, data["evidence"])
+    if unknown:
+        raise InvalidMessage("unknown-evidence", f"evidence sha256:{unknown[0]} was never uploaded by {unit.code!r}; "
+                                                 "feeds name blobs uploaded through POST /api/v1/evidence")
     try:
         record = DutyRecord.perform(
             record_id=record_id, agency=unit, duty_code=data["duty_code"],

@@ -7,6 +7,8 @@ from typing import Literal
 
 Role = Literal["liaison", "lead", "auditor"]
 ROLES: tuple[Role, ...] = ("liaison", "lead", "auditor")
+# The review group (考核组/纪检): auditors belong to it, not to a member unit.
+REVIEW_GROUP = "review-group"
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from eventsourcing.application import AggregateNotFoundError
@@ -16,7 +16,8 @@ from eventsourcing.persistence import IntegrityError, Recording
 
 from contracts.catalogue import Catalogue, default_catalogue
 from contracts.escalation import EscalationRules, default_escalation_rules
-from events.errors import Conflict, NotFound, NotPermitted
+from events.errors import Conflict, InvariantViolated, NotFound, NotPermitted
+from events.evidence import Evidence, blob_digests, evidence_id
 from services.kernel.event_store import EventStore
 from services.kernel.principal import Principal
 from services.kernel.results import Written, written
@@ -80,6 +81,18 @@ class UseCases(EventStore):
     def acts_for_schools(self, principal: Principal) -> bool:
         """Schools have no credentials: the lead unit acts for them."""
         return principal.can_write and principal.agency == self.lead_code
+
+    def unknown_evidence(self, unit: str, refs: Iterable[str]) -> list[str]:
+        """The digests among ``sha256:`` references that ``unit`` never uploaded."""
+        return [d for d in blob_digests(refs) if not isinstance(self.maybe(evidence_id(unit, d)), Evidence)]
+
+    def require_evidence(self, principal: Principal, refs: Iterable[str]) -> None:
+        """Every ``sha256:`` reference of a write names a blob the writer's unit uploaded: a
+        record never points at bytes nobody stored, nor at another unit's upload."""
+        for digest in self.unknown_evidence(principal.agency, refs):
+            raise InvariantViolated(
+                f"evidence sha256:{digest} is not a file {principal.agency!r} uploaded; "
+                "upload it first (POST /api/v1/evidence)")
 
     # -- loading ---------------------------------------------------------------------------
 

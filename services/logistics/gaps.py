@@ -69,7 +69,7 @@ def open_hazard_for_gap(
         actor=Actor(agency=kind.responsible, lead=kind.responsible == catalogue.lead.code, logged_by=SWEEP_ACTOR),
         kind="unit", units=[kind.responsible], school_id=gap.school_id, category=rule.category,
         severity=rule.severity,
-        description=f"{kind.name}({gap.period})逾期未报:应于{gap.due_on.isoformat()}前提交,"
+        description=f"{kind.name}（{gap.period}）逾期未报：应于{gap.due_on.isoformat()}前提交，"
                     f"宽限至{gap.grace_until.isoformat()}仍未提交。",
         found_on=local_date(now), categories=[c.code for c in catalogue.hazards.categories],
         severities=[s.code for s in catalogue.hazards.severities], known_unit=units.__contains__,

@@ -99,6 +99,7 @@ class LogisticsUseCases(UseCases):
         awarding_body: str, evidence: list[str], now: datetime,
     ) -> Written:
         self.require_writer(principal)
+        self.require_evidence(principal, evidence)
         lead = self.is_lead(principal)
         school = self._school(school_id)
         if school is None:
@@ -147,6 +148,7 @@ class LogisticsUseCases(UseCases):
             prior: ComplianceRecord | None = self.maybe(record_id)
             if prior is not None:
                 return self.replay(prior, digest)
+        self.require_evidence(principal, evidence)
         try:
             rule = self.calendar.kind(kind)
         except KeyError:

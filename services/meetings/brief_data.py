@@ -20,6 +20,7 @@ from projections.catalogue_view import list_agencies, list_schools
 from projections.meetings import assemble_agenda, list_resolutions, task_stats
 from projections.rectification_board import unit_stats
 from projections.warning_response import response_by_recipient, warnings_between
+from services.documents import labels
 
 ISSUER = "旗校园安全局际联席会议办公室"
 
@@ -30,20 +31,25 @@ class _Refs:
     def __init__(self) -> None:
         self.items: list[dict[str, Any]] = []
 
-    def add(self, label: str, event_ids: Sequence[str], href: str | None = None) -> int:
-        self.items.append({"n": len(self.items) + 1, "label": label, "event_ids": list(event_ids), "href": href})
+    def add(self, label: str, event_ids: Sequence[str], href: str | None = None, record: str | None = None) -> int:
+        """``record``: the rectification or task whose evidence the annex shows."""
+        self.items.append({"n": len(self.items) + 1, "label": label, "event_ids": list(event_ids), "href": href,
+                           "record": record})
         return len(self.items)
 
 
 def build_brief(read_engine: sa.Engine, catch_up: Callable[[], object], meeting_id: str,
                 today: date, positions: Callable[[Sequence[str]], dict[str, int]] | None = None,
+                evidence: Callable[[Sequence[str]], dict[str, dict[str, Any]]] | None = None,
                 ) -> dict[str, Any] | None:
     """The brief of one meeting as of ``today``, after ``catch_up`` brings the read models up to
     the log's head (the platform's ``runner.catch_up``); None for an unknown meeting.
 
     ``positions`` (the platform's ``app.event_positions``) gives each cited event its log
     position, so the annex points into the event log people can browse (/events shows
-    positions); each ref's ``events`` lists id and position (None when not found)."""
+    positions); each ref's ``events`` lists id and position (None when not found).
+    ``evidence`` (the platform's ``record_thumbnails``) gives each listed rectification and task
+    its photos and files for the annex: a ref's ``evidence`` is ``{"items": [...], "more": n}``."""
     catch_up()
     with read_engine.connect() as conn:
         data = brief_data(conn, meeting_id, today)
@@ -52,6 +58,9 @@ def build_brief(read_engine: sa.Engine, catch_up: Callable[[], object], meeting_
         found = positions(cited) if positions is not None else {}
         for r in data["refs"]:
             r["events"] = [{"id": e, "position": found.get(e)} for e in dict.fromkeys(r["event_ids"])]
+        files = evidence([r["record"] for r in data["refs"] if r["record"]]) if evidence is not None else {}
+        for r in data["refs"]:
+            r["evidence"] = files.get(r["record"] or "", {"items": [], "more": 0})
     return data
 
 
@@ -101,18 +110,19 @@ def brief_data(conn: sa.Connection, meeting_id: str, today: date) -> dict[str, A
     for g in agenda["overdue_rectifications"]:
         items = []
         for it in g["items"]:
-            ref = refs.add(f"整改事项 {it['id'][:8]}", it["event_ids"], f"/api/v1/rectifications/{it['id']}")
+            ref = refs.add(f"整改事项 {it['id'][:8]}", it["event_ids"], f"/api/v1/rectifications/{it['id']}", it["id"])
             items.append({**it, "ref": ref, "school_name": school(it["school_id"])})
         overdue_groups.append({**g, "name": name(g["unit"], g["unit"] or "未交办"), "items": items})
     overdue_tasks = []
     for t in agenda["follow_up"]["items"]:
         if t["overdue"]:
-            ref = refs.add(f"决议任务 {t['task_id'][:8]}", t["event_ids"], f"/api/v1/tasks/{t['task_id']}")
+            ref = refs.add(f"决议任务 {t['task_id'][:8]}", t["event_ids"], f"/api/v1/tasks/{t['task_id']}",
+                           t["task_id"])
             overdue_tasks.append({**t, "ref": ref, "name": name(t["unit"], t["unit"])})
     overdue_tasks.sort(key=lambda t: (-t["days_overdue"], t["task_id"]))
     critical = []
     for h in agenda["critical_hazards"]:
-        ref = refs.add(f"重大隐患 {h['id'][:8]}", h["event_ids"], f"/api/v1/rectifications/{h['id']}")
+        ref = refs.add(f"重大隐患 {h['id'][:8]}", h["event_ids"], f"/api/v1/rectifications/{h['id']}", h["id"])
         critical.append({**h, "ref": ref, "unit_name": name(h["lead_unit"] or "", "待交办"),
                          "school_name": school(h["school_id"])})
 
@@ -152,13 +162,14 @@ def brief_data(conn: sa.Connection, meeting_id: str, today: date) -> dict[str, A
         proposals.append({**p, "ref": ref, "unit_name": name(p["proposed_by"], p["proposed_by"])})
     decisions = []
     for r in list_resolutions(conn, meeting_id):
-        ref = refs.add(f"议定事项 第{r['seq']}项", [r["resolution_id"], *[t["task_id"] for t in r["tasks"]]])
+        ref = refs.add(f"议定事项第{labels.chinese_number(r['seq'])}项",
+                       [r["resolution_id"], *[t["task_id"] for t in r["tasks"]]])
         decisions.append({**r, "ref": ref, "tasks": [{**t, "name": name(t["unit"], t["unit"])} for t in r["tasks"]]})
 
     fu = agenda["follow_up"]
     follow = []
     for t in fu["items"]:
-        ref = refs.add(f"决议任务 {t['task_id'][:8]}", t["event_ids"], f"/api/v1/tasks/{t['task_id']}")
+        ref = refs.add(f"决议任务 {t['task_id'][:8]}", t["event_ids"], f"/api/v1/tasks/{t['task_id']}", t["task_id"])
         follow.append({**t, "ref": ref, "name": name(t["unit"], t["unit"])})
 
     blind_rows = [{"name": name(b["unit"], b["unit"]), "count": b["count"],

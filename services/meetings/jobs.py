@@ -15,7 +15,6 @@ from apscheduler.triggers.cron import CronTrigger
 from events.base import COUNTY_TZ, local_date
 from projections.meetings import assemble_agenda, list_meetings, task_overdue_candidates
 from services.kernel.jobs import JobContext, JobSpec
-from services.meetings.brief_data import build_brief
 
 # The formats rendered ahead: the PDF takes seconds (WeasyPrint lays out every page); HTML
 # renders in a fraction of a second and DOCX in about one, so readers wait for those.
@@ -62,13 +61,15 @@ def brief_prerender(ctx: JobContext, now: datetime) -> dict[str, Any]:
     """Renders those briefs as of today whenever their data changed (the cache is keyed by a
     digest of the data, so unchanged data renders nothing): the first reader after a change
     gets the file from the shared store instead of waiting for the PDF engine."""
+    if ctx.assemble_brief is None or ctx.briefs is None:
+        return {"as_of": now.isoformat(), "meetings": 0, "rendered": 0}  # a context without briefs
     today = local_date(now)
     ctx.catch_up()
     with ctx.read_engine.connect() as conn:
         ids = brief_candidates(list_meetings(conn), today)
     rendered = 0
     for mid in ids:
-        data = build_brief(ctx.read_engine, lambda: None, mid, today, positions=ctx.app.event_positions)
+        data = ctx.assemble_brief(mid, today)
         for fmt in PRERENDER_FORMATS if data is not None else ():
             rendered += ctx.briefs.prerender(data, fmt)
     return {"as_of": now.isoformat(), "meetings": len(ids), "rendered": rendered}

@@ -12,7 +12,8 @@ from typing import Any
 from contracts.escalation import EscalationRules
 from events.base import local_date
 from events.errors import Conflict
-from events.meetings import Meeting, Task, default_title, meeting_id
+from events.meetings import Meeting, Task, meeting_id
+from services.documents import labels
 from services.kernel.principal import Principal
 from services.kernel.results import Written, written
 from services.kernel.use_cases import UseCases
@@ -48,7 +49,7 @@ class MeetingUseCases(UseCases):
             n = following if number is None else number
             created[:] = [Meeting.schedule(
                 lead=principal.agency, is_lead=is_lead, year=year, number=n, next_number=following,
-                title=title or default_title(year, n), scheduled_for=scheduled_for, place=place, now=now)]
+                title=title or labels.meeting_title(year, n), scheduled_for=scheduled_for, place=place, now=now)]
             return created
 
         recordings = self.decide(f"meeting number of {year}", decision)
@@ -136,6 +137,7 @@ class MeetingUseCases(UseCases):
         occurred_on: date | None, now: datetime,
     ) -> Written:
         self.require_writer(principal)
+        self.require_evidence(principal, evidence)
         day = occurred_on or local_date(now)
         return self.act(tid, Task, "task", lambda t: t.complete(
             unit=principal.agency, summary=summary, evidence=evidence, occurred_on=day, now=now))

@@ -1,5 +1,6 @@
-"""Outbound notification delivery: signed webhooks and (optionally) email, from the delivery
-records the notifications projection plans (projections/notifications.py).
+"""Outbound notification delivery: signed webhooks, (optionally) email, DingTalk and WeCom group
+robots and text messages (services/notify/channels.py), from the delivery records the
+notifications projection plans (projections/notifications.py).
 
 Exactly once per (notification, channel):
 - the projection plans a delivery record with INSERT ... ON CONFLICT DO NOTHING in a table no
@@ -16,7 +17,12 @@ public addresses only, no redirects, errors as categories) and are signed:
 ``X-Lianxi-Signature: sha256=HMAC(secret, f"{timestamp}." + body)`` with ``X-Lianxi-Timestamp``
 in Unix seconds; ``verify_signature`` is what a receiver runs.
 Failures are retried with exponential back-off and every attempt is recorded
-(``notify_delivery_attempts``) and visible through the inbox API.
+(``notify_delivery_attempts``) and visible through the inbox API. Every channel goes through
+the same claim, retry and record steps; only ``_send`` tells them apart.
+
+A channel's secrets (a webhook's signing key, a DingTalk robot's secret, the robots' tokens in
+their URLs, SMS numbers) live in ``notify_channels`` only, never in an event, and are shown back
+masked (``channels.shown_target``); only a new webhook key is shown, once.
 """
 
 from __future__ import annotations
@@ -31,20 +37,28 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
+from uuid import uuid4
 
 import orjson
 import sqlalchemy as sa
 
 from events.errors import InvariantViolated, NotFound, NotPermitted
 from projections.base import insert_ignore, upsert_add, utc_text
+from projections.catalogue_view import list_agencies
 from projections.notifications import attempts, channels, deliveries, notifications, reads, recipients_of
+from services.documents.labels import CHANNEL
+from services.documents.timefmt import local_time
+from services.notify import robots
+from services.notify.channels import ROBOTS, HttpPost, SendResult, SmsSend, send_robot, send_sms, shown_target
+from services.notify.messages import for_people, test_payload
+from services.notify.sms import gateway_for, parse_phones
 from services.security.outbound import policy_from
 from services.settings import Settings
 from services.store.request_rows import begin_carrying
 
 log = logging.getLogger(__name__)
 
-CHANNELS = ("webhook", "email")
+CHANNELS = ("webhook", "email", *ROBOTS, "sms")
 USER_AGENT = "lianxi-notify/1"
 
 
@@ -70,14 +84,6 @@ def verify_signature(secret: str, timestamp: str, body: bytes, signature: str, *
 # -- senders ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SendResult:
-    ok: bool
-    status_code: int | None = None
-    error: str | None = None
-
-
-HttpPost = Callable[[str, bytes, dict[str, str], float], SendResult]
 MailSend = Callable[[Settings, str, str, str], SendResult]
 
 
@@ -105,15 +111,26 @@ def smtp_send(settings: Settings, to: str, subject: str, text: str) -> SendResul
 
 
 def set_channel(engine: sa.Engine, agency: str, channel: str, target: str, *, now: datetime,
-                settings: Settings | None = None) -> dict[str, Any]:
-    """Configures a unit's webhook (returns a new signing secret, shown once) or email address.
-    Reconfiguring keeps the channel's start time, so nothing already planned is dropped and
-    nothing older is replayed."""
+                settings: Settings | None = None, secret: str | None = None) -> dict[str, Any]:
+    """Configures a unit's webhook (returns a new signing secret, shown once), email address,
+    DingTalk robot (its URL and the ``secret`` it signs with), WeCom robot (its URL) or SMS
+    numbers. Reconfiguring keeps the channel's start time, so nothing already planned is dropped
+    and nothing older is replayed. Only a webhook's new key is ever returned."""
     cfg = settings or Settings()
-    if channel == "webhook":
+    if channel in ROBOTS:
+        policy_from(cfg).check_url(target)
+        target = robots.check_url(channel, target)
+        if channel == "dingtalk" and not secret:  # a new URL alone keeps the robot's stored secret
+            secret = stored_secret(engine, agency, channel)
+        secret = robots.check_secret(secret) if channel == "dingtalk" else None
+    elif channel == "sms":
+        gateway_for(cfg)  # a misconfigured gateway is refused now, not at the first message
+        target = ",".join(parse_phones(target))
+        secret = None
+    elif channel == "webhook":
         policy_from(cfg).check_url(target)
         target = target.strip()
-        secret: str | None = "whsec_" + secrets.token_urlsafe(32)
+        secret = "whsec_" + secrets.token_urlsafe(32)
     elif channel == "email":
         if not cfg.email_enabled:
             raise InvariantViolated("email delivery is not configured on this server (LIANXI_SMTP_HOST)")
@@ -129,7 +146,14 @@ def set_channel(engine: sa.Engine, agency: str, channel: str, target: str, *, no
         upsert_add(conn, channels, [{"agency": agency, "channel": channel, "target": target, "secret": secret,
                                      "created_at": stamp, "updated_at": stamp}],
                    keys=("agency", "channel"), replace=("target", "secret", "updated_at"))
-    return {"channel": channel, "target": target, "secret": secret}
+    return {"channel": channel, "target": shown_target(channel, target),
+            "secret": secret if channel == "webhook" else None}
+
+
+def stored_secret(engine: sa.Engine, agency: str, channel: str) -> str | None:
+    with engine.connect() as conn:
+        return conn.execute(sa.select(channels.c.secret).where(
+            channels.c.agency == agency, channels.c.channel == channel)).scalar()
 
 
 def delete_channel(engine: sa.Engine, agency: str, channel: str) -> None:
@@ -151,6 +175,7 @@ def list_channels(engine: sa.Engine, agency: str) -> list[dict[str, Any]]:
             sa.select(channels.c.channel, channels.c.target, channels.c.created_at, channels.c.updated_at)
             .where(channels.c.agency == agency).order_by(channels.c.channel)).mappings()]
         for r in rows:
+            r["target"] = shown_target(r["channel"], r["target"])
             counts = conn.execute(
                 sa.select(deliveries.c.status, sa.func.count()).where(
                     deliveries.c.agency == agency, deliveries.c.channel == r["channel"])
@@ -228,11 +253,13 @@ class Deliverer:
     from several processes at once."""
 
     def __init__(self, engine: sa.Engine, settings: Settings | None = None, *,
-                 post: HttpPost | None = None, mail: MailSend = smtp_send) -> None:
+                 post: HttpPost | None = None, mail: MailSend = smtp_send, sms: SmsSend | None = None) -> None:
         self.engine = engine
         self.settings = settings or Settings()
         self.post = post or self._post_by_policy
         self.mail = mail
+        self.sms = sms
+        self._names: dict[str, str] | None = None
 
     def backoff(self, attempt: int) -> timedelta:
         """Delay before attempt ``attempt + 1``: base * 2^(attempt-1), capped."""
@@ -241,6 +268,7 @@ class Deliverer:
 
     def run_once(self, now: datetime) -> DeliveryReport:
         report = DeliveryReport()
+        self._names = None  # a unit renamed since the last run is named anew
         stamp = utc_text(now)
         oldest = utc_text(now - timedelta(hours=self.settings.delivery_max_age_h))
         with self.engine.connect() as conn:
@@ -306,10 +334,40 @@ class Deliverer:
         # the URL was checked when it was set; it is checked again (and resolved) for each send,
         # since the policy or the name's addresses may have changed since
         r = policy_from(self.settings).post(url, body, headers, timeout)
-        return SendResult(r.ok, r.status_code, r.error)
+        return SendResult(r.ok, r.status_code, r.error, r.body)
+
+    def names(self) -> dict[str, str]:
+        """Units by name, for the messages people read."""
+        if self._names is None:
+            with self.engine.connect() as conn:
+                self._names = {a["code"]: a["name"] for a in list_agencies(conn)}
+        return self._names
+
+    def send_test(self, agency: str, channel: str, now: datetime) -> SendResult:
+        """发送测试消息: one message through the unit's configured channel, now, recorded nowhere
+        but the result the caller shows."""
+        with self.engine.connect() as conn:
+            ch = conn.execute(sa.select(channels.c.target, channels.c.secret).where(
+                channels.c.agency == agency, channels.c.channel == channel)).first()
+        if ch is None:
+            raise NotFound(f"no {channel} channel is configured for {agency!r}")
+        unit = self.names().get(agency, agency)
+        payload = test_payload(agency, CHANNEL[channel], unit, now_text=utc_text(now), test_id=f"test-{uuid4()}")
+        return self._send({"channel": channel, "notification_id": payload["id"], "payload": orjson.dumps(payload)},
+                          ch.target, ch.secret, now)
 
     def _send(self, d: dict[str, Any], target: str, secret: str | None, now: datetime) -> SendResult:
         payload = orjson.loads(d["payload"])
+        if d["channel"] in ROBOTS:
+            return send_robot(d["channel"], target, secret, payload, self.names(), now=now, post=self.post,
+                              timeout=self.settings.webhook_timeout_s, public_url=self.settings.public_url,
+                              user_agent=USER_AGENT)
+        if d["channel"] == "sms":
+            try:
+                sms = self.sms or gateway_for(self.settings).send
+            except InvariantViolated:  # the operator changed LIANXI_SMS_GATEWAY to a name no adapter has
+                return SendResult(False, None, "短信网关未配置")
+            return send_sms(target, payload, self.names(), sms)
         if d["channel"] == "webhook":
             body = orjson.dumps(payload)
             ts = str(int(now.timestamp()))
@@ -319,5 +377,7 @@ class Deliverer:
                 "X-Lianxi-Timestamp": ts, "X-Lianxi-Signature": sign(secret or "", ts, body),
             }
             return self.post(target, body, headers, self.settings.webhook_timeout_s)
-        text = f"{payload['title']}\n\n{payload['body']}\n\n通知编号:{payload['id']}\n时间:{payload['created_at']}\n"
-        return self.mail(self.settings, target, f"[联席] {payload['title']}", text)
+        names = self.names()
+        title, message = for_people(payload["title"], names), for_people(payload["body"], names)
+        text = f"{title}\n\n{message}\n\n通知编号：{payload['id']}\n时间：{local_time(payload['created_at'])}\n"
+        return self.mail(self.settings, target, f"【联席】{title}", text)

@@ -63,19 +63,21 @@ class RectificationUseCases(UseCases):
     def report_hazard(
         self, principal: Principal, *, kind: str, units: Sequence[str], school_id: str, category: str,
         severity: str, description: str, found_on: date, idempotency_key: str | None, body: dict[str, Any],
-        now: datetime,
+        now: datetime, evidence: Sequence[str] = (),
     ) -> Written:
         actor = self._actor(principal)
         digest = request_digest(body)
         item_id = rectification_id(principal.agency, idempotency_key)
         if idempotency_key is not None and (prior := self.maybe(item_id)) is not None:
             return self._hazard_replay(prior, digest)
+        self.require_evidence(principal, evidence)
         hazards = self.catalogue.hazards
         agg = Rectification.report(
             item_id=item_id, actor=actor, kind=kind, units=units, school_id=school_id, category=category,
             severity=severity, description=description, found_on=found_on,
             categories=[c.code for c in hazards.categories], severities=[s.code for s in hazards.severities],
             known_unit=self.known_unit, school_exists=self.school_exists, request_digest=digest, now=now,
+            evidence=evidence,
         )
         # The same Idempotency-Key racing with another request is answered as a replay.
         return self.create_or_replay(agg, lambda existing: self._hazard_replay(existing, digest), status=agg.status)
@@ -134,6 +136,7 @@ class RectificationUseCases(UseCases):
         evidence: Sequence[str], now: datetime,
     ) -> Written:
         actor = self._actor(principal)
+        self.require_evidence(principal, evidence)
         return self._act(item_id, lambda agg: agg.report_progress(
             actor=actor, note=note, percent=percent, evidence=evidence, now=now))
 
@@ -141,6 +144,7 @@ class RectificationUseCases(UseCases):
         self, principal: Principal, item_id: uuid.UUID, *, summary: str, evidence: Sequence[str], now: datetime,
     ) -> Written:
         actor = self._actor(principal)
+        self.require_evidence(principal, evidence)
         return self._act(item_id, lambda agg: agg.complete(actor=actor, summary=summary, evidence=evidence, now=now))
 
     def verify_rectification(
@@ -163,6 +167,20 @@ class RectificationUseCases(UseCases):
         limit = self.escalation_rules.max_extensions
         return self._act(item_id, lambda agg: agg.extend(
             actor=actor, reason=reason, new_deadline=new_deadline, max_extensions=limit, now=now))
+
+    def request_rectification_extension(
+        self, principal: Principal, item_id: uuid.UUID, *, reason: str, new_deadline: date, now: datetime,
+    ) -> Written:
+        actor = self._actor(principal)
+        limit = self.escalation_rules.max_extensions
+        return self._act(item_id, lambda agg: agg.request_extension(
+            actor=actor, reason=reason, new_deadline=new_deadline, max_extensions=limit, now=now))
+
+    def refuse_rectification_extension(
+        self, principal: Principal, item_id: uuid.UUID, *, reason: str, now: datetime,
+    ) -> Written:
+        actor = self._actor(principal)
+        return self._act(item_id, lambda agg: agg.refuse_extension(actor=actor, reason=reason, now=now))
 
     # -- the scheduler's use case ----------------------------------------------------------
 

@@ -112,7 +112,7 @@ def compare_document(facts: Facts, checkpoint: Checkpoint, base: Scored, draft: 
             va, vb = ca.get(clause, 0.0), cb.get(clause, 0.0)
             if abs(va - vb) >= 0.005:
                 moved.append({"clause": clause, "base_points": va, "draft_points": vb, "delta": rounded(vb - va),
-                              "change": changes.get(clause, "分值换算(其他条款调整)")})
+                              "change": changes.get(clause, "分值换算（其他条款调整）")})
         both = ua["score"] is not None and ub["score"] is not None
         rows.append({"unit": unit, "name": ua["name"],
                      "base": {"score": ua["score"], "rank": ua["rank"]},

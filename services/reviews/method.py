@@ -6,16 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from contracts.rules import RuleSet
-
-_NUMERALS = "零一二三四五六七八九十"
-
-
-def chinese_number(n: int) -> str:
-    """1..99 in Chinese numerals (第十二条)."""
-    if n <= 10:
-        return _NUMERALS[n]
-    tens, ones = divmod(n, 10)
-    return ("" if tens == 1 else _NUMERALS[tens]) + "十" + (_NUMERALS[ones] if ones else "")
+from services.documents import labels
 
 
 def _points(x: float) -> str:
@@ -38,11 +29,9 @@ def method_text(rules: RuleSet) -> dict[str, Any]:
                 "同一日志、同一细则、同一截止时间，考核结果完全相同。")
     clauses = []
     for rule in rules.rules:
-        number = chinese_number(int(rule.clause)) if rule.clause.isdigit() and 0 < int(rule.clause) < 100 else \
-            rule.clause
-        scope = f"(仅适用于 {'、'.join(rule.units)})" if rule.units else ""
+        scope = f"（仅适用于{'、'.join(rule.units)}）" if rule.units else ""
         kind = "加分" if rule.kind == "credit" else "扣分"
-        clauses.append({"clause": rule.clause, "heading": f"第{number}条", "kind": kind,
+        clauses.append({"clause": rule.clause, "heading": labels.article(rule.clause), "kind": kind,
                         "points": rule.points, "text": f"{rule.text}{scope}"})
     years = "、".join(str(y) for y in rules.for_years)
     return {

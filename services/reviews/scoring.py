@@ -186,7 +186,7 @@ def _overdue(rule: Rule, f: Facts, units: list[str], rules: RuleSet) -> list[Lin
     wanted = set(units)
     names = {"rectification": "整改事项", "task": "交办事项"}
     return [
-        Line(unit, rule.clause, f"event:{event_id}", p.per_item, f"{names[kind]}逾期(期限 {deadline})",
+        Line(unit, rule.clause, f"event:{event_id}", p.per_item, f"{names[kind]}逾期（期限 {deadline}）",
              {"kind": kind, "deadline": deadline, "days_overdue": days}, [event_id])
         for kind, unit, event_id, deadline, days in f.overdue if unit in wanted and kind in p.kinds
     ]
@@ -197,7 +197,7 @@ def _escalations(rule: Rule, f: Facts, units: list[str], rules: RuleSet) -> list
     p = cast(EscalationParams, rule.params)
     wanted = set(units)
     return [
-        Line(unit, rule.clause, f"event:{event_id}", p.level_points[level], f"{name}(第{level}级，期限 {deadline})",
+        Line(unit, rule.clause, f"event:{event_id}", p.level_points[level], f"{name}（第{level}级，期限 {deadline}）",
              {"kind": kind, "level": level, "name": name, "deadline": deadline}, [event_id])
         for kind, unit, event_id, level, name, deadline in f.escalations
         if unit in wanted and kind in p.kinds and level in p.level_points
@@ -240,14 +240,16 @@ def _campaign_phases(rule: Rule, f: Facts, units: list[str], rules: RuleSet) -> 
         share = _share(on_time, c["schools"])
         owed[c["lead"]].append((f"campaign:{c['template']}:{first['code']}",
                                 min(1.0, share / p.self_check_share),
-                                {"campaign": c["name"], "phase": first["code"], "deadline": first["deadline"],
+                                {"campaign": c["name"], "phase": first["code"], "phase_name": first.get("name"),
+                                 "deadline": first["deadline"],
                                  "schools": c["schools"], "on_time": on_time, "late": late},
                                 [c["event_id"], *ids][: f.evidence_limit], on_time + late))
         for phase in later:
             for unit in c["inspecting_units"]:
                 found = f.inspections.get((cid, phase["code"], unit), [])
                 owed[unit].append((f"campaign:{c['template']}:{phase['code']}", 1.0 if found else 0.0,
-                                   {"campaign": c["name"], "phase": phase["code"], "deadline": phase["deadline"],
+                                   {"campaign": c["name"], "phase": phase["code"], "phase_name": phase.get("name"),
+                                    "deadline": phase["deadline"],
                                     "joint_inspections": len(found)}, [c["event_id"], *found], None))
     out = []
     for code in units:
@@ -259,8 +261,9 @@ def _campaign_phases(rule: Rule, f: Facts, units: list[str], rules: RuleSet) -> 
         each = rule.points / len(items)
         weight = each if p.when_none == "not_applicable" else None
         for item, share, detail, ids, count in items:
+            phase = detail["phase_name"] or detail["phase"]
             out.append(Line(code, rule.clause, item, each * share,
-                            f"{detail['campaign']} {detail['phase']} 阶段(截止 {detail['deadline']})", detail, ids,
+                            f"{detail['campaign']}“{phase}”阶段（截止 {detail['deadline']}）", detail, ids,
                             count, weight=weight))
     return out
 
@@ -329,7 +332,7 @@ def _logistics_targets(rule: Rule, f: Facts, units: list[str], rules: RuleSet) -
         weight = each if p.when_none == "not_applicable" else None
         for target, met, detail, ids in evaluated:
             out.append(Line(code, rule.clause, f"target:{target['code']}", each if met else 0.0,
-                            f"{target['text']}({'已完成' if met else '未完成'})", dict(detail), ids, weight=weight))
+                            f"{target['text']}（{'已完成' if met else '未完成'}）", dict(detail), ids, weight=weight))
     return out
 
 
@@ -338,7 +341,7 @@ def _meeting_attendance(rule: Rule, f: Facts, units: list[str], rules: RuleSet) 
     p = cast(PerItemParams, rule.params)
     wanted = set(units)
     return [
-        Line(unit, rule.clause, f"event:{event_id}", p.per_item, f"缺席联席会议({held_on})", {"held_on": held_on},
+        Line(unit, rule.clause, f"event:{event_id}", p.per_item, f"缺席联席会议（{held_on}）", {"held_on": held_on},
              [event_id])
         for event_id, held_on, _present, absent in f.meetings for unit in absent if unit in wanted
     ]
@@ -507,7 +510,7 @@ def rule_change(a: Rule | None, b: Rule | None) -> str | None:
     if a.params != b.params:
         pa, pb = a.params.model_dump(), b.params.model_dump()
         changed = sorted(k for k in set(pa) | set(pb) if pa.get(k) != pb.get(k))
-        parts.append("参数调整: " + ", ".join(_param_change(k, pa.get(k), pb.get(k)) for k in changed))
+        parts.append("参数调整：" + ", ".join(_param_change(k, pa.get(k), pb.get(k)) for k in changed))
     return "; ".join(parts) or None
 
 

@@ -83,7 +83,7 @@ _PG_TRIGGERS = {
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Reads that are always audited: the raw log and the audit trail itself (API and pages).
-SENSITIVE_READ_PREFIXES = ("/api/v1/events", "/api/v1/audit", "/events", "/audit")
+SENSITIVE_READ_PREFIXES = ("/api/v1/events", "/api/v1/audit", "/api/v1/evidence", "/events", "/audit", "/evidence")
 MAX_CAPTURE_BYTES = 64 * 1024
 UNIT_PATH_PARAMS = frozenset({"code", "unit", "agency"})
 
@@ -140,9 +140,13 @@ class AuditTrail:
     def page(
         self, *, after: int = 0, limit: int = 100, unit: str | None = None, target_unit: str | None = None,
         token_id: str | None = None, outcome: str | None = None, since: str | None = None,
-        until: str | None = None,
+        until: str | None = None, before: int | None = None, newest_first: bool = False,
     ) -> list[dict[str, Any]]:
+        """Rows after ``after`` (and before ``before``), oldest first as the API pages them, or
+        newest first as a person reads them (the page pages back with ``before``)."""
         q = sa.select(audit_log).where(audit_log.c.id > after)
+        if before is not None:
+            q = q.where(audit_log.c.id < before)
         if unit is not None:
             q = q.where(audit_log.c.unit == unit)
         if target_unit is not None:
@@ -156,7 +160,8 @@ class AuditTrail:
         if until is not None:
             q = q.where(audit_log.c.at < until)
         with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(q.order_by(audit_log.c.id).limit(limit)).mappings()]
+            order = audit_log.c.id.desc() if newest_first else audit_log.c.id
+            return [dict(r) for r in conn.execute(q.order_by(order).limit(limit)).mappings()]
 
 
 # -- what the request handlers tell the trail ------------------------------------------------
@@ -213,9 +218,15 @@ def _bearer(scope: Scope) -> str | None:
     return None
 
 
+# Paths whose query carries a credential (the identity provider's one-time code): not kept.
+SECRET_QUERY_PATHS = frozenset({"/sso/callback"})
+
+
 def _target(scope: Scope) -> str:
     path: str = scope.get("path", "")
     query = scope.get("query_string", b"").decode("latin-1")
+    if query and path in SECRET_QUERY_PATHS:
+        query = "(omitted)"
     return (path + ("?" + query if query else ""))[:1000]
 
 

@@ -1,5 +1,5 @@
-"""The one policy for requests the server makes to addresses a user supplied (webhooks today;
-robots and gateways tomorrow). Server-side request forgery is refused here, not per feature.
+"""The one policy for requests the server makes to addresses a user supplied (webhooks, the
+DingTalk and WeCom group robots, SMS gateways' adapters). Server-side request forgery is refused here, not per feature.
 
 - https only, unless the operator allows plain http (``LIANXI_WEBHOOK_ALLOW_HTTP``) or names the
   host in ``LIANXI_OUTBOUND_ALLOW_HOSTS``;
@@ -61,6 +61,7 @@ class OutboundResult:
     ok: bool
     status_code: int | None = None
     error: str | None = None  # a category (above), with the status for 非2xx
+    body: bytes = b""  # the response body, at most max_response_bytes (a robot's errcode is in it)
 
 
 def system_resolver(host: str, port: int) -> list[str]:
@@ -163,7 +164,7 @@ class OutboundPolicy:
                     else f"[{target.host}]:{target.port}"
             conn.request("POST", target.path, body=body, headers={**headers, "Host": host_header})
             resp = conn.getresponse()
-            resp.read(self.max_response_bytes)  # bounded: the rest is never read
+            reply = resp.read(self.max_response_bytes)  # bounded: the rest is never read
             code = int(resp.status)
         except TimeoutError:
             return OutboundResult(False, None, TIMEOUT)
@@ -176,7 +177,7 @@ class OutboundPolicy:
         finally:
             conn.close()
         if 200 <= code < 300:
-            return OutboundResult(True, code)
+            return OutboundResult(True, code, body=reply)
         return OutboundResult(False, code, f"{NOT_2XX}(HTTP {code})")
 
 

@@ -1,4 +1,8 @@
-"""Bearer tokens. Only a SHA-256 of each token is stored; the token is printed once."""
+"""Bearer tokens. Only a SHA-256 of each token is stored; the token is printed once.
+
+A token is a unit's (a system's, issued by the lead) or a person's account's. An account's token
+is checked against the account on every request, never cached: disabling the account ends it
+at once in every process."""
 
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from events.errors import InvariantViolated, NotFound
-from services.kernel.principal import ROLES, Principal, Role
+from services.kernel.principal import REVIEW_GROUP, ROLES, Principal, Role
+from services.store.accounts import accounts, add_missing_columns
 
 auth_metadata = sa.MetaData()
 
@@ -26,6 +31,7 @@ tokens = sa.Table(
     sa.Column("label", sa.String(100), nullable=False),
     sa.Column("created_at", sa.String(32), nullable=False),
     sa.Column("revoked_at", sa.String(32), nullable=True),
+    sa.Column("account_id", sa.String(36), nullable=True),  # a person's token; NULL for a system's
 )
 
 TOKEN_PREFIX = "lx_"
@@ -43,13 +49,18 @@ class TokenStore:
         self._lock = threading.Lock()
 
     def setup(self) -> None:
+        """Under the caller's DDL lock (after the account tables)."""
         auth_metadata.create_all(self.engine, checkfirst=True)
+        add_missing_columns(self.engine, tokens)
 
-    def issue(self, *, agency: str, role: str, label: str, known_agencies: dict[str, bool]) -> tuple[str, str]:
+    def issue(self, *, agency: str, role: str, label: str, known_agencies: dict[str, bool],
+              account_id: str | None = None) -> tuple[str, str]:
         """Returns (token_id, token). ``known_agencies`` maps unit code -> is lead."""
         if role not in ROLES:
             raise InvariantViolated(f"role {role!r} must be one of {', '.join(ROLES)}")
-        if agency not in known_agencies:
+        if agency == REVIEW_GROUP and role != "auditor":
+            raise InvariantViolated("the review group holds read-only (auditor) credentials only")
+        if agency not in known_agencies and agency != REVIEW_GROUP:
             raise NotFound(f"unknown member unit {agency!r} (run `lianxi init` first?)")
         if role == "lead" and not known_agencies[agency]:
             raise InvariantViolated(f"only the lead unit may hold a lead token; {agency!r} is not the lead")
@@ -58,7 +69,7 @@ class TokenStore:
         with self.engine.begin() as conn:
             conn.execute(tokens.insert().values(
                 token_id=token_id, token_hash=hash_token(token), agency=agency, role=role,
-                label=label[:100] or role, created_at=datetime.now(UTC).isoformat(),
+                label=label[:100] or role, created_at=datetime.now(UTC).isoformat(), account_id=account_id,
             ))
         return token_id, token
 
@@ -71,16 +82,27 @@ class TokenStore:
         with self._lock:
             self._cache.clear()
 
-    def list(self) -> list[dict[str, object]]:
+    def revoke_for_account(self, conn: sa.Connection, account_id: str, at: str) -> int:
+        """Revokes every live token of an account, in the caller's transaction."""
+        done = conn.execute(tokens.update().where(tokens.c.account_id == account_id, tokens.c.revoked_at.is_(None))
+                            .values(revoked_at=at)).rowcount
+        with self._lock:
+            self._cache.clear()
+        return int(done or 0)
+
+    def list(self, *, agency: str | None = None) -> list[dict[str, object]]:
+        q = sa.select(tokens.c.token_id, tokens.c.agency, tokens.c.role, tokens.c.label, tokens.c.created_at,
+                      tokens.c.revoked_at, tokens.c.account_id)
+        if agency is not None:
+            q = q.where(tokens.c.agency == agency)
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(tokens.c.token_id, tokens.c.agency, tokens.c.role, tokens.c.label,
-                                          tokens.c.created_at, tokens.c.revoked_at)
-                                .order_by(tokens.c.created_at)).mappings()
+            rows = conn.execute(q.order_by(tokens.c.created_at)).mappings()
             return [dict(r) for r in rows]
 
     def authenticate(self, token: str) -> Principal | None:
-        """The principal for a bearer token, or None. Cached briefly: a revocation takes
-        effect in this process at once and in others within a few seconds."""
+        """The principal for a bearer token, or None. A system's token is cached briefly (a
+        revocation takes effect in this process at once and in others within a few seconds);
+        a person's token is checked against its account on every request."""
         digest = hash_token(token)
         now = time.monotonic()
         with self._lock:
@@ -88,9 +110,15 @@ class TokenStore:
         if hit is not None and now - hit[0] < _CACHE_TTL_S:
             return hit[1]
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(tokens).where(tokens.c.token_hash == digest,
-                                                       tokens.c.revoked_at.is_(None))).mappings().first()
+            row = conn.execute(sa.select(tokens, accounts.c.enabled)
+                               .outerjoin(accounts, accounts.c.account_id == tokens.c.account_id)
+                               .where(tokens.c.token_hash == digest, tokens.c.revoked_at.is_(None))).mappings().first()
         principal = None
+        if row is not None and row["account_id"] is not None:
+            # A person acts as their account (named by its opaque id, as in a page session); the
+            # token's label, free text the lead typed, never reaches the log.
+            return Principal(token_id=row["account_id"], agency=row["agency"], role=row["role"],
+                             label="account") if row["enabled"] else None
         if row is not None:
             role: Role = row["role"]
             principal = Principal(token_id=row["token_id"], agency=row["agency"], role=role, label=row["label"])

@@ -79,10 +79,14 @@ DONE = {
     "verified": "已核验销号。",
     "rejected": "已退回重新整改（回头看）。",
     "extended": "整改期限已延长。",
+    "extension-requested": "延期申请已提交，等待牵头单位审核。",
+    "extension-refused": "已答复：不同意延期，原整改期限不变。",
     "task-verified": "任务已核销。",
     "task-rejected": "任务已退回重办。",
     "proposed": "议题已提请。",
     "answered": "信访已答复。",
+    "channel-set": "通知渠道已保存。可点击“发送测试消息”检查是否能收到。",
+    "channel-removed": "该通知渠道已停用，尚未发出的通知不再经此渠道发送。",
 }
 
 
@@ -102,6 +106,15 @@ class SignInNeeded(Exception):
         self.target = target
 
 
+class PasswordChangeNeeded(Exception):
+    """A person signed in with an initial or reset password: every page but the change form
+    (and sign-out) leads there until it is changed."""
+
+
+# What a session that must change its password may still reach.
+BEFORE_PASSWORD_CHANGE = frozenset({"/account/password", "/signout"})
+
+
 # -- plumbing ------------------------------------------------------------------------------
 
 
@@ -111,6 +124,8 @@ def current_session(request: Request, platform: PlatformDep) -> WebSession:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise SignInNeeded(target)
     note_principal(s.principal)  # the audit trail names who acted
+    if s.must_change_password and request.url.path not in BEFORE_PASSWORD_CHANGE:
+        raise PasswordChangeNeeded()
     return s
 
 
@@ -123,9 +138,12 @@ SessionDep = Annotated[WebSession, Depends(current_session)]
 MAX_FORM_FIELDS = MAX_SCHOOLS_PER_RECORD + 100
 
 
+MAX_FORM_FILES = 20  # evidence photos and documents on one form (services/web/pages/evidence.py)
+
+
 async def read_form(request: Request) -> FormData:
     try:
-        return await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
+        return await request.form(max_files=MAX_FORM_FILES, max_fields=MAX_FORM_FIELDS)
     except StarletteHTTPException:  # the form parser's refusal: too many fields, a part too large
         raise WebError(400, "表单内容过多，无法处理",
                        f"一次提交最多涉及 {MAX_SCHOOLS_PER_RECORD} 所学校。请减少所选内容后重新提交。") from None
@@ -221,14 +239,16 @@ def nav_for(session: WebSession | None) -> list[tuple[str, str]]:
     p = session.principal
     own = f"/units/{quote(p.agency)}"
     unit_pages = [(own, "本单位台账"), (f"{own}/log", "填报履职"), (f"{own}/work", "整改与任务"),
-                  (f"{own}/warnings", "预警签收"), (f"{own}/agenda", "提请议题"), (f"{own}/petitions", "信访答复")]
+                  (f"{own}/warnings", "预警签收"), (f"{own}/agenda", "提请议题"), (f"{own}/petitions", "信访答复"),
+                  (f"{own}/channels", "通知渠道")]
+    mine = [("/account", "我的账号")] if session.account_id else []
     if p.role == "liaison":
-        return unit_pages
+        return [*unit_pages, (f"{own}/accounts", "本单位账号"), *mine]
     overview = [("/dashboard", "总览"), ("/rectifications", "整改台账"), ("/meetings", "联席会议"),
                 ("/warnings", "预警响应"), ("/review", "年度考核"), ("/events", "事件日志")]
     if p.role == "auditor":
-        return [*overview, ("/audit", "访问审计")]
-    return [*overview, *unit_pages[:3]]
+        return [*overview, ("/audit", "访问审计"), *mine]
+    return [*overview, *unit_pages[:3], ("/accounts", "账号管理"), unit_pages[-1], *mine]
 
 
 def render(request: Request, template: str, session: WebSession | None, *, status: int = 200,
@@ -239,6 +259,7 @@ def render(request: Request, template: str, session: WebSession | None, *, statu
     html = env.get_template(template).render(
         schools=schools, school=lambda code: school_label(schools, code),
         request=request, user=session.principal if session else None, csrf=session.csrf if session else "",
+        person=session.display_name if session else None,
         units=ctx.pop("units", None) or unit_names(platform), notice=DONE.get(done or ""),
         page_error=ctx.pop("page_error", None),
         today=today_of(platform).isoformat(), path=request.url.path, nav=nav_for(session), **ctx,

@@ -13,11 +13,14 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from services.web import error_pages
-from services.web.base import SignInNeeded, WebError, error_page, redirect
+from services.web.base import PasswordChangeNeeded, SignInNeeded, WebError, error_page, redirect
 from services.web.pages import (
+    accounts,
+    channels,
     dashboard,
     duty_log,
     events,
+    evidence,
     hazards,
     liaison,
     meetings,
@@ -25,13 +28,15 @@ from services.web.pages import (
     reviews,
     sheets,
     signin,
+    sso,
     warnings,
 )
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
 # Included in this order; no two pages' paths overlap, so the order only keeps listings stable.
-PAGES = (signin, duty_log, rectifications, hazards, liaison, warnings, dashboard, meetings, events, reviews, sheets)
+PAGES = (signin, sso, accounts, duty_log, rectifications, hazards, liaison, warnings, dashboard, meetings, events,
+         reviews, sheets, channels, evidence)
 
 
 def install(app: FastAPI) -> None:
@@ -50,3 +55,7 @@ def install(app: FastAPI) -> None:
         if request.method != "GET":
             return redirect("/signin")
         return redirect("/signin?" + urlencode({"next": exc.target}))
+
+    @app.exception_handler(PasswordChangeNeeded)
+    async def _change_password(request: Request, exc: PasswordChangeNeeded) -> Response:
+        return redirect("/account/password")

@@ -1,5 +1,5 @@
 """The notification inbox of the caller's unit, its read marks, and its outbound channels
-(signed webhook, email) with their delivery records."""
+(signed webhook, email, DingTalk and WeCom group robots, SMS) with their delivery records."""
 
 from __future__ import annotations
 
@@ -10,13 +10,17 @@ from fastapi import APIRouter, Query, Response
 from contracts.api_logistics import (
     ChannelOut,
     ChannelSetOut,
+    ChannelTestOut,
     DeliveryOut,
+    DingTalkIn,
     EmailIn,
     InboxOut,
     MarkedOut,
     MarkReadIn,
     NotificationOut,
+    SmsIn,
     WebhookIn,
+    WeComIn,
 )
 from projections.notifications import inbox, unread_count
 from services.api.deps import (
@@ -29,7 +33,16 @@ from services.api.deps import (
     require_writer,
 )
 from services.api.problems import ProblemError
-from services.notify.deliver import delete_channel, list_channels, list_deliveries, mark_read, set_channel
+from services.notify.channels import test_outcome
+from services.notify.deliver import (
+    CHANNELS,
+    Deliverer,
+    delete_channel,
+    list_channels,
+    list_deliveries,
+    mark_read,
+    set_channel,
+)
 
 router = APIRouter(prefix="/api/v1/inbox", tags=["inbox"])
 
@@ -105,6 +118,47 @@ def channels_email(body: EmailIn, platform: PlatformDep, principal: PrincipalDep
     require_writer(principal)
     return ChannelSetOut(**set_channel(platform.write_engine, principal.agency, "email", body.address,
                                        now=platform.clock(), settings=platform.settings))
+
+
+@router.put("/channels/dingtalk", response_model=ChannelSetOut, responses=_WRITE)
+def channels_dingtalk(body: DingTalkIn, platform: PlatformDep, principal: PrincipalDep) -> ChannelSetOut:
+    """Sets the unit's DingTalk (钉钉/政务钉钉) group robot: its webhook URL and its signing
+    secret (加签). Messages are Chinese markdown, signed per message as DingTalk specifies; the
+    secret is stored server-side and never returned, the URL's token is returned masked."""
+    require_writer(principal)
+    return ChannelSetOut(**set_channel(platform.write_engine, principal.agency, "dingtalk", body.url,
+                                       secret=body.secret, now=platform.clock(), settings=platform.settings))
+
+
+@router.put("/channels/wecom", response_model=ChannelSetOut, responses=_WRITE)
+def channels_wecom(body: WeComIn, platform: PlatformDep, principal: PrincipalDep) -> ChannelSetOut:
+    """Sets the unit's WeCom (企业微信) group robot by its webhook URL (the key in it is the
+    credential: returned masked)."""
+    require_writer(principal)
+    return ChannelSetOut(**set_channel(platform.write_engine, principal.agency, "wecom", body.url,
+                                       now=platform.clock(), settings=platform.settings))
+
+
+@router.put("/channels/sms", response_model=ChannelSetOut, responses=_WRITE)
+def channels_sms(body: SmsIn, platform: PlatformDep, principal: PrincipalDep) -> ChannelSetOut:
+    """Sets the mobile numbers the unit's text messages go to (through the server's SMS
+    gateway, ``LIANXI_SMS_GATEWAY``); returned masked."""
+    require_writer(principal)
+    return ChannelSetOut(**set_channel(platform.write_engine, principal.agency, "sms", ",".join(body.phones),
+                                       now=platform.clock(), settings=platform.settings))
+
+
+@router.post("/channels/{channel}/test", response_model=ChannelTestOut, responses=_WRITE)
+def channels_test(channel: str, platform: PlatformDep, principal: PrincipalDep) -> ChannelTestOut:
+    """Sends the unit a test message through one of its channels now and says whether it got
+    through (a robot's refusal, e.g. a wrong signing secret, is a failure)."""
+    require_writer(principal)
+    if channel not in CHANNELS:
+        raise ProblemError(404, f"unknown channel {channel!r}; one of {', '.join(CHANNELS)}")
+    result = Deliverer(platform.write_engine, platform.settings).send_test(principal.agency, channel,
+                                                                          platform.clock())
+    return ChannelTestOut(ok=result.ok, status_code=result.status_code, error=result.error,
+                          message=test_outcome(channel, result, platform.settings))
 
 
 @router.delete("/channels/{channel}", status_code=204, responses=_WRITE)

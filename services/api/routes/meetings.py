@@ -57,7 +57,6 @@ from services.api.deps import (
 )
 from services.api.problems import WRITE_ERRORS, ProblemError
 from services.kernel.use_cases import parse_id
-from services.meetings.brief_data import build_brief
 from services.meetings.briefs import RETRY_AFTER_S, StillBuilding
 
 router = APIRouter(prefix="/api/v1", tags=["meetings"])
@@ -174,8 +173,7 @@ def brief(
     try:
         data = platform.briefs.data_for(
             (mid, today, platform.app.recorder.max_notification_id()),
-            lambda: build_brief(platform.read_engine, platform.runner.catch_up, mid, today,
-                                positions=platform.app.event_positions), wait_s=platform.settings.brief_wait_s)
+            lambda: platform.assemble_brief(mid, today), wait_s=platform.settings.brief_wait_s)
         if data is None:
             raise ProblemError(404, f"unknown meeting {meeting_id!r}")
         body = platform.briefs.get(data, format, wait_s=max(0.0, deadline - time.monotonic()))

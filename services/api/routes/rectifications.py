@@ -2,7 +2,8 @@
 verification (销号), rejection (回头看), extension; the board and each item's history.
 
 Who may write: any unit reports a hazard in its own name; the lead bureau assigns, verifies,
-rejects and extends; the item's responsible units report progress and completion. The rules
+rejects, extends and refuses extension requests; the item's responsible units report progress
+and completion and request extensions. The rules
 live in the domain (events/rectifications.py); its NotPermitted becomes 403 here. Everyone
 with a token reads the board.
 """
@@ -18,8 +19,11 @@ from contracts.api_rectifications import (
     AssignmentIn,
     CompletionIn,
     ExtensionIn,
+    ExtensionRefusalIn,
+    ExtensionRequestIn,
     FundsOut,
     HazardIn,
+    PendingExtensionOut,
     ProgressIn,
     RectificationDetailOut,
     RectificationOut,
@@ -65,6 +69,10 @@ def _fields(row: dict[str, Any]) -> dict[str, Any]:
             "escalation_name", "max_escalation_level", "updated_at")
     out = {k: row[k] for k in keys}
     out["reported_by"] = ReportedByOut(kind=row["reported_by_kind"], units=row["reported_units"])
+    out["pending_extension"] = (PendingExtensionOut(
+        unit=row["pending_extension_unit"], requested_deadline=row["pending_extension_deadline"],
+        reason=row["pending_extension_reason"], requested_on=row["pending_extension_on"])
+        if row["pending_extension_unit"] is not None else None)
     out["funds"] = (FundsOut(amount_cny=row["funds_amount_cny"], source=row["funds_source"])
                     if row["funds_amount_cny"] is not None else None)
     return out
@@ -84,7 +92,9 @@ def report_hazard(
     written = platform.app.report_hazard(
         principal, kind=body.reported_by.kind, units=list(body.reported_by.units), school_id=body.school_id,
         category=body.category, severity=body.severity, description=body.description, found_on=body.found_on,
-        idempotency_key=idempotency_key, body=body.model_dump(mode="json"), now=platform.clock(),
+        # Without evidence the body digests as it did before hazards took evidence (older keys replay).
+        idempotency_key=idempotency_key, now=platform.clock(), evidence=list(body.evidence),
+        body=body.model_dump(mode="json", exclude=None if body.evidence else {"evidence"}),
     )
     response.headers["Location"] = f"/api/v1/rectifications/{written.id}"
     return answer(RectificationWritten, written)
@@ -160,6 +170,32 @@ def extension(item_id: str, body: ExtensionIn, platform: PlatformDep, principal:
     return answer(RectificationWritten, platform.app.extend_rectification_deadline(
         principal, parse_id(item_id, "rectification"), reason=body.reason, new_deadline=body.new_deadline,
         now=platform.clock(),
+    ))
+
+
+@router.post("/rectifications/{item_id}/extension-request", response_model=RectificationWritten,
+             responses=_WRITE_ERRORS)
+def extension_request(
+    item_id: str, body: ExtensionRequestIn, platform: PlatformDep, principal: PrincipalDep,
+) -> RectificationWritten:
+    """A responsible unit requests a later deadline with a reason (申请延期); one request is
+    pending at a time. The lead bureau grants it (POST .../extension) or refuses it (.../extension-refusal)."""
+    require_writer(principal)
+    return answer(RectificationWritten, platform.app.request_rectification_extension(
+        principal, parse_id(item_id, "rectification"), reason=body.reason, new_deadline=body.new_deadline,
+        now=platform.clock(),
+    ))
+
+
+@router.post("/rectifications/{item_id}/extension-refusal", response_model=RectificationWritten,
+             responses=_WRITE_ERRORS)
+def extension_refusal(
+    item_id: str, body: ExtensionRefusalIn, platform: PlatformDep, principal: PrincipalDep,
+) -> RectificationWritten:
+    """The lead bureau refuses the pending extension request, with a reason; the deadline stands."""
+    require_writer(principal)
+    return answer(RectificationWritten, platform.app.refuse_rectification_extension(
+        principal, parse_id(item_id, "rectification"), reason=body.reason, now=platform.clock(),
     ))
 
 

@@ -35,6 +35,7 @@ from services.web.base import (
 )
 from services.web.forms import EVIDENCE, EVIDENCE_HINT, UUID_TEXT, Form
 from services.web.once import form_key
+from services.web.pages.evidence import attach_files
 from services.web.pages.hazards import hazard_choices, report_hazards
 
 router = APIRouter(include_in_schema=False)
@@ -143,6 +144,8 @@ def log_duty(request: Request, code: str, post: PostedDep, platform: PlatformDep
             f.fail("findings_count", "要把发现的问题上报为隐患，发现问题数须大于 0。")
         if not schools:
             f.fail("school_ids", "要把发现的问题上报为隐患，请选择问题所在的学校。")
+    if f.ok:  # files are stored only for a form that is otherwise fine
+        evidence = [*evidence, *attach_files(platform, post, f)]
     body = f.model(DutyLogIn, {
         "duty_code": duty, "school_ids": schools, "occurred_on": day, "summary": summary,
         "findings": {"count": count or 0, "text": findings_text}, "evidence": evidence,
@@ -161,7 +164,8 @@ def log_duty(request: Request, code: str, post: PostedDep, platform: PlatformDep
             )
             if as_hazards:  # each hazard keyed off the same submission: a replay stores none twice
                 report_hazards(platform, post, key=key, school_ids=list(body.school_ids), category=category,
-                               severity=severity, description=body.findings.text, found_on=body.occurred_on)
+                               severity=severity, description=body.findings.text, found_on=body.occurred_on,
+                               evidence=list(body.evidence))
         except DomainError as e:
             f.fail("_form", domain_message(e))
         else:

@@ -1,9 +1,9 @@
 """The event log (事件日志) for the lead and auditors, and the access audit trail (访问审计)
-for auditors."""
+for auditors, both newest first."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
@@ -41,19 +41,37 @@ def event_feed(
 @router.get("/audit", response_class=HTMLResponse)
 def audit_trail(
     request: Request, session: SessionDep, platform: PlatformDep,
-    after: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+    before: Annotated[int | None, Query(ge=1, le=2**62)] = None,
     unit: Annotated[str | None, Query(max_length=64)] = None,
     outcome: Annotated[str | None, Query(max_length=10)] = None,
 ) -> HTMLResponse:
-    """Oldest first, like the API; only auditors read the trail (as /api/v1/audit)."""
+    """Newest first, 50 a page (the API pages oldest first); only auditors read the trail (as
+    /api/v1/audit). Actions, actors and outcomes in words; the raw request stays a detail."""
     require_overview(session)
     if session.principal.role != "auditor":
         raise WebError(403, "访问审计记录仅限考核/纪检账号查看", "牵头单位可在“事件日志”中查看全部业务记录。")
-    rows = platform.audit.page(after=after or 0, limit=FEED_PAGE + 1, unit=unit or None,
+    rows = platform.audit.page(before=before, newest_first=True, limit=FEED_PAGE + 1, unit=unit or None,
                                outcome=outcome if outcome in labels.AUDIT_OUTCOME else None)
     more = len(rows) > FEED_PAGE
     rows = rows[:FEED_PAGE]
     filters = {"unit": unit or "", "outcome": outcome or ""}
-    next_url = ("/audit?" + urlencode({**{k: v for k, v in filters.items() if v}, "after": rows[-1]["id"]})
-                if more else None)
-    return render(request, "audit.html.j2", session, rows=rows, filters=filters, next_url=next_url)
+    chosen = {k: v for k, v in filters.items() if v}
+    older = "/audit?" + urlencode({**chosen, "before": rows[-1]["id"]}) if more else None
+    newest = "/audit" + ("?" + urlencode(chosen) if chosen else "") if before else None
+    # A person is named in the trail by account id; the auditors reading it see the name.
+    people = {a.account_id: a.display_name for a in platform.accounts.list()}
+    return render(request, "audit.html.j2", session, rows=rows, filters=filters, older=older, newest=newest,
+                  action=labels.audit_action, actor=actor_text, status_text=labels.HTTP_STATUS, people=people)
+
+
+def actor_text(row: dict[str, Any], units: dict[str, str], people: dict[str, str]) -> str:
+    """Who acted, as people name them: the person (an account's sign-in or token), the unit or
+    review group and the role of the credential; a request without a valid credential was made
+    by someone not signed in."""
+    if row["role"] and row["unit"]:
+        unit = labels.REVIEW_GROUP_NAMES.get(row["unit"]) or units.get(row["unit"], row["unit"])
+        person = f"{people[row['token_id']]} · " if row.get("token_id") in people else ""
+        return f"{person}{unit}（{labels.ROLE_NAMES.get(row['role'], row['role'])}）"
+    if str(row["actor"]).startswith("token:"):
+        return "未登录（凭证无效）"
+    return "未登录"

@@ -1,6 +1,7 @@
 """The rectification loop's other hands: a unit reports a hazard (隐患上报); the lead assigns it,
 verifies and closes it (核验销号), sends it back (回头看) and extends its deadline, on the item's
-own page. Each form calls the same use case as the API, through services/web/once.py."""
+own page; a responsible unit requests an extension there (申请延期), which the lead grants or
+refuses. Each form calls the same use case as the API, through services/web/once.py."""
 
 from __future__ import annotations
 
@@ -12,7 +13,15 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from contracts.api_rectifications import AssignmentIn, ExtensionIn, HazardIn, RejectionIn, VerificationIn
+from contracts.api_rectifications import (
+    AssignmentIn,
+    ExtensionIn,
+    ExtensionRefusalIn,
+    ExtensionRequestIn,
+    HazardIn,
+    RejectionIn,
+    VerificationIn,
+)
 from contracts.catalogue import default_catalogue
 from events.errors import DomainError
 from projections.catalogue_view import list_schools
@@ -38,6 +47,7 @@ from services.web.base import (
 )
 from services.web.forms import Form
 from services.web.once import form_key
+from services.web.pages.evidence import attach_files, evidence_of
 from services.web.session import WebSession
 
 router = APIRouter(include_in_schema=False)
@@ -58,16 +68,17 @@ def towns_of(platform: Platform) -> dict[str, list[dict[str, Any]]]:
 
 
 def report_hazards(platform: Platform, post: Posted, *, key: str, school_ids: list[str], category: str,
-                   severity: str, description: str, found_on: date) -> None:
+                   severity: str, description: str, found_on: date, evidence: list[str]) -> None:
     """One hazard per school, each with its own idempotency key so a replay stores none twice."""
     for school_id in school_ids:
         body = HazardIn.model_validate({"reported_by": {"kind": "unit"}, "school_id": school_id,
                                         "category": category, "severity": severity, "description": description,
-                                        "found_on": found_on})
+                                        "found_on": found_on, "evidence": evidence})
         platform.app.report_hazard(
             post.session.principal, kind="unit", units=[], school_id=body.school_id, category=body.category,
             severity=body.severity, description=body.description, found_on=body.found_on,
-            idempotency_key=f"{key}:hazard:{school_id}", body=body.model_dump(mode="json"), now=platform.clock())
+            idempotency_key=f"{key}:hazard:{school_id}", now=platform.clock(), evidence=list(body.evidence),
+            body=body.model_dump(mode="json", exclude=None if body.evidence else {"evidence"}))
 
 
 # -- a unit reports a hazard ---------------------------------------------------------------
@@ -102,12 +113,12 @@ def report_hazard(request: Request, code: str, post: PostedDep, platform: Platfo
         severity = f.choice("severity", "隐患等级", severities)
         description = f.text("description", "隐患描述", max_len=4000)
         found_on = f.day("found_on", "发现日期", not_after=today)
+        photos = attach_files(platform, post, f) if f.ok else []
         if f.ok and found_on is not None:
             try:
                 key = form_key(post.session.principal, request.url.path, post.form, today)
                 report_hazards(platform, post, key=f"web-form:{key}", school_ids=[school], category=category,
-                               severity=severity, description=description,
-                               found_on=found_on)
+                               severity=severity, description=description, found_on=found_on, evidence=photos)
             except DomainError as e:
                 f.fail("_form", domain_message(e))
             else:
@@ -138,8 +149,12 @@ def item_page(request: Request, session: WebSession, platform: Platform, item_id
     if not p.can_read_all and p.agency not in {u["unit"] for u in row["units"]}:
         require_overview(session)  # a liaison sees only the items its unit is responsible for
     categories, _ = hazard_choices()
+    responsible = p.can_write and p.agency in {u["unit"] for u in row["units"]}
+    files = evidence_of(platform, [iid]).get(iid, [])
+    before = [e for e in files if e["event_type"] == "HazardReported"]
     return render(request, "board_item.html.j2", session, status=status, item=row, categories=categories,
-                  is_lead=p.role == "lead", errors=errors or {}, values=values or {}, status_names=labels.RECT_STATUS)
+                  before=before, after=[e for e in files if e not in before], is_lead=p.role == "lead",
+                  can_request=responsible, errors=errors or {}, values=values or {}, status_names=labels.RECT_STATUS)
 
 
 @router.get("/rectifications/{item_id}", response_class=HTMLResponse)
@@ -150,6 +165,13 @@ def board_item(request: Request, item_id: str, session: SessionDep, platform: Pl
 def _lead_write(request: Request, item_id: str, post: Posted, platform: Platform, form: str, done: str,
                 act: Any) -> Response:
     require_lead(post.session)
+    return _item_write(request, item_id, post, platform, form, done, act)
+
+
+def _item_write(request: Request, item_id: str, post: Posted, platform: Platform, form: str, done: str,
+                act: Any) -> Response:
+    """One form of the item page: done, back to the item with its notice; refused, the item page
+    with the message beside the form."""
     iid = uuid_or_404(item_id, "整改事项")
 
     def done_() -> Response:
@@ -210,12 +232,12 @@ def verify(request: Request, item_id: str, post: PostedDep, platform: PlatformDe
 
 
 def _deadline_change(request: Request, item_id: str, post: Posted, platform: Platform, form: str, done: str,
-                     use_case: Any, model: Any, reason_label: str) -> Response:
+                     use_case: Any, model: Any, reason_label: str, *, lead: bool = True) -> Response:
     today = today_of(platform)
 
     def act(f: Form, iid: Any) -> bool:
         reason = f.text("reason", reason_label, max_len=4000)
-        new_deadline = f.day("new_deadline", "新的整改期限", not_before=today)
+        new_deadline = f.day("new_deadline", "新的整改期限" if lead else "申请延至", not_before=today)
         body = f.model(model, {"reason": reason, "new_deadline": new_deadline},
                        {"reason": "reason", "new_deadline": "new_deadline"})
         if body is None:
@@ -223,7 +245,8 @@ def _deadline_change(request: Request, item_id: str, post: Posted, platform: Pla
         use_case(post.session.principal, iid, reason=body.reason, new_deadline=body.new_deadline, now=platform.clock())
         return True
 
-    return _lead_write(request, item_id, post, platform, form, done, act)
+    write = _lead_write if lead else _item_write
+    return write(request, item_id, post, platform, form, done, act)
 
 
 @router.post("/rectifications/{item_id}/reject", response_class=HTMLResponse)
@@ -236,3 +259,25 @@ def reject(request: Request, item_id: str, post: PostedDep, platform: PlatformDe
 def extend(request: Request, item_id: str, post: PostedDep, platform: PlatformDep) -> Response:
     return _deadline_change(request, item_id, post, platform, "extend", "extended",
                             platform.app.extend_rectification_deadline, ExtensionIn, "延期理由")
+
+
+@router.post("/rectifications/{item_id}/refuse-extension", response_class=HTMLResponse)
+def refuse_extension(request: Request, item_id: str, post: PostedDep, platform: PlatformDep) -> Response:
+    def act(f: Form, iid: Any) -> bool:
+        reason = f.text("reason", "不同意的理由", max_len=4000)
+        body = f.model(ExtensionRefusalIn, {"reason": reason}, {"reason": "reason"})
+        if body is None:
+            return False
+        platform.app.refuse_rectification_extension(post.session.principal, iid, reason=body.reason,
+                                                    now=platform.clock())
+        return True
+
+    return _lead_write(request, item_id, post, platform, "refuse", "extension-refused", act)
+
+
+@router.post("/units/{code}/rectifications/{item_id}/extension-request", response_class=HTMLResponse)
+def request_extension(request: Request, code: str, item_id: str, post: PostedDep, platform: PlatformDep) -> Response:
+    """申请延期, by the responsible unit's liaison (the domain checks the unit is responsible)."""
+    require_unit_writer(post.session, code, unit_names(platform))
+    return _deadline_change(request, item_id, post, platform, "request", "extension-requested",
+                            platform.app.request_rectification_extension, ExtensionRequestIn, "申请理由", lead=False)

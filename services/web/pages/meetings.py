@@ -24,7 +24,6 @@ from events.errors import DomainError
 from projections.meetings import MeetingsView, assemble_agenda, list_meetings, list_resolutions
 from services.api.deps import PlatformDep, today_of
 from services.documents import labels
-from services.meetings.brief_data import build_brief
 from services.meetings.briefs import RETRY_AFTER_S, StillBuilding
 from services.platform import Platform
 from services.web.base import (
@@ -248,8 +247,7 @@ def meeting_brief(request: Request, meeting_id: str, fmt: str, session: SessionD
     try:
         data = platform.briefs.data_for(
             (mid, today, platform.app.recorder.max_notification_id()),
-            lambda: build_brief(platform.read_engine, platform.runner.catch_up, mid, today,
-                                positions=platform.app.event_positions), wait_s=platform.settings.brief_wait_s)
+            lambda: platform.assemble_brief(mid, today), wait_s=platform.settings.brief_wait_s)
         if data is None:
             raise WebError(404, "未找到该会议")
         body = platform.briefs.get(data, fmt, wait_s=max(0.0, deadline - time.monotonic()))

@@ -36,6 +36,8 @@ from services.web.base import (
     uuid_or_404,
 )
 from services.web.forms import EVIDENCE, EVIDENCE_HINT, Form
+from services.web.pages.evidence import FIELD as FILES
+from services.web.pages.evidence import attach_files, evidence_of
 from services.web.session import WebSession
 
 router = APIRouter(include_in_schema=False)
@@ -64,6 +66,7 @@ def _work_page(request: Request, session: WebSession, platform: Platform, code: 
     shown = {f"rect:{r['id']}" for r in rects if r["status"] in WORKABLE} | {
         f"task:{t['task_id']}" for t in tasks if t["status"] in WORKABLE}
     return render(request, "work.html.j2", session, status=status, units=names, code=code, rects=rects,
+                  evidence=evidence_of(platform, [r["id"] for r in rects]),
                   tasks=tasks, workable=WORKABLE, errors=errors or {}, values=values or {}, can_write=can_write,
                   page_error=unshown_error(errors, shown if can_write else set()))
 
@@ -102,6 +105,7 @@ def rect_progress(request: Request, code: str, item_id: str, post: PostedDep, pl
         note = f.text("note", "进展说明")
         pct = f.integer("percent", "完成进度", low=0, high=100)
         evidence = f.lines("evidence", "佐证材料", max_len=500, pattern=EVIDENCE, pattern_hint=EVIDENCE_HINT)
+        evidence += attach_files(platform, post, f) if f.ok else []
         body = f.model(ProgressIn, {"note": note, "percent": pct, "evidence": evidence},
                        {"note": "note", "percent": "percent", "evidence": "evidence"})
         if body is None:
@@ -119,8 +123,10 @@ def rect_completion(request: Request, code: str, item_id: str, post: PostedDep, 
 
     def act(f: Form) -> bool:
         summary = f.text("summary", "整改情况")
-        evidence = f.lines("evidence", "佐证材料", required=True, max_len=500, pattern=EVIDENCE,
-                           pattern_hint=EVIDENCE_HINT)
+        evidence = f.lines("evidence", "佐证材料", max_len=500, pattern=EVIDENCE, pattern_hint=EVIDENCE_HINT)
+        evidence += attach_files(platform, post, f) if f.ok else []
+        if f.ok and not evidence:
+            f.fail(FILES, "请至少上传一张整改后的照片或一份材料，或填写链接。")
         body = f.model(CompletionIn, {"summary": summary, "evidence": evidence},
                        {"summary": "summary", "evidence": "evidence"})
         if body is None:
@@ -156,6 +162,7 @@ def task_completion(request: Request, code: str, task_id: str, post: PostedDep, 
     def act(f: Form) -> bool:
         summary = f.text("summary", "完成情况")
         evidence = f.lines("evidence", "佐证材料", max_len=500, pattern=EVIDENCE, pattern_hint=EVIDENCE_HINT)
+        evidence += attach_files(platform, post, f) if f.ok else []
         body = f.model(TaskCompletionIn, {"summary": summary, "evidence": evidence},
                        {"summary": "summary", "evidence": "evidence"})
         if body is None:
@@ -199,4 +206,5 @@ def board(
         next_url = "/rectifications?" + urlencode({**{k: v for k, v in filters.items() if v},
                                                    "before": rows[-1]["reported_position"]})
     return render(request, "board.html.j2", session, units=names, rows=rows, filters=filters,
+                  evidence=evidence_of(platform, [r["id"] for r in rows]),
                   statuses=BOARD_STATUSES, categories=categories, next_url=next_url)

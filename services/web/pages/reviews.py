@@ -22,6 +22,7 @@ from services.reviews.document import compute_review
 from services.reviews.facts import ReviewError
 from services.security.checkpoint import CheckpointError
 from services.web.base import SessionDep, WebError, event_summary, render, require_overview
+from services.web.pages.evidence import evidence_of
 
 router = APIRouter(include_in_schema=False)
 
@@ -120,5 +121,9 @@ def evidence(
         raise WebError(404, "未找到该评分项", "考核结果中没有这一条评分项，可能考核细则或日志已变化。")
     ids = list(line["event_ids"])[:MAX_EVIDENCE]
     events = resolve_events(platform, ids)
+    files = evidence_of(platform, [str(e.data.get("event_id", "")) for e in events], by="event_id")
+    items = {str(e.data.get("event_id", "")): str(e.originator_id) for e in events
+             if e.topic.startswith("events.rectifications:")}  # the record's page shows its attachments
     return render(request, "review_evidence.html.j2", session, doc=document, year=year, part=part, rule=rule,
-                  line=line, events=events, shown=len(ids), summary=event_summary, label=line_label)
+                  line=line, events=events, shown=len(ids), summary=event_summary, label=line_label, files=files,
+                  items=items)
