@@ -13,7 +13,6 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from events.base import COUNTY_TZ
 
@@ -150,7 +149,7 @@ def insert_ignore(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str,
         if params is not None:
             conn.exec_driver_sql(_insert_ignore_sql(conn.dialect, table, keys), params)
             return
-    stmt = _dialect_insert(conn, table).on_conflict_do_nothing()
+    stmt = dialect_insert(conn, table).on_conflict_do_nothing()
     conn.execute(stmt, list(rows))
 
 
@@ -184,7 +183,7 @@ def upsert_add(
     keep the larger value, ``replace`` take the new value."""
     if not rows:
         return
-    ins = _dialect_insert(conn, table)
+    ins = dialect_insert(conn, table)
     excluded = ins.excluded
     sets: dict[str, Any] = {}
     for col in add:
@@ -198,9 +197,15 @@ def upsert_add(
     conn.execute(stmt, list(rows))
 
 
-def _dialect_insert(conn: sa.Connection, table: sa.Table) -> Any:
+def dialect_insert(conn: sa.Connection, table: sa.Table) -> Any:
+    """The dialect's INSERT (with ON CONFLICT); each dialect module is imported when first
+    used, so a SQLite process never loads PostgreSQL's."""
     if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
         return postgresql.insert(table)
     if conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
         return sqlite.insert(table)
     raise NotImplementedError(conn.dialect.name)

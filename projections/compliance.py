@@ -20,12 +20,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from eventsourcing.utils import get_topic
-from sqlalchemy.dialects import postgresql, sqlite
 
 from contracts.compliance import ComplianceCalendar, ComplianceKind, period_bounds, periods_overlapping
 from events.base import COUNTY_TZ
 from events.logistics import ComplianceGap, ComplianceRecord
-from projections.base import LoggedEvent, Projection, county_day, insert_ignore, metadata
+from projections.base import LoggedEvent, Projection, county_day, dialect_insert, insert_ignore, metadata
 from projections.catalogue_view import schools as schools_table
 
 STATUSES = ("on_time", "late", "missing", "pending")
@@ -67,10 +66,6 @@ def local_day_of(recorded_at: str) -> str:
     """utc_text -> the county-local date it falls on."""
     moment = datetime.strptime(recorded_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
     return moment.astimezone(COUNTY_TZ).date().isoformat()
-
-
-def _insert(conn: sa.Connection, table: sa.Table) -> Any:
-    return postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table)
 
 
 def _least(conn: sa.Connection, a: Any, b: Any) -> Any:
@@ -120,7 +115,7 @@ class ComplianceView(Projection):
                 })
         insert_ignore(conn, records, rows)
         if logged:
-            ins = _insert(conn, cells)
+            ins = dialect_insert(conn, cells)
             x = ins.excluded
             conn.execute(ins.on_conflict_do_update(index_elements=["school_id", "kind", "period"], set_={
                 "records": cells.c.records + x.records,
@@ -130,7 +125,7 @@ class ComplianceView(Projection):
                 "measure": x.measure,
             }), list(logged.values()))
         if missing:
-            ins = _insert(conn, cells)
+            ins = dialect_insert(conn, cells)
             x = ins.excluded
             conn.execute(ins.on_conflict_do_update(index_elements=["school_id", "kind", "period"], set_={
                 "missing_since": x.missing_since, "missing_recorded_at": x.missing_recorded_at,

@@ -298,8 +298,7 @@ def projections_rebuild(
             if n not in platform.runner.projections:
                 raise CliError(f"unknown read model {n!r}; known: {', '.join(platform.runner.projections)}")
         head = platform.app.recorder.max_notification_id() or 0
-        for n in names:
-            platform.runner.reset(n)
+        platform.runner.reset(*names)
         # Every read model in one pass over the log (each batch read and decoded once).
         with _bar(total=head, desc=name or "projections") as bar:
             applied = platform.runner.catch_up(name, progress=bar.update)

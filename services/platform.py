@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -28,7 +28,8 @@ from services.app import LianxiApp
 from services.evidence.storage import BlobStore, open_blob_store
 from services.evidence.use_cases import record_thumbnails as evidence_thumbnails
 from services.kernel.jobs import JobContext
-from services.meetings.briefs import BriefCache
+from services.meetings.brief_data import build_brief
+from services.meetings.briefs import BriefCache, RenderStore
 from services.security import hashchain
 from services.security.audit import AuditTrail
 from services.security.tokens import TokenStore
@@ -95,7 +96,9 @@ class Platform:
             # Tables no rebuild may drop: the hash chain, notification deliveries and read marks.
             hashchain.setup(self.write_engine)
             setup_notify_tables(self.write_engine)
-        self.briefs = BriefCache(render_brief, workers=self.settings.brief_render_workers)
+            renders = RenderStore(self.write_engine)
+            renders.setup()
+        self.briefs = BriefCache(render_brief, workers=self.settings.brief_render_workers, store=renders)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.clock = utcnow
@@ -121,7 +124,15 @@ class Platform:
         """What a scheduled job may touch (services/kernel/jobs.py)."""
         return JobContext(app=self.app, runner=self.runner, read_engine=self.read_engine,
                           write_engine=self.write_engine, rules=rules or load_escalation_rules(),
-                          settings=self.settings, on_decided=on_decided, blobs=self.blobs)
+                          settings=self.settings, on_decided=on_decided, blobs=self.blobs, briefs=self.briefs,
+                          assemble_brief=self.assemble_brief)
+
+    def assemble_brief(self, meeting_id: str, today: date) -> dict[str, Any] | None:
+        """A meeting's brief data as of ``today`` (None for an unknown meeting): the one way the
+        API, the pages and the pre-render job build it, so a pre-rendered brief's digest is
+        the one readers ask for."""
+        return build_brief(self.read_engine, self.runner.catch_up, meeting_id, today,
+                           positions=self.app.event_positions, evidence=self.record_thumbnails)
 
     def record_thumbnails(self, record_ids: Sequence[str], per_record: int = 4) -> dict[str, dict[str, Any]]:
         """Each record's evidence as documents show it (thumbnails), for the brief's annex."""

@@ -207,3 +207,105 @@ def test_readers_asking_while_the_data_is_built_wait_for_that_one_build() -> Non
         assert len(builds) == 1
     finally:
         cache.close()
+
+
+def test_a_brief_rendered_in_one_process_is_served_by_another_from_the_store(tmp_path: Any) -> None:
+    """Two caches on one database stand for two processes (an API worker and the scheduler):
+    what one rendered the other serves without rendering; the store keeps the newest few."""
+    import sqlalchemy as sa
+
+    from services.meetings.briefs import RenderStore
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'renders.db'}")
+    store = RenderStore(engine, keep=2)
+    store.setup()
+    one, other = SlowRender(0.0), SlowRender(0.0)
+    a, b = BriefCache(one, store=store), BriefCache(other, store=store)
+    try:
+        assert a.prerender({"n": 1}, "pdf") is True and a.prerender({"n": 1}, "pdf") is False
+        assert b.prerender({"n": 1}, "pdf") is False  # the store has it
+        assert b.get({"n": 1}, "pdf", wait_s=5) == b"pdf:1" and (one.calls, other.calls) == (1, 0)
+        for n in (2, 3):
+            a.get({"n": n}, "pdf", wait_s=5)
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM brief_renders").scalar() == 2
+        assert BriefCache(other, store=store).get({"n": 1}, "pdf", wait_s=5) == b"pdf:1" and other.calls == 1
+    finally:
+        a.close()
+        b.close()
+        engine.dispose()
+
+
+def test_the_briefs_opened_next_are_the_latest_held_and_the_next_meeting() -> None:
+    from datetime import date
+
+    from services.meetings.jobs import brief_candidates
+
+    meetings = [
+        {"meeting_id": "m1", "status": "held", "scheduled_for": "2025-03-20"},
+        {"meeting_id": "m2", "status": "held", "scheduled_for": "2025-06-20"},
+        {"meeting_id": "m3", "status": "scheduled", "scheduled_for": "2025-09-20"},
+        {"meeting_id": "m4", "status": "scheduled", "scheduled_for": "2025-12-20"},
+    ]
+    assert brief_candidates(meetings, date(2025, 7, 1)) == ["m2", "m3"]
+    assert brief_candidates(meetings, date(2025, 3, 1)) == ["m3"]  # nothing held yet
+    assert brief_candidates(meetings[:2], date(2025, 7, 1)) == ["m2"]  # nothing to come
+    assert brief_candidates([], date(2025, 7, 1)) == []
+
+
+def test_the_prerender_job_renders_once_per_data_and_the_first_reader_gets_the_file(
+        county: tuple[Platform, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.meetings.briefs import RenderStore
+    from services.scheduler import LianxiScheduler
+
+    platform, _ = county
+    renders = SlowRender(0.0)
+    with platform.write_engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM brief_renders")  # what the tests above rendered
+    cache = BriefCache(renders, store=RenderStore(platform.write_engine))
+    monkeypatch.setattr(platform, "briefs", cache)
+    now = platform.clock()
+    scheduler = LianxiScheduler(platform)
+    first = scheduler.run_job("brief-prerender", now)
+    assert first["meetings"] >= 1 and first["rendered"] == first["meetings"] == renders.calls
+    assert scheduler.run_job("brief-prerender", now)["rendered"] == 0  # unchanged data: nothing rendered
+
+    # A fresh process (its memory empty) answers the first reader from the shared store.
+    fresh = Platform(platform.settings, group_commit=False)
+    try:
+        monkeypatch.setattr(fresh.briefs, "_render", renders)
+        monkeypatch.setattr(fresh.settings, "brief_wait_s", 0.0)  # a render would answer 202
+        with platform.read_engine.connect() as conn:
+            held = [m for m in list_meetings(conn) if m["status"] == "held"]
+        latest = max(held, key=lambda m: m["scheduled_for"])["meeting_id"]
+        api = Api(fresh)
+        got = api.client.get(f"/api/v1/meetings/{latest}/brief?format=pdf", headers=api.as_("education", "lead"))
+        assert got.status_code == 200 and got.content == b"pdf:brief" and renders.calls == first["rendered"]
+    finally:
+        fresh.close()
+        cache.close()
+
+
+def test_a_reader_waits_for_another_readers_data_build_only_so_long() -> None:
+    """The data build counts against the same wait as the render: a reader that waited
+    ``wait_s`` for another's build is told 正在生成 (StillBuilding), never left to time out."""
+    from services.meetings.briefs import StillBuilding
+
+    cache = BriefCache(SlowRender(0.0))
+    started = threading.Event()
+
+    def slow_build() -> dict[str, Any]:
+        started.set()
+        time.sleep(0.5)
+        return {"n": 1}
+
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(cache.data_for, "m1", slow_build)
+            started.wait(5)
+            with pytest.raises(StillBuilding):
+                cache.data_for("m1", slow_build, wait_s=0.05)
+            assert first.result() == {"n": 1}
+        assert cache.data_for("m1", slow_build, wait_s=0.05) == {"n": 1}  # built: no wait
+    finally:
+        cache.close()

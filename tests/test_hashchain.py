@@ -159,6 +159,29 @@ def test_new_events_are_linked_and_a_rebuild_rechecks_instead_of_relinking(platf
     assert err.value.position == target
 
 
+def test_a_rebuild_links_what_the_chain_lacks_and_rechecks_the_rest(platform: Platform) -> None:
+    """Batches the chain covers whole are checked by their last link, batches it covers in part
+    link the rest: the chain ends up as the follower made it, and a deleted event still breaks
+    the re-check at the position after it."""
+    add_events(platform)
+    with platform.read_engine.connect() as conn:
+        followed = list(conn.execute(sa.select(hashchain.log_chain).order_by(hashchain.log_chain.c.position)))
+    middle = positions(platform)[len(followed) // 2]
+    with platform.write_engine.begin() as conn:
+        conn.exec_driver_sql(f"DELETE FROM log_chain WHERE position > {middle}")
+    platform.runner.reset(hashchain.CHAIN_NAME)
+    platform.runner.batch_size = platform.runner.max_batch_size = 7  # batches straddle the cut
+    platform.runner.catch_up(hashchain.CHAIN_NAME)
+    with platform.read_engine.connect() as conn:
+        assert list(conn.execute(sa.select(hashchain.log_chain).order_by(hashchain.log_chain.c.position))) == followed
+    target = positions(platform)[3]
+    delete_event(platform, target)
+    platform.runner.reset(hashchain.CHAIN_NAME)
+    with pytest.raises(hashchain.ChainBroken) as err:
+        platform.runner.catch_up(hashchain.CHAIN_NAME)
+    assert err.value.position == positions(platform)[3]  # the event after the deleted one
+
+
 def test_the_fast_catch_up_links_exactly_as_the_follower(platform: Platform) -> None:
     add_events(platform)  # linked by the projection runner
     with platform.read_engine.connect() as conn:

@@ -25,6 +25,10 @@ from services.store.request_rows import carrying
 AGENCY_CACHE_TTL_S = 5.0
 
 
+# An "event_id" key and its text value in stored JSON (orjson writes no spaces; allowed anyway).
+_EVENT_ID = re.compile(rb'"event_id"\s*:\s*"([^"\\]*)"')
+
+
 @dataclass(frozen=True)
 class CommitItem:
     """One writer's share of a group commit: its pending events (collected once, when queued:
@@ -129,13 +133,15 @@ class EventStore(Application[uuid.UUID]):
     def event_positions(self, ids: Iterable[str], batch: int = 2000) -> dict[str, int]:
         """Log positions of the events with these ids (an aggregate's id gives its creation).
 
-        The log has no index by event id, so this reads it once in batches: a stored state that
-        does not contain one of the ids' text is skipped undecoded (one regex search per row),
-        and the read stops once every id is found. Unknown ids are absent from the answer."""
+        The log has no index by event id, so this reads it once in batches: a stored state
+        whose "event_id" values are none of the ids is skipped undecoded (one search for the
+        key per row and a set lookup: an alternation of every wanted id, searched per row,
+        took ~11 s over a county year for a brief citing a few hundred events), and the read
+        stops once every id is found. Unknown ids are absent from the answer."""
         wanted = {i for i in ids if i}
         if not wanted:
             return {}
-        needles = re.compile(b"|".join(re.escape(i.encode()) for i in sorted(wanted)))
+        wanted_bytes = {i.encode() for i in wanted}
         found: dict[str, int] = {}
         start = 0
         while len(found) < len(wanted):
@@ -147,7 +153,7 @@ class EventStore(Application[uuid.UUID]):
                 if origin in wanted and n.originator_version == 1:
                     found.setdefault(origin, int(n.id))
                 state = n.state if isinstance(n.state, bytes) else bytes(n.state)
-                if needles.search(state):
+                if any(m.group(1) in wanted_bytes for m in _EVENT_ID.finditer(state)):
                     event_id = str(LoggedEvent.from_notification(n).data.get("event_id", ""))
                     if event_id in wanted:
                         found.setdefault(event_id, int(n.id))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,6 +27,9 @@ class JobContext:
     settings: Settings
     on_decided: Callable[[int], None] | None = None  # test hook of the overdue sweep
     blobs: Any = None  # the evidence BlobStore (services/evidence/storage.py)
+    briefs: Any = None  # the platform's BriefCache (services/meetings/briefs.py): the pre-render job fills it
+    # (meeting id, county day) -> the brief's data, as the API and the pages assemble it
+    assemble_brief: Callable[[str, date], dict[str, Any] | None] | None = None
 
     def catch_up(self, *names: str) -> None:
         """Bring the named read models (all when none are named) up to the log: jobs find

@@ -69,9 +69,12 @@ _topics: dict[str, bytes] = {}
 def _oid_bytes(originator_id: Any) -> bytes:
     # PostgreSQL returns uuid.UUID; SQLite stores hex text, which the recorder reads back as a
     # UUID. Text that is not a UUID (only a tampered row) hashes as itself, so it never matches.
-    if isinstance(originator_id, uuid.UUID):
+    if type(originator_id) is str:  # SQLite's hex text, the common case first
+        text = originator_id
+    elif isinstance(originator_id, uuid.UUID):
         return b"u" + originator_id.bytes
-    text = str(originator_id)
+    else:
+        text = str(originator_id)
     if len(text) == 32:
         try:
             return b"u" + bytes.fromhex(text)
@@ -141,20 +144,47 @@ class HashChainProjection(Projection):
 
 def link_rows(conn: sa.Connection, rows: Sequence[RawRow]) -> None:
     """Links ``rows`` (consecutive stored events, in log order) after the chain's last link
-    before them. A position already linked (after a rebuild) is re-checked, never relinked."""
+    before them. A position already linked (after a rebuild) is re-checked, never relinked.
+
+    A batch the chain already covers whole (a rebuild) is checked by its last link: each link
+    hashes the one before it, so the recomputed last link equals the recorded one only if
+    every event of the batch (and its position) is the one linked then. Only when it differs,
+    or the batch is partly new, are the recorded links read one by one, to link the new ones
+    and to name the first position that no longer matches."""
     first, last = rows[0][0], rows[-1][0]
-    # Plain driver statements: a rebuild re-checks every link, and SQLAlchemy's per-row result
-    # and parameter processing cost more than the hashing.
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    mark = "%s" if conn.dialect.name == "postgresql" else "?"
+    # Plain driver statements: SQLAlchemy's per-row result and parameter processing cost
+    # more than the hashing.
+    linked, last_link = conn.exec_driver_sql(
+        f"SELECT count(*), (SELECT hash FROM log_chain WHERE position = {mark}) FROM log_chain "
+        f"WHERE position >= {mark} AND position <= {mark}", (last, first, last)).one()
+    _, prev = _prev_hash(conn, first)
+    links = _links(prev, rows)
+    if linked == 0:
+        conn.exec_driver_sql(f"INSERT INTO log_chain (position, hash) VALUES ({mark}, {mark})", links)
+        return
+    if linked == len(rows) and last_link is not None and bytes(last_link) == links[-1][1]:
+        return
     existing = {
         int(p): bytes(h) for p, h in conn.exec_driver_sql(
             f"SELECT position, hash FROM log_chain WHERE position >= {mark} AND position <= {mark}", (first, last),
         ).fetchall()
     }
-    _, prev = _prev_hash(conn, first)
     new = []
-    # ``link`` inlined, with each originator's bytes made once per batch: a rebuild hashes
-    # every event of the log here.
+    for pos, link_ in links:
+        known = existing.get(pos)
+        if known is None:
+            new.append((pos, link_))
+        elif known != link_:
+            raise ChainBroken(pos, "the stored event no longer matches the link recorded for it")
+    if new:
+        conn.exec_driver_sql(f"INSERT INTO log_chain (position, hash) VALUES ({mark}, {mark})", new)
+
+
+def _links(prev: bytes, rows: Sequence[RawRow]) -> list[tuple[int, bytes]]:
+    """(position, link) of each row after ``prev``: ``link`` inlined, each originator's bytes
+    made once per batch (a rebuild hashes every event of the log here)."""
+    out = []
     sha256, pack = hashlib.sha256, _HEADER.pack
     oids: dict[Any, bytes] = {}
     for pos, oid, ver, topic, state in rows:
@@ -168,13 +198,8 @@ def link_rows(conn: sa.Connection, rows: Sequence[RawRow]) -> None:
             o = oids[oid] = _oid_bytes(oid)
         s = state if type(state) is bytes else as_bytes(state)
         prev = sha256(b"".join((prev, pack(pos, ver, len(t), len(s)), o, t, s))).digest()
-        known = existing.get(pos)
-        if known is None:
-            new.append((pos, prev))
-        elif known != prev:
-            raise ChainBroken(pos, "the stored event no longer matches the link recorded for it")
-    if new:
-        conn.exec_driver_sql(f"INSERT INTO log_chain (position, hash) VALUES ({mark}, {mark})", new)
+        out.append((pos, prev))
+    return out
 
 
 def catch_up(engine: sa.Engine, *, batch: int = 20_000, progress: Callable[[int], None] | None = None) -> int:

@@ -10,6 +10,7 @@ brief is for the lead bureau and auditors.
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
@@ -56,8 +57,7 @@ from services.api.deps import (
 )
 from services.api.problems import WRITE_ERRORS, ProblemError
 from services.kernel.use_cases import parse_id
-from services.meetings.brief_data import build_brief
-from services.meetings.briefs import RETRY_AFTER_S
+from services.meetings.briefs import RETRY_AFTER_S, StillBuilding
 
 router = APIRouter(prefix="/api/v1", tags=["meetings"])
 
@@ -167,16 +167,22 @@ def brief(
     require_all_reader(principal)
     mid = str(parse_id(meeting_id, "meeting"))
     today = local_date(platform.clock())
-    data = platform.briefs.data_for(
-        (mid, today, platform.app.recorder.max_notification_id()),
-        lambda: build_brief(platform.read_engine, platform.runner.catch_up, mid, today,
-                            positions=platform.app.event_positions, evidence=platform.record_thumbnails))
-    if data is None:
-        raise ProblemError(404, f"unknown meeting {meeting_id!r}")
-    body = platform.briefs.get(data, format, wait_s=platform.settings.brief_wait_s)
+    # One wait for the data and the render together: the answer starts well before the request
+    # timeout (a 503) however busy the machine is.
+    deadline = time.monotonic() + platform.settings.brief_wait_s
+    try:
+        data = platform.briefs.data_for(
+            (mid, today, platform.app.recorder.max_notification_id()),
+            lambda: platform.assemble_brief(mid, today), wait_s=platform.settings.brief_wait_s)
+        if data is None:
+            raise ProblemError(404, f"unknown meeting {meeting_id!r}")
+        body = platform.briefs.get(data, format, wait_s=max(0.0, deadline - time.monotonic()))
+    except StillBuilding:
+        body = None
     if body is None:
         return JSONResponse({"status": "rendering", "detail": "简报正在生成，请稍后再取。"}, status_code=202,
                             headers={"Retry-After": str(RETRY_AFTER_S)})
+    assert data is not None  # the body came from it
     filename = f"brief-{data['meeting']['year']}-{data['meeting']['number']}.{format}"
     return Response(body, media_type=_MEDIA[format],
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})

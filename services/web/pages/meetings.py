@@ -3,6 +3,7 @@ record of a held meeting, its resolutions, and the brief for download."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -23,8 +24,7 @@ from events.errors import DomainError
 from projections.meetings import MeetingsView, assemble_agenda, list_meetings, list_resolutions
 from services.api.deps import PlatformDep, today_of
 from services.documents import labels
-from services.meetings.brief_data import build_brief
-from services.meetings.briefs import RETRY_AFTER_S
+from services.meetings.briefs import RETRY_AFTER_S, StillBuilding
 from services.platform import Platform
 from services.web.base import (
     Posted,
@@ -243,19 +243,22 @@ def meeting_brief(request: Request, meeting_id: str, fmt: str, session: SessionD
         raise WebError(404, "不支持该简报格式", "可下载的格式：HTML、DOCX、PDF。")
     mid = str(uuid_or_404(meeting_id, "会议"))
     today = today_of(platform)
-    data = platform.briefs.data_for(
-        (mid, today, platform.app.recorder.max_notification_id()),
-        lambda: build_brief(platform.read_engine, platform.runner.catch_up, mid, today,
-                            positions=platform.app.event_positions, evidence=platform.record_thumbnails))
-    if data is None:
-        raise WebError(404, "未找到该会议")
+    deadline = time.monotonic() + platform.settings.brief_wait_s  # the data and the render: one wait
     try:
-        body = platform.briefs.get(data, fmt, wait_s=platform.settings.brief_wait_s)
+        data = platform.briefs.data_for(
+            (mid, today, platform.app.recorder.max_notification_id()),
+            lambda: platform.assemble_brief(mid, today), wait_s=platform.settings.brief_wait_s)
+        if data is None:
+            raise WebError(404, "未找到该会议")
+        body = platform.briefs.get(data, fmt, wait_s=max(0.0, deadline - time.monotonic()))
+    except StillBuilding:
+        body = None
     except (ImportError, OSError):  # e.g. the PDF engine or its fonts are not installed here
         raise WebError(503, "该格式的简报暂时无法生成", "请改为下载 HTML 版，或请管理员安装简报所需的组件。") from None
     if body is None:
         return render(request, "generating.html.j2", session, status=202, refresh_s=RETRY_AFTER_S,
                       title="简报正在生成", back=f"/meetings/{mid}")
+    assert data is not None  # the body came from it
     return Response(body, media_type=BRIEF_MEDIA[fmt], headers={
         "Content-Disposition": brief_disposition(data["meeting"]["year"], data["meeting"]["number"], fmt),
         "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
