@@ -204,3 +204,9 @@ class AuditEntryOut(BaseModel):
     resource_id: str | None
     detail: str | None
     client: str | None
+    actor_name: str | None = Field(
+        default=None, description="the person who acted (an account's display name, beside its id in token_id); "
+                                  "given to the lead and auditors only")
+    resource_name: str | None = Field(
+        default=None, description="the person whose account resource_id is (a sign-in, a lock-out, a change by "
+                                  "the lead); given to the lead and auditors only")

@@ -200,7 +200,9 @@ class WeComIn(Request):
 
 class SmsIn(Request):
     phones: list[Annotated[str, StringConstraints(min_length=11, max_length=11)]] = Field(
-        min_length=1, max_length=20, description="mainland mobile numbers; shown back masked")
+        default_factory=list, max_length=20,
+        description="extra mainland mobile numbers beside the unit's accounts that have one (a duty phone); "
+                    "may be empty; shown back masked")
 
 
 class ChannelTestOut(BaseModel):

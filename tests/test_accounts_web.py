@@ -17,6 +17,7 @@ from httpx import Response
 from services.api.main import create_app
 from services.kernel.principal import REVIEW_GROUP
 from services.security.audit import audit_log
+from services.store.accounts import web_sessions
 from services.web.session import SESSION_COOKIE
 from tests.conftest import Api
 
@@ -131,6 +132,37 @@ def test_sign_out_everywhere_ends_every_session_of_the_account(sqlite_api: Api) 
     assert r.status_code == 303 and r.headers["location"] == "/signin?done=signed-out"
     assert second.client.get("/dashboard").headers["location"].startswith("/signin")
     assert lead.client.get("/dashboard").headers["location"].startswith("/signin")
+
+
+def test_signing_in_again_in_the_same_browser_ends_the_old_session(sqlite_api: Api) -> None:
+    api = sqlite_api
+    lead = _lead(api)
+    elsewhere = Person(api)  # the same account in another browser keeps its own session
+    assert elsewhere.sign_in("edu.lead", "Lead-desk-2025").status_code == 303
+    first = lead.client.cookies[SESSION_COOKIE]
+    replay = Person(api)  # whoever kept the old cookie value
+    replay.client.cookies.set(SESSION_COOKIE, first)
+    assert replay.client.get("/dashboard").status_code == 200
+    # a failed attempt leaves the session as it was
+    assert lead.sign_in("edu.lead", "not-the-password").status_code == 401
+    assert replay.client.get("/dashboard").status_code == 200
+    # a sign-in that succeeds replaces it: the old cookie stops working at once
+    assert lead.sign_in("edu.lead", "Lead-desk-2025").headers["location"] == "/dashboard"
+    second = lead.client.cookies[SESSION_COOKIE]
+    assert second != first
+    assert replay.client.get("/dashboard").headers["location"].startswith("/signin")
+    assert lead.client.get("/dashboard").status_code == 200
+    assert elsewhere.client.get("/dashboard").status_code == 200
+    # signing in with a system's credential on top replaces the person's session too
+    r = lead.client.post("/signin", data={"csrf_token": lead.csrf("/signin"), "next": "",
+                                          "token": api.token("education", "lead")})
+    assert r.status_code == 303
+    replay.client.cookies.set(SESSION_COOKIE, second)
+    assert replay.client.get("/dashboard").headers["location"].startswith("/signin")
+    with api.platform.read_engine.connect() as conn:
+        live = conn.execute(sa.select(sa.func.count()).select_from(web_sessions)
+                            .where(web_sessions.c.ended_at.is_(None))).scalar()
+    assert live == 2  # the token session here and the other browser's
 
 
 def test_a_wrong_password_reads_the_same_as_an_unknown_account_and_a_lock_says_until_when(sqlite_api: Api) -> None:

@@ -10,7 +10,9 @@ import pytest
 import sqlalchemy as sa
 
 from contracts.catalogue import default_catalogue
+from services.accounts.service import SignInFailed
 from services.api.deps import PrincipalDep
+from services.kernel.principal import REVIEW_GROUP, Principal
 from services.security.audit import audit_log
 from tests.conftest import Api, register_schools
 
@@ -252,3 +254,32 @@ def test_writes_through_group_commit_are_audited(database_url: str) -> None:
         assert sum(a == "POST /api/v1/schools" for a, _, _ in by_action) == 1
     finally:
         platform.close()
+
+
+def test_the_trail_names_people_beside_account_ids_to_the_lead_and_auditors_only(county: Api) -> None:
+    """The rows hold account ids; the API adds the person's name for its readers (auditors), and
+    the one rule behind it gives names to the lead and auditors and ids only to anyone else."""
+    platform = county.platform
+    account, initial = platform.accounts.create(
+        "test", account_name="fire.liaison", display_name="测试·消防联络员", unit="fire-rescue", role="liaison",
+        phone=None, known_units=platform.known_agencies(), now=platform.clock())
+    _, token = platform.tokens.issue(agency="fire-rescue", role="liaison", label="test-personal",
+                                     known_agencies=platform.known_agencies(), account_id=account.account_id)
+    assert county.client.post("/api/v1/duty-logs", headers={"Authorization": f"Bearer {token}"},
+                              json=DUTY).status_code == 201
+    with pytest.raises(SignInFailed):  # a wrong password is audited against the account
+        platform.accounts.sign_in("fire.liaison", initial + "x", None, platform.clock())
+    everything = trail(county)
+    acted = [x for x in everything if x["token_id"] == account.account_id]
+    assert acted and all(x["actor_name"] == "测试·消防联络员" for x in acted)
+    failed = [x for x in everything if x["resource_id"] == account.account_id and x["token_id"] is None]
+    assert failed and all(x["resource_name"] == "测试·消防联络员" for x in failed)
+    assert all(x["actor_name"] is None for x in everything if x["token_id"] != account.account_id)
+    # the rule, for every role: names for the lead and auditors, account ids alone for a liaison
+    lead, auditor, liaison = (Principal(token_id="t", agency=u, role=r, label="test") for u, r in
+                              (("education", "lead"), (REVIEW_GROUP, "auditor"), ("fire-rescue", "liaison")))
+    assert platform.accounts.names_for(lead) == platform.accounts.names_for(auditor) == {
+        account.account_id: "测试·消防联络员"}
+    assert platform.accounts.names_for(liaison) == {}
+    with platform.read_engine.connect() as conn:  # the names are added on reading, never stored
+        assert "测试·" not in " ".join(str(v) for row in conn.execute(sa.select(audit_log)).all() for v in row)

@@ -173,7 +173,7 @@ def test_petitions_flow_and_rates(county: Api) -> None:
     assert r.status_code == 200
     other = _petition(api, "XF2025-0002", "2025-06-01")
     r = api.client.post("/api/v1/petitions", headers=api.as_("petitions"), json={
-        "reference": "XF2025-0003", "channel": "phone", "topic": "fees", "summary": "来电人 13912345678 反映收费",
+        "reference": "XF2025-0003", "channel": "phone", "topic": "fees", "summary": "来电人 13800138000 反映收费",
         "received_on": "2025-06-01"})
     assert r.status_code == 422 and "phone or ID" in r.json()["detail"]
     api.settle()

@@ -180,7 +180,7 @@ def _record(**kw: object) -> ComplianceRecord:
     ({"measure": None}, InvariantViolated, "needs its measure"),
     ({"evidence_required": True}, InvariantViolated, "evidence"),
     ({"measure_bounds": None}, InvariantViolated, "carries no measure"),
-    ({"note": "联系家长 13812345678"}, InvariantViolated, "phone or ID"),
+    ({"note": "联系家长 13800138000"}, InvariantViolated, "phone or ID"),
     ({"evidence": ["has space"]}, InvariantViolated, "without spaces"),
 ])
 def test_compliance_record_rules(kw: dict[str, object], error: type[Exception], match: str) -> None:
@@ -260,4 +260,4 @@ def test_petition_rules(kw: dict[str, object], error: type[Exception], match: st
 def test_personal_data_guard_allows_ordinary_numbers() -> None:
     check_no_personal_data("2025年第3季度检测报告编号 20250701", "note")
     with pytest.raises(InvariantViolated):
-        check_no_personal_data("电话13912345678", "note")
+        check_no_personal_data("电话13800138000", "note")

@@ -33,7 +33,7 @@ from tests.conftest import FIXED_NOW, Api
 UNIT, UNIT_NAME = "market-supervision", "旗市场监管局"
 SECRET = "SEC" + "0f1e2d3c4b5a6978" * 4  # the shape DingTalk prints; made up for the test
 TOKEN, KEY = "a1b2c3d4e5f6a7b8c9d0", "0f9e8d7c-6b5a-4938-2716-f5e4d3c2b1a0"
-PHONES = ["19900000001", "19900000002"]  # demo numbers, nobody's
+PHONES = ["13800138001", "13800138002"]  # the well-known placeholder range, nobody's
 HOUR_MS = 3600 * 1000
 
 
@@ -322,7 +322,7 @@ def test_sms_goes_through_the_gateway_short_chinese_and_masked(sqlite_api: Api,
     me = api.as_(UNIT)
     assert api.client.put("/api/v1/inbox/channels/sms", headers=me, json={"phones": ["12345678901"]}).status_code == 422
     r = api.client.put("/api/v1/inbox/channels/sms", headers=me, json={"phones": PHONES})
-    assert r.status_code == 200 and r.json()["target"] == "199****0001、199****0002"
+    assert r.status_code == 200 and r.json()["target"] == "138****8001、138****8002"
     assert PHONES[0] not in api.client.get("/api/v1/inbox/channels", headers=me).text
     _petition(api, "XF-1")
     sent: list[tuple[list[str], str]] = []
@@ -341,7 +341,7 @@ def test_sms_goes_through_the_gateway_short_chinese_and_masked(sqlite_api: Api,
     with caplog.at_level(logging.INFO, logger="services.notify.sms"):
         assert Deliverer(api.platform.write_engine).run_once(FIXED_NOW).delivered == 1
     logged = "\n".join(r.getMessage() for r in caplog.records if r.name == "services.notify.sms")
-    assert "199****0001" in logged and "XF-2" in logged and PHONES[0] not in logged
+    assert "138****8001" in logged and "XF-2" in logged and PHONES[0] not in logged
 
 
 def test_an_unknown_sms_gateway_is_refused_when_set(sqlite_api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -386,3 +386,64 @@ def test_a_gateway_that_raises_is_a_failed_attempt_retried(sqlite_api: Api) -> N
     assert Deliverer(api.platform.write_engine, sms=broken).run_once(FIXED_NOW).failed == 1
     (row,) = _rows(api)
     assert (row["status"], row["attempts"], row["last_error"]) == ("retry", 1, "短信网关出错")
+
+
+# -- SMS to the unit's accounts -------------------------------------------------------------------
+
+ACCOUNT_PHONE, ACCOUNT_NAME = "+86-138-0013-8009", "测试·市场监管联络员"  # made up, the placeholder range
+
+
+def _account(api: Api, name: str, phone: str | None, unit: str = UNIT, display: str = ACCOUNT_NAME) -> str:
+    platform = api.platform
+    account, _ = platform.accounts.create("test", account_name=name, display_name=display, unit=unit,
+                                          role="liaison", phone=phone, known_units=platform.known_agencies(),
+                                          now=platform.clock())
+    return account.account_id
+
+
+def test_sms_goes_to_the_units_enabled_accounts_with_a_mobile_and_never_into_events_or_logs(
+        sqlite_api: Api, caplog: pytest.LogCaptureFixture) -> None:
+    api = sqlite_api
+    reached = _account(api, "market.liaison", ACCOUNT_PHONE)
+    _account(api, "market.nophone", None, display="测试·无号码")
+    _account(api, "market.landline", "010-0000-0000", display="测试·座机")  # no text reaches a landline
+    _account(api, "fire.liaison", "13800138007", unit="fire-rescue", display="测试·别的单位")
+    leaving = _account(api, "market.leaving", "13800138008", display="测试·将停用")
+    r = api.client.put("/api/v1/inbox/channels/sms", headers=api.as_(UNIT), json={})  # the accounts only
+    assert r.status_code == 200 and r.json()["target"] == ""
+    sent: list[list[str]] = []
+
+    def gateway(phones: Any, text: str) -> SendResult:
+        sent.append(list(phones))
+        return SendResult(True)
+
+    _petition(api, "XF-1")
+    assert Deliverer(api.platform.write_engine, sms=gateway).run_once(FIXED_NOW).delivered == 1
+    assert sent == [["13800138008", "13800138009"]]  # by account name: market.leaving, market.liaison
+    # disabling an account stops its messages from the next one on; the extra numbers are added
+    api.platform.accounts.set_enabled("test", leaving, False, api.platform.clock())
+    api.client.put("/api/v1/inbox/channels/sms", headers=api.as_(UNIT), json={"phones": [PHONES[0], "13800138009"]})
+    _petition(api, "XF-2")
+    assert Deliverer(api.platform.write_engine, sms=gateway).run_once(FIXED_NOW).delivered == 1
+    assert sent[1] == ["13800138009", PHONES[0]]
+
+    # the logging gateway writes masked numbers only; nothing personal in the stored events
+    _petition(api, "XF-3")
+    with caplog.at_level(logging.DEBUG):
+        assert Deliverer(api.platform.write_engine).run_once(FIXED_NOW).delivered == 1
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "138****8009" in logged and "XF-3" in logged
+    stored = api.platform.app.recorder.select_notifications(start=1, limit=1_000_000)
+    events = b"\n".join(bytes(n.state) for n in stored).decode("utf-8", "replace")
+    assert "XF-3" in events  # the scan reads the events' text
+    for text in (logged, events):
+        for personal in ("13800138009", "0013-8009", "13800138008", ACCOUNT_NAME, PHONES[0]):
+            assert personal not in text
+    assert reached not in logged
+
+
+def test_no_receiver_is_a_failed_attempt_said_in_chinese(sqlite_api: Api) -> None:
+    api = sqlite_api
+    assert api.client.put("/api/v1/inbox/channels/sms", headers=api.as_(UNIT), json={"phones": []}).status_code == 200
+    r = api.client.post("/api/v1/inbox/channels/sms/test", headers=api.as_(UNIT))
+    assert r.status_code == 200 and not r.json()["ok"] and "本单位账号未填手机号码" in r.json()["message"]

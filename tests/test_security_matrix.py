@@ -329,7 +329,7 @@ def with_owner_webhook(world: World, path: str) -> Req:
 
 def with_owner_sms(world: World, path: str) -> Req:
     """OWNER has an SMS channel (the logging gateway: nothing leaves the machine)."""
-    world.ok("PUT", "/api/v1/inbox/channels/sms", {"phones": ["19900000001"]}, world.h(OWNER))
+    world.ok("PUT", "/api/v1/inbox/channels/sms", {"phones": ["13800138001"]}, world.h(OWNER))
     return Req(world.fill(path, channel="sms"), data={} if not is_api(path) else None)
 
 
@@ -472,7 +472,7 @@ REGISTRY: dict[str, Rule] = {
         why="each caller sets its own unit's robot"),
     "PUT /api/v1/inbox/channels/wecom": Rule(WRITERS, body({
         "url": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=matrix-key"}), why="each caller's own"),
-    "PUT /api/v1/inbox/channels/sms": Rule(WRITERS, body({"phones": ["19900000001"]}), why="each caller's own"),
+    "PUT /api/v1/inbox/channels/sms": Rule(WRITERS, body({"phones": ["13800138001"]}), why="each caller's own"),
     "POST /api/v1/inbox/channels/{channel}/test": Rule(WRITERS, with_owner_sms,
                                                        why="each writer tests its own unit's channel"),
     "DELETE /api/v1/inbox/channels/{channel}": Rule(frozenset({"owner"}), with_owner_webhook,
@@ -596,7 +596,7 @@ WEB_REGISTRY: dict[str, Rule] = {
         petition_id=lambda w: w.petition(handling=OWNER))),
     "GET /units/{code}/channels": Rule(frozenset({"owner", "lead"}), why="channels are the unit's or the lead's"),
     "POST /units/{code}/channels/{channel}": Rule(frozenset({"owner", "lead"}), form(
-        {"phones": "19900000001"}, channel=lambda w: "sms")),
+        {"phones": "13800138001"}, channel=lambda w: "sms")),
     "POST /units/{code}/channels/{channel}/test": Rule(frozenset({"owner", "lead"}), with_owner_sms),
     "POST /units/{code}/channels/{channel}/delete": Rule(frozenset({"owner", "lead"}), with_owner_sms),
     "GET /dashboard": Rule(ALL_READERS),

@@ -79,12 +79,12 @@ def test_bad_settings_come_back_as_the_forms_chinese_message(sqlite_api: Api) ->
     r = b.post(f"{PAGE}/dingtalk", {"url": f"https://10.0.0.5/robot/send?access_token={TOKEN}", "secret": SECRET},
                form_page=PAGE)
     assert r.status_code == 422 and "https 公网地址" in r.text
-    r = b.post(f"{PAGE}/sms", {"phones": "1990000000"}, form_page=PAGE)
-    assert r.status_code == 422 and "请填写 11 位手机号码" in r.text
+    r = b.post(f"{PAGE}/sms", {"phones": "1380013800"}, form_page=PAGE)
+    assert r.status_code == 422 and "其他接收号码须为 11 位手机号码" in r.text
     r = b.post(f"{PAGE}/sms", {"phones": "\n".join(PHONES)}, form_page=PAGE)
     assert r.status_code == 303
     page = b.client.get(PAGE)
-    assert "199****0001、199****0002" in page.text and PHONES[0] not in page.text
+    assert "138****8001" in page.text and "138****8002" in page.text and PHONES[0] not in page.text
     r = b.post(f"{PAGE}/sms/test", {}, form_page=PAGE)
     assert "当前为日志网关" in _notice(r.text)
     assert b.post(f"{PAGE}/pager", {"url": "x"}, form_page=PAGE).status_code == 404
@@ -117,3 +117,17 @@ def test_the_lead_sets_another_units_channels_and_other_units_cannot(sqlite_api:
     liaison = Browser(api, UNIT)
     assert "测试消息已发送" in _notice(liaison.post(f"{PAGE}/dingtalk/test", {}, form_page=PAGE).text)
     assert len(dingtalk.accepted) == 1
+
+
+def test_the_page_shows_who_receives_text_messages_by_name_with_masked_numbers(sqlite_api: Api) -> None:
+    platform = sqlite_api.platform
+    b = Browser(sqlite_api, UNIT)
+    assert "暂无接收人" in b.client.get(PAGE).text
+    platform.accounts.create("test", account_name="market.liaison", display_name="测试·市场监管联络员", unit=UNIT,
+                             role="liaison", phone="138-0013-8009", known_units=platform.known_agencies(),
+                             now=platform.clock())
+    assert b.post(f"{PAGE}/sms", {"phones": ""}, form_page=PAGE).status_code == 303  # the accounts only
+    card = re.search(r'<article class="card" id="channel-sms".*?</article>', b.client.get(PAGE).text, re.S)
+    assert card is not None
+    receivers = re.sub(r"<[^>]+>", "", card.group(0))
+    assert "测试·市场监管联络员 138****8009" in receivers and "8009" not in receivers.replace("138****8009", "")

@@ -35,6 +35,7 @@ _hasher = PasswordHasher()  # Argon2id, the library's current parameters (rehash
 # Verified when the account name is unknown, so a wrong name costs the same time as a wrong password.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
+NAME_READERS: frozenset[Role] = frozenset({"lead", "auditor"})  # who sees names beside account ids
 FailReason = Literal["unknown", "wrong-password", "wrong-code", "locked", "disabled", "no-password"]
 
 
@@ -117,6 +118,15 @@ class Accounts:
             q = q.where(accounts.c.unit == unit)
         with self.engine.connect() as conn:
             return [Account.of(r) for r in conn.execute(q).mappings()]
+
+    def names_for(self, reader: Principal) -> dict[str, str]:
+        """People's display names by account id, for reading the audit trail: the lead and
+        auditors see who acted; anyone else reads account ids only (data minimisation)."""
+        if reader.role not in NAME_READERS:
+            return {}
+        with self.engine.connect() as conn:
+            return {r.account_id: r.display_name
+                    for r in conn.execute(sa.select(accounts.c.account_id, accounts.c.display_name))}
 
     def for_oidc_subject(self, issuer: str, subject: str) -> Account | None:
         """The enabled account the lead mapped to this provider subject, or None (sign-in refused;

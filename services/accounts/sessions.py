@@ -101,6 +101,11 @@ class SessionStore:
                          .where(web_sessions.c.session_hash == session_hash, web_sessions.c.ended_at.is_(None))
                          .values(ended_at=utc_text(now)))
 
+    def end_cookie(self, session_id: str | None, now: datetime) -> None:
+        """Ends the session a browser's cookie names, if any (signing in again replaces it)."""
+        if session_id and len(session_id) <= 200:
+            self.end(digest(session_id), now)
+
     def purge(self, now: datetime) -> int:
         """Deletes sessions that ended, passed their absolute timeout, or sat idle too long."""
         s = web_sessions.c

@@ -43,8 +43,8 @@ def shown_target(channel: str, target: str) -> str:
     """A channel's target as the API and the pages show it."""
     if channel in ROBOTS:
         return robots.masked_url(target)
-    if channel == "sms":
-        return "、".join(f"{p[:3]}****{p[-4:]}" for p in target.split(","))
+    if channel == "sms":  # the channel's extra numbers (the unit's accounts are shown by name)
+        return "、".join(f"{p[:3]}****{p[-4:]}" for p in target.split(",") if p)
     return target
 
 
@@ -74,9 +74,12 @@ def test_outcome(channel: str, result: SendResult, settings: Settings) -> str:
     return f"测试消息已发送到{label}，请在对方确认是否收到。"
 
 
-def send_sms(target: str, payload: dict[str, Any], names: dict[str, str], sms: SmsSend) -> SendResult:
+def send_sms(phones: Sequence[str], payload: dict[str, Any], names: dict[str, str], sms: SmsSend) -> SendResult:
+    if not phones:
+        return SendResult(False, None, "没有接收短信的号码（本单位账号未填手机号码）")
     try:
-        return sms([p for p in target.split(",") if p], messages.sms(payload, names))
-    except Exception:  # a provider's adapter that raises is a failed attempt, retried, not a stuck claim
-        log.exception("sms gateway raised")
+        return sms(phones, messages.sms(payload, names))
+    except Exception as e:  # a provider's adapter that raises is a failed attempt, retried, not a stuck claim
+        # its type only: an adapter's message may echo the numbers, which never go into the log
+        log.error("sms gateway raised %s", type(e).__name__)
         return SendResult(False, None, "短信网关出错")

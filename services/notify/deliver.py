@@ -21,7 +21,7 @@ Failures are retried with exponential back-off and every attempt is recorded
 the same claim, retry and record steps; only ``_send`` tells them apart.
 
 A channel's secrets (a webhook's signing key, a DingTalk robot's secret, the robots' tokens in
-their URLs, SMS numbers) live in ``notify_channels`` only, never in an event, and are shown back
+their URLs, extra SMS numbers) live in ``notify_channels`` only, never in an event, and are shown back
 masked (``channels.shown_target``); only a new webhook key is shown, once.
 """
 
@@ -51,7 +51,7 @@ from services.documents.timefmt import local_time
 from services.notify import robots
 from services.notify.channels import ROBOTS, HttpPost, SendResult, SmsSend, send_robot, send_sms, shown_target
 from services.notify.messages import for_people, test_payload
-from services.notify.sms import gateway_for, parse_phones
+from services.notify.sms import Receiver, gateway_for, parse_phones, receivers
 from services.security.outbound import policy_from
 from services.settings import Settings
 from services.store.request_rows import begin_carrying
@@ -113,9 +113,10 @@ def smtp_send(settings: Settings, to: str, subject: str, text: str) -> SendResul
 def set_channel(engine: sa.Engine, agency: str, channel: str, target: str, *, now: datetime,
                 settings: Settings | None = None, secret: str | None = None) -> dict[str, Any]:
     """Configures a unit's webhook (returns a new signing secret, shown once), email address,
-    DingTalk robot (its URL and the ``secret`` it signs with), WeCom robot (its URL) or SMS
-    numbers. Reconfiguring keeps the channel's start time, so nothing already planned is dropped
-    and nothing older is replayed. Only a webhook's new key is ever returned."""
+    DingTalk robot (its URL and the ``secret`` it signs with), WeCom robot (its URL) or text
+    messages (to the unit's accounts with a phone, plus the extra numbers ``target`` lists).
+    Reconfiguring keeps the channel's start time, so nothing already planned is dropped and
+    nothing older is replayed. Only a webhook's new key is ever returned."""
     cfg = settings or Settings()
     if channel in ROBOTS:
         policy_from(cfg).check_url(target)
@@ -166,6 +167,20 @@ def delete_channel(engine: sa.Engine, agency: str, channel: str) -> None:
             deliveries.c.agency == agency, deliveries.c.channel == channel,
             deliveries.c.status.in_(("pending", "retry"))).values(status="cancelled",
                                                                    last_error="channel removed"))
+
+
+def sms_receivers(engine: sa.Engine, agency: str) -> list[Receiver]:
+    """Who the unit's text messages go to now (its accounts with a mobile number and the sms
+    channel's extra numbers), for the page to show by name with masked numbers."""
+    extra = stored_target(engine, agency, "sms") or ""
+    with engine.connect() as conn:
+        return receivers(conn, agency, extra)
+
+
+def stored_target(engine: sa.Engine, agency: str, channel: str) -> str | None:
+    with engine.connect() as conn:
+        return conn.execute(sa.select(channels.c.target).where(
+            channels.c.agency == agency, channels.c.channel == channel)).scalar()
 
 
 def list_channels(engine: sa.Engine, agency: str) -> list[dict[str, Any]]:
@@ -353,7 +368,8 @@ class Deliverer:
             raise NotFound(f"no {channel} channel is configured for {agency!r}")
         unit = self.names().get(agency, agency)
         payload = test_payload(agency, CHANNEL[channel], unit, now_text=utc_text(now), test_id=f"test-{uuid4()}")
-        return self._send({"channel": channel, "notification_id": payload["id"], "payload": orjson.dumps(payload)},
+        return self._send({"channel": channel, "agency": agency, "notification_id": payload["id"],
+                           "payload": orjson.dumps(payload)},
                           ch.target, ch.secret, now)
 
     def _send(self, d: dict[str, Any], target: str, secret: str | None, now: datetime) -> SendResult:
@@ -367,7 +383,9 @@ class Deliverer:
                 sms = self.sms or gateway_for(self.settings).send
             except InvariantViolated:  # the operator changed LIANXI_SMS_GATEWAY to a name no adapter has
                 return SendResult(False, None, "短信网关未配置")
-            return send_sms(target, payload, self.names(), sms)
+            with self.engine.connect() as conn:
+                phones = [r.phone for r in receivers(conn, d["agency"], target)]
+            return send_sms(phones, payload, self.names(), sms)
         if d["channel"] == "webhook":
             body = orjson.dumps(payload)
             ts = str(int(now.timestamp()))

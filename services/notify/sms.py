@@ -12,9 +12,11 @@ Adding a provider (阿里云短信, 腾讯云短信, a province's 政务短信�
 2. add its settings to services/settings.py as ``LIANXI_SMS_<PROVIDER>_…`` (and README.md);
 3. register a factory in ``GATEWAYS`` below and set ``LIANXI_SMS_GATEWAY=<provider>``.
 
-Recipients: for now a unit lists the mobile numbers its messages go to (the ``sms`` channel's
-target). When people have accounts with their phone numbers, the recipients are to come from
-the unit's accounts instead; numbers are personal data, kept in this table, never in an event.
+Recipients: the unit's enabled accounts that have a mobile number (``receivers``), read at each
+send, so a person added, disabled or given a new number is reached (or not) from the next message
+on; plus the extra numbers the channel lists (its target, optional: a duty phone nobody signs in
+with). Numbers are personal data: kept in the accounts table and the channel's row, never in an
+event, a Kafka message or a log line (``masked`` everywhere they are shown).
 """
 
 from __future__ import annotations
@@ -22,11 +24,15 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
+
+import sqlalchemy as sa
 
 from events.errors import InvariantViolated
 from services.notify.channels import SendResult
 from services.settings import Settings
+from services.store.accounts import accounts
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +71,48 @@ def gateway_for(settings: Settings) -> SmsGateway:
 
 
 def parse_phones(text: str) -> list[str]:
-    """Numbers separated by commas, spaces or line breaks (full-width commas too)."""
+    """The channel's extra numbers, separated by commas, spaces or line breaks (full-width commas
+    too); none is fine (the unit's accounts receive)."""
     phones = list(dict.fromkeys(p for p in re.split(r"[\s,，、;；]+", text.strip()) if p))
     bad = [p for p in phones if not MOBILE.match(p)]
     if bad:
-        raise InvariantViolated(f"not a mobile number: {', '.join(p[:20] for p in bad[:3])}")
-    if not phones:
-        raise InvariantViolated("give at least one mobile number")
+        raise InvariantViolated(f"not a mobile number: {', '.join(masked(p[:20]) for p in bad[:3])}")
     if len(phones) > MAX_RECIPIENTS:
         raise InvariantViolated(f"at most {MAX_RECIPIENTS} numbers per unit")
     return phones
+
+
+def mobile_of(phone: str | None) -> str | None:
+    """An account's phone as a gateway takes it (separators and +86 dropped), or None when it is
+    no mainland mobile number (a landline cannot receive a text)."""
+    digits = re.sub(r"[\s()-]", "", phone or "")
+    digits = digits.removeprefix("+86") if digits.startswith("+86") else digits
+    return digits if MOBILE.match(digits) else None
+
+
+@dataclass(frozen=True)
+class Receiver:
+    phone: str
+    account_id: str | None = None  # None: one of the channel's extra numbers
+    display_name: str | None = None
+
+    @property
+    def shown(self) -> str:
+        return masked(self.phone)
+
+
+def receivers(conn: sa.Connection, agency: str, extra: str) -> list[Receiver]:
+    """Who the unit's text messages go to: its enabled accounts with a mobile number, then the
+    channel's extra numbers not already among them."""
+    rows = conn.execute(sa.select(accounts.c.account_id, accounts.c.display_name, accounts.c.phone).where(
+        accounts.c.unit == agency, accounts.c.enabled.is_(True), accounts.c.phone.is_not(None))
+        .order_by(accounts.c.account_name)).all()
+    out: dict[str, Receiver] = {}
+    for r in rows:
+        phone = mobile_of(r.phone)
+        if phone and phone not in out:
+            out[phone] = Receiver(phone, r.account_id, r.display_name)
+    for p in extra.split(","):
+        if p and p not in out:
+            out[p] = Receiver(p)
+    return list(out.values())

@@ -27,7 +27,9 @@ def audit_trail(
     since: Annotated[Day | None, Query(description="from the start of this day (UTC)")] = None,
     until: Annotated[Day | None, Query(description="before the start of this day (UTC)")] = None,
 ) -> Page[AuditEntryOut]:
-    """Oldest first. Only auditors read the trail; nobody can change it through the platform."""
+    """Oldest first. Only auditors read the trail; nobody can change it through the platform.
+    A person is named (``actor_name``, ``resource_name``) beside the account id only for the
+    lead and auditors."""
     if principal.role != "auditor":
         raise ProblemError(403, "only auditor credentials may read the audit trail")
     after = decode_position(cursor) or 0
@@ -37,5 +39,8 @@ def audit_trail(
                                     until=until.isoformat() if until else None)
     more = len(rows) > limit
     rows = rows[:limit]
-    return Page[AuditEntryOut](items=[AuditEntryOut(**r) for r in rows],
+    people = platform.accounts.names_for(principal)  # the rows hold account ids only
+    items = [AuditEntryOut(**r, actor_name=people.get(r["token_id"] or ""),
+                           resource_name=people.get(r["resource_id"] or "")) for r in rows]
+    return Page[AuditEntryOut](items=items,
                                next_cursor=encode_cursor(str(rows[-1]["id"])) if more else None)

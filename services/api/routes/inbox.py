@@ -141,8 +141,9 @@ def channels_wecom(body: WeComIn, platform: PlatformDep, principal: PrincipalDep
 
 @router.put("/channels/sms", response_model=ChannelSetOut, responses=_WRITE)
 def channels_sms(body: SmsIn, platform: PlatformDep, principal: PrincipalDep) -> ChannelSetOut:
-    """Sets the mobile numbers the unit's text messages go to (through the server's SMS
-    gateway, ``LIANXI_SMS_GATEWAY``); returned masked."""
+    """Turns on text messages (through the server's SMS gateway, ``LIANXI_SMS_GATEWAY``) to the
+    unit's enabled accounts that have a mobile number, plus any extra numbers given here
+    (returned masked)."""
     require_writer(principal)
     return ChannelSetOut(**set_channel(platform.write_engine, principal.agency, "sms", ",".join(body.phones),
                                        now=platform.clock(), settings=platform.settings))

@@ -18,7 +18,7 @@ from events.errors import DomainError, InvariantViolated
 from services.api.deps import PlatformDep
 from services.documents.labels import CHANNEL
 from services.notify.channels import test_outcome
-from services.notify.deliver import CHANNELS, Deliverer, delete_channel, list_channels, set_channel
+from services.notify.deliver import CHANNELS, Deliverer, delete_channel, list_channels, set_channel, sms_receivers
 from services.platform import Platform
 from services.web.base import PostedDep, SessionDep, WebError, domain_message, redirect, render, unit_names
 from services.web.forms import Form
@@ -29,7 +29,7 @@ router = APIRouter(include_in_schema=False)
 # what each channel's form asks for: (field, label, max length)
 FIELDS: dict[str, tuple[str, str, int]] = {
     "dingtalk": ("url", "机器人 Webhook 地址", 500), "wecom": ("url", "机器人 Webhook 地址", 500),
-    "sms": ("phones", "接收短信的手机号码", 400), "webhook": ("url", "Webhook 地址", 500),
+    "sms": ("phones", "其他接收号码", 400), "webhook": ("url", "Webhook 地址", 500),
     "email": ("address", "电子邮箱", 254),
 }
 # a refusal from the channel rules, in the form's words
@@ -37,7 +37,7 @@ REFUSED = {
     "dingtalk": ("请填写钉钉群机器人的 Webhook 地址（含 access_token）和加签密钥（以 SEC 开头）。"
                  "地址须为 https 公网地址。"),
     "wecom": "请填写企业微信群机器人的 Webhook 地址（含 key），须为 https 公网地址。",
-    "sms": "请填写 11 位手机号码，多个号码用逗号或换行分隔，最多 20 个。",
+    "sms": "其他接收号码须为 11 位手机号码，多个号码用逗号或换行分隔，最多 20 个；可以不填。",
     "webhook": "请填写 https 开头的公网地址，不能含用户名或密码，不能指向内网。",
     "email": "请填写有效的电子邮箱地址。",
 }
@@ -65,6 +65,7 @@ def _page(request: Request, session: WebSession, platform: Platform, code: str, 
                   kinds=[k for k in ("dingtalk", "wecom", "sms", "webhook", "email")
                          if k != "email" or platform.settings.email_enabled],
                   errors=errors or {}, values=values or {}, tested=tested, new_secret=new_secret,
+                  sms_receivers=sms_receivers(platform.read_engine, code),
                   channel_names=CHANNEL)
 
 
@@ -85,7 +86,8 @@ def set_unit_channel(request: Request, code: str, channel: str, post: PostedDep,
     kind = _channel(channel)
     f = Form(post.form)
     name, label, max_len = FIELDS[kind]
-    target = f.text(name, label, max_len=max_len)
+    # text messages reach the unit's accounts: the extra numbers may be left empty
+    target = f.text(name, label, required=kind != "sms", max_len=max_len)
     secret = f.raw("secret") if kind == "dingtalk" else None
     if f.ok:
         try:

@@ -58,8 +58,7 @@ def audit_trail(
     chosen = {k: v for k, v in filters.items() if v}
     older = "/audit?" + urlencode({**chosen, "before": rows[-1]["id"]}) if more else None
     newest = "/audit" + ("?" + urlencode(chosen) if chosen else "") if before else None
-    # A person is named in the trail by account id; the auditors reading it see the name.
-    people = {a.account_id: a.display_name for a in platform.accounts.list()}
+    people = platform.accounts.names_for(session.principal)  # the rows hold account ids only
     return render(request, "audit.html.j2", session, rows=rows, filters=filters, older=older, newest=newest,
                   action=labels.audit_action, actor=actor_text, status_text=labels.HTTP_STATUS, people=people)
 

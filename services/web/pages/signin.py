@@ -61,7 +61,11 @@ def start_session(request: Request, platform: Platform, account: Account, target
 
 
 def _with_cookie(request: Request, platform: Platform, resp: Response, session_id: str) -> Response:
-    absolute = int(sessions_for(platform).absolute.total_seconds())
+    store = sessions_for(platform)
+    # signing in while signed in replaces the browser's session: the old one ends now, not at its
+    # timeout (its cookie value may have been seen by someone else at this browser)
+    store.end_cookie(request.cookies.get(SESSION_COOKIE), platform.clock())
+    absolute = int(store.absolute.total_seconds())
     resp.set_cookie(SESSION_COOKIE, session_id, max_age=absolute, httponly=True, samesite="lax", path="/",
                     secure=request.url.scheme == "https")
     resp.delete_cookie(SIGNIN_COOKIE, path="/signin")
