@@ -94,3 +94,17 @@ def test_the_audit_page_pages_back_and_the_api_still_pages_forward(sqlite_api: A
     items = r.json()["items"]
     assert [i["id"] for i in items] == sorted(i["id"] for i in items)
     assert items[0]["action"].startswith(("GET ", "POST "))
+
+
+def test_rows_the_accounts_service_writes_name_who_acted() -> None:
+    """Account management rows carry the acting credential in ``actor`` only (no role/unit columns):
+    they read as the person and role, or the operator's command, never as 未登录."""
+    from services.web.pages.events import actor_text
+    people = {"acc-1": "演示·牵头单位管理员"}
+    row = {"role": None, "unit": None, "token_id": None}
+    assert actor_text({**row, "actor": "lead:acc-1:管理员"}, {}, people) == "演示·牵头单位管理员 · 牵头单位"
+    assert actor_text({**row, "actor": "lead:tok-9:系统"}, {}, people) == "牵头单位"
+    assert actor_text({**row, "actor": "cli"}, {}, people) == "运维人员（命令行）"
+    assert actor_text({**row, "actor": "demo"}, {}, people) == "演示数据"
+    assert actor_text({**row, "actor": "anonymous"}, {}, people) == "未登录"
+    assert actor_text({**row, "actor": "token:bad"}, {}, people) == "未登录（凭证无效）"

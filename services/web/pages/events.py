@@ -71,6 +71,18 @@ def actor_text(row: dict[str, Any], units: dict[str, str], people: dict[str, str
         unit = labels.REVIEW_GROUP_NAMES.get(row["unit"]) or units.get(row["unit"], row["unit"])
         person = f"{people[row['token_id']]} · " if row.get("token_id") in people else ""
         return f"{person}{unit}（{labels.ROLE_NAMES.get(row['role'], row['role'])}）"
-    if str(row["actor"]).startswith("token:"):
+    actor = str(row["actor"] or "")
+    if actor in SYSTEM_ACTORS:
+        return SYSTEM_ACTORS[actor]
+    role, _, rest = actor.partition(":")
+    if role in labels.ROLE_NAMES and rest:  # the accounts service's own rows name the acting credential only
+        token_id = rest.split(":", 1)[0]
+        person = f"{people[token_id]} · " if token_id in people else ""
+        return f"{person}{labels.ROLE_NAMES[role]}"
+    if actor.startswith("token:"):
         return "未登录（凭证无效）"
     return "未登录"
+
+
+# Rows written by operators' commands rather than by a signed-in person.
+SYSTEM_ACTORS = {"cli": "运维人员（命令行）", "demo": "演示数据"}
