@@ -28,7 +28,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--lang=zh-CN"]  # the browser's own words (file picker, date field) as officials see them
 VIEWPORTS = ({"width": 390, "height": 844}, {"width": 1366, "height": 900})
 LIAISON_UNIT = "fire-rescue"
-LEAD_UNIT = "education"
 
 
 def _cli(args: list[str], env: dict[str, str]) -> str:
@@ -37,10 +36,6 @@ def _cli(args: list[str], env: dict[str, str]) -> str:
     if done.returncode != 0:
         raise SystemExit(f"lianxi {' '.join(args)} failed: {done.stderr.strip()[-2000:]}")
     return done.stdout
-
-
-def _token(env: dict[str, str], agency: str, role: str) -> str:
-    return _cli(["token", "issue", "--agency", agency, "--role", role], env).strip().splitlines()[-1]
 
 
 def _free_port() -> int:
@@ -85,17 +80,25 @@ def _pages(page: Any, base: str) -> dict[str, list[tuple[str, str]]]:
     unit = f"/units/{LIAISON_UNIT}"
     return {
         "liaison": [("ledger", unit), ("log-form", f"{unit}/log"), ("work", f"{unit}/work"),
-                    ("warnings", f"{unit}/warnings"), ("hazard-report", f"{unit}/hazards/new")],
-        "lead": lead,
+                    ("warnings", f"{unit}/warnings"), ("hazard-report", f"{unit}/hazards/new"),
+                    ("channels", f"{unit}/channels"), ("unit-accounts", f"{unit}/accounts"),
+                    ("my-account", "/account")],
+        "lead": [*lead, ("accounts", "/accounts")],
         "auditor": [("events", "/events"), ("audit", "/audit")],
     }
 
 
-def _sign_in(page: Any, base: str, token: str) -> None:
+# The demo's people (services/demo/accounts.py), who sign in as officials do: account and password.
+ACCOUNTS = {"liaison": "demo.fire-rescue", "lead": "demo.education", "auditor": "demo.review"}
+
+
+def _sign_in(page: Any, base: str, role: str) -> None:
+    from services.demo.accounts import DEMO_PASSWORD
+
     page.goto(f"{base}/signin")
-    page.locator("summary", has_text="以单位凭证").click()  # people use accounts; a token is folded away
-    page.get_by_label("单位凭证").fill(token)
-    page.get_by_role("button", name="用凭证登录").click()
+    page.get_by_label("账号").fill(ACCOUNTS[role])
+    page.get_by_label("密码", exact=False).first.fill(DEMO_PASSWORD)
+    page.get_by_role("button", name="登录", exact=True).click()
     page.wait_for_load_state()
 
 
@@ -108,8 +111,6 @@ def shoot(out: Path, schools: int) -> list[Path]:
         home = Path(tmp)
         env = {**os.environ, "LIANXI_DATABASE_URL": f"sqlite:///{home / 'lianxi.db'}", "LIANXI_LOG_LEVEL": "WARNING"}
         _cli(["demo", "--schools", str(schools)], env)
-        tokens = {"liaison": _token(env, LIAISON_UNIT, "liaison"), "lead": _token(env, LEAD_UNIT, "lead"),
-                  "auditor": _token(env, LEAD_UNIT, "auditor")}
         port = _free_port()
         log_path = home / "serve.log"
         with log_path.open("w") as log:
@@ -122,7 +123,7 @@ def shoot(out: Path, schools: int) -> list[Path]:
                     browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
                     lead_ctx = browser.new_context(locale="zh-CN")
                     finder = lead_ctx.new_page()
-                    _sign_in(finder, base, tokens["lead"])
+                    _sign_in(finder, base, "lead")
                     plan = _pages(finder, base)
                     lead_ctx.close()
                     for viewport in VIEWPORTS:
@@ -132,7 +133,7 @@ def shoot(out: Path, schools: int) -> list[Path]:
                                                       has_touch=phone, timezone_id="Asia/Shanghai")
                             ctx.set_default_timeout(60_000)
                             page = ctx.new_page()
-                            _sign_in(page, base, tokens[role])
+                            _sign_in(page, base, role)
                             for name, path in pages:
                                 response = page.goto(f"{base}{path}")
                                 status = response.status if response else 0
