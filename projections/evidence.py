@@ -1,7 +1,8 @@
 """The evidence index: every uploaded blob (digest, media type, size, name, thumbnail, who
 uploaded it), every record that names a blob in its ``evidence`` list, and the units that may
 read each record's evidence: the unit that wrote it, and for a hazard also its reporting units
-and the units its rectification is assigned to. The lead unit and auditors read everything
+and the units its rectification is assigned to; for a joint inspection the units that took part
+and those its findings name as responsible. The lead unit and auditors read everything
 (decided by the caller)."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from eventsourcing.utils import get_topic
 
+from events.campaigns import JointInspection, SelfCheck
 from events.duty_log import DutyRecord
 from events.evidence import Evidence, blob_digests
 from events.logistics import ComplianceRecord, Recognition
@@ -55,7 +57,7 @@ readers = sa.Table(
 
 REFERRING = (DutyRecord.DutyPerformed, Rectification.HazardReported, Rectification.RectificationProgressReported,
              Rectification.RectificationCompleted, Task.TaskCompleted, ComplianceRecord.ComplianceRecordLogged,
-             Recognition.SchoolRecognised)
+             Recognition.SchoolRecognised, SelfCheck.SelfCheckSubmitted, JointInspection.JointInspectionConducted)
 
 
 class EvidenceIndex(Projection):
@@ -83,6 +85,8 @@ class EvidenceIndex(Projection):
                 units.update([d["lead_unit"], *d["cooperating_units"]])
             elif not digests:
                 continue  # most records carry no upload: no rows for them
+            elif e.type == "JointInspectionConducted":
+                units.update([*d["units"], *(f["responsible_unit"] for f in d["findings"])])
             insert_ignore(conn, readers, [{"record_id": record, "unit": u} for u in sorted(units)])
             insert_ignore(conn, refs, [{
                 "digest": digest, "event_id": d["event_id"], "record_id": record, "position": e.position,
