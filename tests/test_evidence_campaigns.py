@@ -1,17 +1,30 @@
 """Evidence on campaign records: a school's self-check (自查) and a joint inspection (联合督查)
 carry uploaded photos, checked like every other record's (only the writer's own uploads), read
 by the writer, the lead, auditors, and for an inspection the units that took part and those its
-findings name; stored v1 events (before the field) load with no evidence."""
+findings name; stored v1 events (before the field) load with no evidence. And the sweep of
+the temporary files a killed upload leaves."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
 import uuid
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from events.campaigns import JointInspection, SelfCheck
+from services.evidence.storage import TMP_PREFIX, FileBlobs
 from services.kernel.results import request_digest
+from services.platform import Platform
+from services.scheduler import LianxiScheduler
 from tests.conftest import Api, Clock
 from tests.evidence_fixtures import photo_with_gps
 from tests.test_campaigns import ASPECTS, LAUNCH, at, passing
@@ -112,3 +125,38 @@ def test_stored_v1_events_load_with_no_evidence(api: Api, clock: Clock) -> None:
     upcast = app.mapper.to_domain_event(old)
     assert isinstance(upcast, SelfCheck.SelfCheckSubmitted) and upcast.evidence == []
     assert upcast.results == event.results
+
+
+def test_temporary_files_of_killed_uploads_are_listed_then_removed_after_an_hour(
+        sqlite_platform: Platform, sqlite_url: str, tmp_path: Path) -> None:
+    """A killed upload's ``.tmp-`` file is no blob (never under a digest): `lianxi evidence
+    orphans` lists it once an hour old, and the nightly sweep removes it; a fresh one (an upload
+    that may still be writing) and the stored blobs stay."""
+    platform = sqlite_platform
+    root = tmp_path / "evidence"
+    platform.blobs = FileBlobs(root)
+    data = b"%PDF-1.4\n%%EOF\n"
+    digest = hashlib.sha256(data).hexdigest()
+    platform.blobs.put(digest, data)
+    shard = platform.blobs.path(digest).parent
+    old, fresh = shard / f"{TMP_PREFIX}{digest[:16]}-dead01", shard / f"{TMP_PREFIX}{'ab' * 8}-live01"
+    old.write_bytes(b"half a photo")
+    fresh.write_bytes(b"still writing")
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+
+    env = {**os.environ, "LIANXI_DATABASE_URL": sqlite_url, "LIANXI_EVIDENCE_DIR": str(root)}
+    listed = subprocess.run([sys.executable, "-m", "services.cli", "evidence", "orphans", "--json"], env=env,
+                            capture_output=True, text=True, timeout=180, cwd=Path(__file__).parents[1])
+    assert listed.returncode == 0, listed.stderr
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    temps = [r for r in rows if "temp" in r]
+    assert [(r["temp"], r["size"]) for r in temps] == [(str(old.relative_to(root)), len(b"half a photo"))]
+    assert "1 个中断上传留下的临时文件" in listed.stderr
+
+    result = LianxiScheduler(platform).run_job("evidence-orphans", datetime.now(UTC))
+    assert result["temps_removed"] == 1
+    assert not old.exists() and fresh.exists() and platform.blobs.get(digest) == data
+    assert [b.digest for b in platform.blobs.blobs()] == [digest]
+    with pytest.raises(ValueError):
+        platform.blobs.remove_temp(f"../{digest}")  # only temporary files, only inside the store
