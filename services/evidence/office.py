@@ -42,6 +42,8 @@ def _core_parts(z: zipfile.ZipFile) -> set[str]:
     """Where the package says its core properties are (``docProps/core.xml`` by convention)."""
     parts = {"docProps/core.xml"}
     try:
+        if z.getinfo("_rels/.rels").file_size > _CHUNK:  # a few relationships, not megabytes
+            return parts
         rels = etree.fromstring(z.read("_rels/.rels"), _parser())
     except (KeyError, etree.XMLSyntaxError):
         return parts
