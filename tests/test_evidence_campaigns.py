@@ -1,8 +1,8 @@
 """Evidence on campaign records: a school's self-check (自查) and a joint inspection (联合督查)
 carry uploaded photos, checked like every other record's (only the writer's own uploads), read
-by the writer, the lead, auditors, and for an inspection the units that took part and those its
-findings name; stored v1 events (before the field) load with no evidence. And the sweep of
-the temporary files a killed upload leaves."""
+by the writer, the lead, auditors, for an inspection the units that took part and those its
+findings name, and the units the hazards found are assigned to; stored v1 events (before the
+field) load with no evidence. And the sweep of the temporary files a killed upload leaves."""
 
 from __future__ import annotations
 
@@ -92,6 +92,14 @@ def test_self_checks_and_joint_inspections_carry_evidence_read_by_their_units(ap
                    ("court", "auditor")) == [200, 200, 200, 403, 200]
     assert _status(api, record["thumbnail_url"], ("public-security", "liaison"),
                    ("market-supervision", "liaison")) == [200, 403]
+
+    # The unit the lead assigns a finding's hazard to rectifies what the photos show: it reads them.
+    [finding] = r.json()["related"]
+    assert api.client.post(f"/api/v1/rectifications/{finding}/assignment", headers=api.as_("education", "lead"),
+                           json={"lead_unit": "market-supervision", "deadline": "2025-04-27", "measures": ["补齐记录"],
+                                 "funds": {"amount_cny": "0", "source": "自筹"}}).status_code == 200
+    api.settle()
+    assert _status(api, record["url"], ("market-supervision", "liaison"), ("court", "liaison")) == [200, 403]
 
 
 def test_inspection_retry_without_evidence_hashes_as_before_the_field(api: Api, clock: Clock) -> None:
