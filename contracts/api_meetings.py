@@ -56,6 +56,10 @@ class SelfCheckIn(Request):
     school_id: SchoolId
     occurred_on: Day
     results: list[AspectResultIn] = Field(min_length=1, max_length=10)
+    evidence: list[EvidenceRef] = Field(
+        default_factory=list, max_length=50,
+        description="Photos and the signed self-check form: `sha256:<hex>` refs from POST /api/v1/evidence.",
+    )
 
 
 class FindingIn(Request):
@@ -73,6 +77,10 @@ class JointInspectionIn(Request):
     occurred_on: Day
     summary: LongText
     findings: list[FindingIn] = Field(default_factory=list, max_length=500)
+    evidence: list[EvidenceRef] = Field(
+        default_factory=list, max_length=50,
+        description="Photos and the signed inspection record: `sha256:<hex>` refs from POST /api/v1/evidence.",
+    )
 
 
 # -- warnings ------------------------------------------------------------------------------

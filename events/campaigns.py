@@ -23,6 +23,7 @@ from eventsourcing.domain import Aggregate
 
 from events.base import RecordedCreated, derive_id, local_date
 from events.errors import InvariantViolated, NotPermitted
+from events.evidence import clean_refs
 
 SEVERITIES = ("general", "major", "critical")  # 一般 / 较大 / 重大
 MAX_SCHOOLS_PER_INSPECTION = 500
@@ -195,19 +196,28 @@ class SelfCheck(Aggregate):
         school_id: str
         results: list[AspectResult]
         logged_by: str
+        evidence: list[str]  # since v2 (photos and the signed record); v1 self-checks had none
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["evidence"] = []
 
     def __init__(
         self, event_id: str, agency: str, occurred_on: str, campaign_id: str, year: int, template: str,
-        phase: str, school_id: str, results: list[AspectResult], logged_by: str,
+        phase: str, school_id: str, results: list[AspectResult], logged_by: str, evidence: list[str],
     ) -> None:
         self.campaign_id = campaign_id
         self.school_id = school_id
         self.results = results
+        self.evidence = list(evidence)
 
     @classmethod
     def submit(
         cls, *, campaign: Campaign, by_agency: str, acts_for_schools: bool, school_id: str,
         occurred_on: date, results: Sequence[dict[str, Any]], logged_by: str, now: datetime,
+        evidence: Sequence[str] = (),
     ) -> SelfCheck:
         """``results``: {aspect, passed, problems: [{description, severity}]} for every aspect."""
         if not acts_for_schools:
@@ -240,7 +250,7 @@ class SelfCheck(Aggregate):
             cls.SelfCheckSubmitted, id=sid, timestamp=now, event_id=str(sid), agency=by_agency,
             occurred_on=occurred_on.isoformat(), campaign_id=str(campaign.id), year=campaign.year,
             template=campaign.template, phase=campaign.phases[0]["code"], school_id=school_id,
-            results=[by_aspect[a] for a in campaign.aspects], logged_by=logged_by,
+            results=[by_aspect[a] for a in campaign.aspects], logged_by=logged_by, evidence=clean_refs(evidence),
         )
 
     def problems(self) -> list[tuple[str, Problem]]:
@@ -258,16 +268,24 @@ class JointInspection(Aggregate):
         summary: str
         findings: list[Finding]
         logged_by: str
+        evidence: list[str]  # since v2 (photos and the signed record); v1 inspections had none
         # Hash of the request: a retry with the same Idempotency-Key and body is answered with
         # this inspection, one with another body is a conflict ("" before 2025-07).
         request_digest: str = ""
 
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["evidence"] = []
+
     def __init__(
         self, event_id: str, agency: str, occurred_on: str, campaign_id: str, year: int, template: str,
         phase: str, units: list[str], school_ids: list[str], summary: str, findings: list[Finding],
-        logged_by: str, request_digest: str = "",
+        logged_by: str, evidence: list[str], request_digest: str = "",
     ) -> None:
         self.request_digest = request_digest
+        self.evidence = list(evidence)
         self.campaign_id = campaign_id
         self.units = list(units)
         self.findings = findings
@@ -278,6 +296,7 @@ class JointInspection(Aggregate):
         cls, *, inspection_id: uuid.UUID, campaign: Campaign, by_agency: str, units: Iterable[str],
         school_ids: Sequence[str], occurred_on: date, summary: str, findings: Sequence[dict[str, Any]],
         known_units: Iterable[str], lead: str, logged_by: str, now: datetime, request_digest: str = "",
+        evidence: Sequence[str] = (),
     ) -> JointInspection:
         """``findings``: {school_id, aspect, description, severity, responsible_unit?, deadline?}.
         The responsible unit and deadline are the inspectors' proposal; the lead bureau assigns."""
@@ -330,7 +349,7 @@ class JointInspection(Aggregate):
             agency=by_agency, occurred_on=occurred_on.isoformat(), campaign_id=str(campaign.id),
             year=campaign.year, template=campaign.template, phase=campaign.inspection_phase_on(occurred_on),
             units=team, school_ids=schools, summary=_text(summary, "summary"), findings=out,
-            logged_by=logged_by, request_digest=request_digest,
+            logged_by=logged_by, evidence=clean_refs(evidence), request_digest=request_digest,
         )
 
 

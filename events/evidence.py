@@ -19,6 +19,7 @@ from events.base import RecordedCreated, derive_id, local_date
 from events.errors import InvariantViolated
 
 PREFIX = "sha256:"
+MAX_REFS = 50
 _REF = re.compile(r"sha256:([0-9a-f]{64})")
 MAX_NAME = 200
 
@@ -35,6 +36,17 @@ def blob_digests(refs: Iterable[str]) -> list[str]:
         m = _REF.fullmatch(ref.strip().lower())
         if m and m.group(1) not in out:
             out.append(m.group(1))
+    return out
+
+
+def clean_refs(refs: Iterable[str], limit: int = MAX_REFS) -> list[str]:
+    """A record's evidence list: trimmed, without blanks or repeats, at most ``limit`` references
+    (URIs or ``sha256:`` content hashes, no spaces)."""
+    out = list(dict.fromkeys(r.strip() for r in refs if r.strip()))
+    if len(out) > limit:
+        raise InvariantViolated(f"at most {limit} evidence references")
+    if any(len(r) > 500 or any(c.isspace() for c in r) for r in out):
+        raise InvariantViolated("evidence references are URIs or content hashes without spaces")
     return out
 
 

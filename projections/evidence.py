@@ -1,8 +1,10 @@
 """The evidence index: every uploaded blob (digest, media type, size, name, thumbnail, who
 uploaded it), every record that names a blob in its ``evidence`` list, and the units that may
 read each record's evidence: the unit that wrote it, and for a hazard also its reporting units
-and the units its rectification is assigned to. The lead unit and auditors read everything
-(decided by the caller)."""
+and the units its rectification is assigned to; for a joint inspection the units that took part
+and those its findings name as responsible; for a self-check or an inspection also the units
+the hazards it found are assigned to (they rectify what its photos show). The lead unit and
+auditors read everything (decided by the caller)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from eventsourcing.utils import get_topic
 
+from events.campaigns import JointInspection, SelfCheck
 from events.duty_log import DutyRecord
 from events.evidence import Evidence, blob_digests
 from events.logistics import ComplianceRecord, Recognition
@@ -53,17 +56,25 @@ readers = sa.Table(
     sa.Column("unit", sa.String(64), primary_key=True),
 )
 
+# hazard -> the self-check or inspection (with evidence) that found it
+origins = sa.Table(
+    "rm_evidence_origins",
+    metadata,
+    sa.Column("hazard_id", sa.String(36), primary_key=True),
+    sa.Column("record_id", sa.String(36), nullable=False),
+)
+
 REFERRING = (DutyRecord.DutyPerformed, Rectification.HazardReported, Rectification.RectificationProgressReported,
              Rectification.RectificationCompleted, Task.TaskCompleted, ComplianceRecord.ComplianceRecordLogged,
-             Recognition.SchoolRecognised)
+             Recognition.SchoolRecognised, SelfCheck.SelfCheckSubmitted, JointInspection.JointInspectionConducted)
 
 
 class EvidenceIndex(Projection):
     name = "evidence"
-    version = 1
+    version = 2
     topics = tuple(get_topic(c) for c in (Evidence.EvidenceUploaded, Rectification.RectificationAssigned,
                                           *REFERRING))
-    tables = (uploads, refs, readers)
+    tables = (uploads, refs, readers, origins)
 
     def apply(self, conn: sa.Connection, events: Sequence[LoggedEvent]) -> None:
         for e in events:
@@ -81,8 +92,18 @@ class EvidenceIndex(Projection):
                 units.update(d["reported_by"]["units"])
             elif e.type == "RectificationAssigned":
                 units.update([d["lead_unit"], *d["cooperating_units"]])
+                origin = conn.execute(sa.select(origins.c.record_id).where(origins.c.hazard_id == record)).scalar()
+                if origin is not None:
+                    insert_ignore(conn, readers, [{"record_id": origin, "unit": u} for u in sorted(units)])
             elif not digests:
                 continue  # most records carry no upload: no rows for them
+            elif e.type == "JointInspectionConducted":
+                units.update([*d["units"], *(f["responsible_unit"] for f in d["findings"])])
+                insert_ignore(conn, origins, [{"hazard_id": f["hazard_id"], "record_id": record}
+                                              for f in d["findings"]])
+            elif e.type == "SelfCheckSubmitted":
+                insert_ignore(conn, origins, [{"hazard_id": p["hazard_id"], "record_id": record}
+                                              for r in d["results"] for p in r["problems"]])
             insert_ignore(conn, readers, [{"record_id": record, "unit": u} for u in sorted(units)])
             insert_ignore(conn, refs, [{
                 "digest": digest, "event_id": d["event_id"], "record_id": record, "position": e.position,

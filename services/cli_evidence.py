@@ -44,8 +44,9 @@ def orphans(
                                                                            "LIANXI_EVIDENCE_ORPHAN_AGE_H)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per blob")] = False,
 ) -> None:
-    """List stored blobs that no record references (failed or never attached uploads)."""
-    from services.evidence.use_cases import orphan_blobs
+    """List stored blobs that no record references (failed or never attached uploads), and the
+    temporary files of uploads killed mid-write (older than an hour; the nightly job removes them)."""
+    from services.evidence.use_cases import orphan_blobs, stale_temps
     from services.platform import Platform
 
     platform = Platform(group_commit=False)
@@ -54,10 +55,14 @@ def orphans(
         age = timedelta(hours=platform.settings.evidence_orphan_age_h if older_than_h is None else older_than_h)
         with platform.read_engine.connect() as conn:
             found = orphan_blobs(conn, platform.blobs, now=platform.clock(), min_age=age)
+        temps = stale_temps(platform.blobs, now=platform.clock())
     except ValueError as e:
         raise click.ClickException(str(e)) from None
     finally:
         platform.close()
     for o in found:
         typer.echo(json.dumps(o) if as_json else f"sha256:{o['digest']}\t{o['size']}\t{o['stored_at']}")
-    print(f"{len(found)} 个未被任何记录引用的文件（{platform.blobs.describe()}）", file=sys.stderr)
+    for t in temps:
+        typer.echo(json.dumps(t) if as_json else f"temp:{t['temp']}\t{t['size']}\t{t['written_at']}")
+    print(f"{len(found)} 个未被任何记录引用的文件，{len(temps)} 个中断上传留下的临时文件"
+          f"（{platform.blobs.describe()}）", file=sys.stderr)

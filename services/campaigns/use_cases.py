@@ -51,14 +51,16 @@ class CampaignUseCases(UseCases):
 
     def submit_self_check(
         self, principal: Principal, campaign_id: uuid.UUID, *, school_id: str, occurred_on: date,
-        results: Sequence[dict[str, Any]], now: datetime,
+        results: Sequence[dict[str, Any]], now: datetime, evidence: Sequence[str] = (),
     ) -> Written:
         """Problems become hazards reported by the school's self-check (category of the campaign)."""
         self.require_writer(principal)
         campaign = self.campaign(campaign_id)
         check = SelfCheck.submit(campaign=campaign, by_agency=principal.agency,
                                  acts_for_schools=self.acts_for_schools(principal), school_id=school_id,
-                                 occurred_on=occurred_on, results=results, logged_by=principal.actor, now=now)
+                                 occurred_on=occurred_on, results=results, logged_by=principal.actor, now=now,
+                                 evidence=evidence)
+        self.require_evidence(principal, check.evidence)
         actor = Actor(agency=principal.agency, lead=self.is_lead(principal), logged_by=principal.actor)
         aspects = {a: t for a, t in _aspect_texts(self.catalogue, campaign)}
         hazards = [
@@ -74,7 +76,7 @@ class CampaignUseCases(UseCases):
     def conduct_joint_inspection(
         self, principal: Principal, campaign_id: uuid.UUID, *, units: Sequence[str], school_ids: Sequence[str],
         occurred_on: date, summary: str, findings: Sequence[dict[str, Any]], idempotency_key: str | None,
-        now: datetime, request_digest: str = "",
+        now: datetime, request_digest: str = "", evidence: Sequence[str] = (),
     ) -> Written:
         """Findings become hazards reported by the inspecting units (kind joint-inspection),
         awaiting the lead bureau's assignment. A retry with the same Idempotency-Key and body
@@ -90,8 +92,9 @@ class CampaignUseCases(UseCases):
             inspection_id=inspection_id, campaign=campaign, by_agency=principal.agency, units=units,
             school_ids=school_ids, occurred_on=occurred_on, summary=summary, findings=findings,
             known_units=self.unit_codes(), lead=self.lead_code, logged_by=principal.actor, now=now,
-            request_digest=request_digest,
+            request_digest=request_digest, evidence=evidence,
         )
+        self.require_evidence(principal, inspection.evidence)
         actor = Actor(agency=principal.agency, lead=self.is_lead(principal), logged_by=principal.actor)
         aspects = {a: t for a, t in _aspect_texts(self.catalogue, campaign)}
         names = {u.code: u.name for u in self.catalogue.units.units}

@@ -262,8 +262,10 @@ def run_demo_meetings(
                     [{"description": f"自查发现：{next(x.text for x in tpl.aspects if x.code == a)}",
                       "severity": _pick(rng, (("general", 0.8), ("major", 0.15), ("critical", 0.05)))}]}
                    for a in c.aspects]
+        photos = [f"sha256:{derive_id('demo-self-check', str(c.id), school).hex}"] if failing else []
         check = SelfCheck.submit(campaign=c, by_agency=sim.lead, acts_for_schools=True, school_id=school,
-                                 occurred_on=local_date(at), results=results, logged_by=DEMO, now=at)
+                                 occurred_on=local_date(at), results=results, logged_by=DEMO, now=at,
+                                 evidence=photos)
         sim.counts["self_checks"] += 1
         actor = Actor(agency=sim.lead, lead=True, logged_by=DEMO)
         aggs = []
@@ -286,11 +288,12 @@ def run_demo_meetings(
                      "description": rng.choice(FINDINGS),
                      "severity": _pick(rng, (("general", 0.75), ("major", 0.2), ("critical", 0.05)))}
                     for s in schools if rng.random() < rate]
+        inspection_id = derive_id("demo-inspection", str(seed), str(year), str(sim.next("inspection")))
         inspection = JointInspection.conduct(
-            inspection_id=derive_id("demo-inspection", str(seed), str(year), str(sim.next("inspection"))),
-            campaign=c, by_agency=by,
+            inspection_id=inspection_id, campaign=c, by_agency=by,
             units=units, school_ids=schools, occurred_on=day, summary=f"{c.name}联合督查", findings=findings,
-            known_units=sim.units, lead=sim.lead, logged_by=DEMO, now=at)
+            known_units=sim.units, lead=sim.lead, logged_by=DEMO, now=at,
+            evidence=[f"sha256:{derive_id('demo-inspection-record', str(inspection_id)).hex}"])
         sim.counts["inspections"] += 1
         actor = Actor(agency=by, lead=by == sim.lead, logged_by=DEMO)
         sim.emit(inspection)

@@ -4,7 +4,9 @@ block (EXIF with GPS and device serials, XMP, embedded thumbnails, comments): sc
 minors and where they are. The ICC profile stays (colours), EXIF orientation is applied first.
 A small JPEG thumbnail is made for pages and documents.
 
-HEIC (iPhone photos) is decoded by pillow-heif and kept as JPEG, which every browser shows."""
+HEIC (iPhone photos) is decoded by pillow-heif and kept as JPEG, which every browser shows.
+DOCX and XLSX lose the author names of their core properties (services/evidence/office.py);
+PDFs are kept as uploaded."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from dataclasses import dataclass
 
 import filetype
 from PIL import Image, ImageOps
+
+from services.evidence.office import Unreadable, strip_authors
 
 try:  # HEIC decoding where the wheel installs; without it HEIC is simply not on the allow-list
     from pillow_heif import register_heif_opener
@@ -74,7 +78,8 @@ def clean(data: bytes, *, max_bytes: int) -> Cleaned:
         raise Refused(415, f"不接受此类文件（识别为 {mime or '未知类型'}）；"
                            "可上传 JPEG、PNG、HEIC 照片或 PDF、DOCX、XLSX 文件")
     if mime in DOCUMENT_TYPES:
-        return Cleaned(data=data, media_type=mime, digest=sha256(data), thumbnail=None)
+        kept = data if mime == "application/pdf" else _office(data)
+        return Cleaned(data=kept, media_type=mime, digest=sha256(kept), thumbnail=None)
     image, out_format = _open(data), IMAGE_TYPES[mime]
     try:
         stored = _reencode(image, out_format)
@@ -83,6 +88,15 @@ def clean(data: bytes, *, max_bytes: int) -> Cleaned:
         image.close()
     media_type = "image/jpeg" if out_format == "JPEG" else "image/png"
     return Cleaned(data=stored, media_type=media_type, digest=sha256(stored), thumbnail=thumb)
+
+
+def _office(data: bytes) -> bytes:
+    try:
+        return strip_authors(data)
+    except Unreadable as e:
+        if e.too_large:
+            raise Refused(413, "文档解压后过大") from None
+        raise Refused(415, "文档无法读取，可能已损坏") from None
 
 
 def _open(data: bytes) -> Image.Image:

@@ -32,12 +32,24 @@ class StoredBlob:
     stored_at: datetime
 
 
+@dataclass(frozen=True)
+class TempFile:
+    """A temporary file an upload killed mid-write left: its path under the store, size, last write."""
+    name: str
+    size: int
+    written_at: datetime
+
+
 class BlobStore(Protocol):
     def put(self, digest: str, data: bytes) -> None: ...
 
     def get(self, digest: str) -> bytes | None: ...
 
     def blobs(self) -> Iterator[StoredBlob]: ...
+
+    def temps(self) -> Iterator[TempFile]: ...
+
+    def remove_temp(self, name: str) -> None: ...
 
     def describe(self) -> str: ...
 
@@ -89,6 +101,27 @@ class FileBlobs:
                     continue
                 st = os.stat(os.path.join(dirpath, name))
                 yield StoredBlob(name, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
+
+    def temps(self) -> Iterator[TempFile]:
+        """The ``.tmp-`` files of uploads that never finished."""
+        if not self.root.is_dir():
+            return
+        for dirpath, _, files in os.walk(self.root):
+            for name in files:
+                if not name.startswith(TMP_PREFIX):
+                    continue
+                path = os.path.join(dirpath, name)
+                try:
+                    st = os.stat(path)
+                except FileNotFoundError:  # renamed onto its digest meanwhile
+                    continue
+                yield TempFile(os.path.relpath(path, self.root), st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
+
+    def remove_temp(self, name: str) -> None:
+        path = (self.root / name).resolve()
+        if not path.name.startswith(TMP_PREFIX) or not path.is_relative_to(self.root.resolve()):
+            raise ValueError(f"not a temporary file of the evidence store: {name!r}")
+        path.unlink(missing_ok=True)
 
     def describe(self) -> str:
         return f"files under {self.root}"
@@ -148,6 +181,12 @@ class S3Blobs:
                 name = obj["Key"][len(self.prefix):]
                 if len(name) == 64:
                     yield StoredBlob(name, int(obj["Size"]), obj["LastModified"])
+
+    def temps(self) -> Iterator[TempFile]:
+        return iter(())  # a PUT is atomic: no half-written objects
+
+    def remove_temp(self, name: str) -> None:
+        raise ValueError(f"an S3 store keeps no temporary files: {name!r}")
 
     def describe(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}"

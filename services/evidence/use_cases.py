@@ -140,6 +140,18 @@ def orphan_blobs(conn: sa.Connection, blobs: BlobStore, *, now: datetime, min_ag
             for b in blobs.blobs() if b.digest not in keep and now - b.stored_at >= min_age]
 
 
+# An upload writes, fsyncs and renames its temporary file within seconds: one an hour old was
+# left by a killed process and will never be renamed.
+TEMP_MAX_AGE = timedelta(hours=1)
+
+
+def stale_temps(blobs: BlobStore, *, now: datetime, min_age: timedelta = TEMP_MAX_AGE) -> list[dict[str, Any]]:
+    """Temporary files of uploads that never finished, older than ``min_age`` (never under a
+    digest name, so no record can name them: safe to remove)."""
+    return [{"temp": t.name, "size": t.size, "written_at": t.written_at.isoformat()}
+            for t in blobs.temps() if now - t.written_at >= min_age]
+
+
 def record_thumbnails(conn: sa.Connection, blobs: BlobStore, record_ids: Sequence[str], *,
                       per_record: int) -> dict[str, dict[str, Any]]:
     """What documents show of each record's evidence: up to ``per_record`` files (name, media

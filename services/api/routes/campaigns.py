@@ -59,7 +59,7 @@ def self_check(campaign_id: str, body: SelfCheckIn, platform: PlatformDep, princ
     require_writer(principal)
     return answer(Written, platform.app.submit_self_check(
         principal, parse_id(campaign_id, "campaign"), school_id=body.school_id, occurred_on=body.occurred_on,
-        results=[r.model_dump() for r in body.results], now=platform.clock(),
+        results=[r.model_dump() for r in body.results], now=platform.clock(), evidence=body.evidence,
     ))
 
 
@@ -77,8 +77,9 @@ def joint_inspection(
     return answer(Written, platform.app.conduct_joint_inspection(
         principal, parse_id(campaign_id, "campaign"), units=list(body.units), school_ids=list(body.school_ids),
         occurred_on=body.occurred_on, summary=body.summary, findings=[f.model_dump() for f in body.findings],
-        idempotency_key=idempotency_key, now=platform.clock(),
-        request_digest=request_digest(body.model_dump(mode="json")),
+        idempotency_key=idempotency_key, now=platform.clock(), evidence=body.evidence,
+        # without evidence the body hashes as it did before the field existed (retries across an upgrade)
+        request_digest=request_digest(body.model_dump(mode="json", exclude=None if body.evidence else {"evidence"})),
     ))
 
 
