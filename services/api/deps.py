@@ -9,6 +9,7 @@ from datetime import date
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
@@ -46,13 +47,20 @@ def today_of(platform: Platform) -> date:
     return local_date(platform.clock())
 
 
-async def get_principal(  # async: a token-cache hit needs no worker thread
+async def get_principal(
     platform: PlatformDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
+    """async: a system token's cache hit needs no worker thread. A miss, or a person's token
+    (checked against its account on every request), is a database query: it runs in the thread
+    pool, never on the event loop every other request shares."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise ProblemError(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
-    principal = platform.tokens.authenticate(credentials.credentials)
+    hit = platform.tokens.cached(credentials.credentials)
+    if hit is not None:
+        principal = hit[0]
+    else:
+        principal = await run_in_threadpool(platform.tokens.authenticate, credentials.credentials)
     if principal is None:
         note_unknown_token(credentials.credentials)
         raise ProblemError(401, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
