@@ -107,11 +107,11 @@ async def json_payload(request: Request) -> Any:
 def validated(adapter: TypeAdapter[T], value: Any, loc: tuple[str, ...], errors: list[Any]) -> T | None:
     """``value`` validated by a compiled adapter, or None with its errors (located as FastAPI
     locates them) added to ``errors``."""
-    if value is _NO_BODY or value is None:  # FastAPI: a required body of JSON null is missing
+    if value is _NO_BODY:
         errors.append({"type": "missing", "loc": loc, "msg": "Field required", "input": None})
         return None
     try:
-        return adapter.validate_python(value)
+        return adapter.validate_python(value, from_attributes=True)  # as FastAPI calls it
     except ValidationError as e:
         errors.extend({**err, "loc": (*loc, *err["loc"])} for err in e.errors(include_url=False))
         return None
