@@ -73,6 +73,19 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def read_pool(kind: str) -> dict[str, int]:
+    """The reader engine's pool. Sync routes run on AnyIO's 40 worker threads: with SQLAlchemy's
+    default (5 kept + 10 overflow) threads waited for a connection and overflow connections were
+    closed and reopened. On SQLite a connection is a file handle: one kept per thread. On
+    PostgreSQL, where N processes share max_connections, the old ceiling of 15, all kept."""
+    if kind == "sqlite":
+        return {"pool_size": READ_THREADS, "max_overflow": 0}
+    return {"pool_size": 15, "max_overflow": 0}
+
+
+READ_THREADS = 40  # AnyIO's default thread limiter, which FastAPI's sync routes share
+
+
 class Platform:
     def __init__(self, settings: Settings | None = None, *, group_commit: bool | None = None) -> None:
         self.settings = settings or get_settings()
@@ -81,10 +94,10 @@ class Platform:
         self.app = LianxiApp(self.database, group_commit=use_group_commit,
                              max_batch=self.settings.group_commit_max_batch)
         self.write_engine: sa.Engine = self.database.sqlalchemy_engine(writer=True)
-        self.read_engine: sa.Engine = self.database.sqlalchemy_engine(writer=False)
+        self.read_engine: sa.Engine = self.database.sqlalchemy_engine(writer=False, **read_pool(self.database.kind))
         self.runner = ProjectionRunner(self.app.recorder, self.write_engine, all_projections(),
                                        batch_size=self.settings.projection_batch_size)
-        self.tokens = TokenStore(self.write_engine)
+        self.tokens = TokenStore(self.write_engine, self.read_engine)
         self.blobs: BlobStore = open_blob_store(self.settings)  # evidence bytes (services/evidence/storage.py)
         self.audit = AuditTrail(self.write_engine, self.app)
         self.accounts = Accounts(self.write_engine, self.settings)

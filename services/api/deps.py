@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from datetime import date
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel
+from fastapi.security.utils import get_authorization_scheme_param
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from contracts.text import find_control_character
 from events.base import local_date
@@ -22,6 +26,7 @@ from services.security.audit import note_principal, note_target_unit, note_unkno
 from services.settings import get_settings
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 _bearer = HTTPBearer(auto_error=False, description="Token from `lianxi token issue`")
 
@@ -46,21 +51,70 @@ def today_of(platform: Platform) -> date:
     return local_date(platform.clock())
 
 
-async def get_principal(  # async: a token-cache hit needs no worker thread
+async def get_principal(
     platform: PlatformDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    if credentials is None or credentials.scheme.lower() != "bearer":
+    return await principal_for(platform, credentials.credentials if credentials is not None else None)
+
+
+def bearer_token(request: Request) -> str | None:
+    """What ``HTTPBearer(auto_error=False)`` finds, for routes that skip dependency solving."""
+    scheme, credential = get_authorization_scheme_param(request.headers.get("authorization"))
+    return credential if scheme and credential and scheme.lower() == "bearer" else None
+
+
+async def principal_for(platform: Platform, token: str | None) -> Principal:
+    """async: a system token's cache hit needs no worker thread. A miss, or a person's token
+    (checked against its account on every request), is a database query: it runs in the thread
+    pool, never on the event loop every other request shares."""
+    if token is None:
         raise ProblemError(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
-    principal = platform.tokens.authenticate(credentials.credentials)
+    hit = platform.tokens.cached(token)
+    principal = hit[0] if hit is not None else await run_in_threadpool(platform.tokens.authenticate, token)
     if principal is None:
-        note_unknown_token(credentials.credentials)
+        note_unknown_token(token)
         raise ProblemError(401, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
     note_principal(principal)
     return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+# -- routes that skip dependency solving answer bad input exactly as FastAPI would ----------
+
+_NO_BODY = object()
+
+
+async def json_payload(request: Request) -> Any:
+    """The request body as FastAPI reads it for a JSON body parameter: parsed only when the
+    Content-Type is JSON, the raw bytes otherwise (validation then refuses them), ``_NO_BODY``
+    when empty. Malformed JSON is refused at once, before authentication, as FastAPI does."""
+    raw = await request.body()
+    if not raw:
+        return _NO_BODY
+    main, _, sub = request.headers.get("content-type", "").partition(";")[0].strip().lower().partition("/")
+    if main != "application" or not (sub == "json" or sub.endswith("+json")):
+        return raw
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise RequestValidationError([{"type": "json_invalid", "loc": ("body", e.pos), "msg": "JSON decode error",
+                                       "input": {}, "ctx": {"error": e.msg}}], body=e.doc) from None
+
+
+def validated(adapter: TypeAdapter[T], value: Any, loc: tuple[str, ...], errors: list[Any]) -> T | None:
+    """``value`` validated by a compiled adapter, or None with its errors (located as FastAPI
+    locates them) added to ``errors``."""
+    if value is _NO_BODY:
+        errors.append({"type": "missing", "loc": loc, "msg": "Field required", "input": None})
+        return None
+    try:
+        return adapter.validate_python(value, from_attributes=True)  # as FastAPI calls it
+    except ValidationError as e:
+        errors.extend({**err, "loc": (*loc, *err["loc"])} for err in e.errors(include_url=False))
+        return None
 
 
 def answer(model: type[M], w: Written) -> M:

@@ -1,4 +1,4 @@
-"""Resource limits (OWASP API4), as plain ASGI middlewares, each set by one LIANXI_* setting
+"""Resource limits (OWASP API4), as one plain ASGI middleware, each set by one LIANXI_* setting
 (0 turns it off):
 
 - body size (LIANXI_MAX_BODY_BYTES): a declared Content-Length over the limit gets 413 before
@@ -72,64 +72,46 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 # -- body size ---------------------------------------------------------------------------------
 
 
-class BodySizeLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int, max_upload_bytes: int = 0) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-        self.max_upload_bytes = max_upload_bytes
+def body_limit(scope: Scope, limits: Limits) -> int:
+    """The body size limit for this request (0: none): file uploads have their own."""
+    content_type = _header(scope, b"content-type") or b""
+    if limits.max_upload_bytes and content_type.lower().startswith(b"multipart/form-data"):
+        return limits.max_upload_bytes
+    return limits.max_body_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        limit = self.max_bytes
-        content_type = _header(scope, b"content-type") or b""
-        if self.max_upload_bytes and content_type.lower().startswith(b"multipart/form-data"):
-            limit = self.max_upload_bytes
-        if scope["type"] != "http" or limit <= 0:
-            await self.app(scope, receive, send)
-            return
-        detail = f"request body is larger than {limit} bytes"
-        declared = _header(scope, b"content-length")
-        if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-            await problem(413, detail, instance=scope.get("path"))(scope, receive, send)
-            return
-        seen = 0
 
-        async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    # FastAPI re-raises an HTTPException met while reading the body; the
-                    # problem handler turns it into problem+json.
-                    raise HTTPException(413, detail)
-            return message
+def counted(receive: Receive, limit: int, detail: str) -> Receive:
+    """``receive`` that stops a body (chunked or lying about its length) at ``limit`` bytes."""
+    seen = 0
 
-        await self.app(scope, counted, send)
+    async def receive_counted() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                # FastAPI re-raises an HTTPException met while reading the body; the
+                # problem handler turns it into problem+json.
+                raise HTTPException(413, detail)
+        return message
+
+    return receive_counted
 
 
 # -- text the store cannot hold ---------------------------------------------------------------
 
 
-class StorableRequestText:
-    """Refuses, before any route runs, a path or query value holding a control character
-    (NUL above all: PostgreSQL's text cannot hold it, so a filter with one ended in a 500) or
-    bytes that are not UTF-8. Bodies are checked by the request models (contracts/text.py)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            detail = _unstorable(scope)
-            if detail is not None:
-                path = str(scope.get("path", ""))
-                if path.startswith(API_PREFIX):
-                    await problem(400, detail, instance=path)(scope, receive, send)
-                else:
-                    await PlainTextResponse("请求地址或查询参数中含有不允许的控制字符。", status_code=400)(
-                        scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+def unstorable_refusal(scope: Scope) -> ASGIApp | None:
+    """A 400 for a path or query value holding a control character (NUL above all: PostgreSQL's
+    text cannot hold it, so a filter with one ended in a 500) or bytes that are not UTF-8,
+    before any route runs. Bodies are checked by the request models (contracts/text.py)."""
+    detail = _unstorable(scope)
+    if detail is None:
+        return None
+    path = str(scope.get("path", ""))
+    if path.startswith(API_PREFIX):
+        return problem(400, detail, instance=path)
+    return PlainTextResponse("请求地址或查询参数中含有不允许的控制字符。", status_code=400)
 
 
 def _unstorable(scope: Scope) -> str | None:
@@ -204,7 +186,7 @@ def credential_key(scope: Scope) -> str:
     return "addr:" + client_address(scope)
 
 
-class RateLimit:
+class RateLimiter:
     """Per credential. So that made-up tokens are no way around it, each 401 also uses a
     token of the client address's failure bucket; while that is empty the address may use
     only credentials that have already worked here (a colleague behind the same NAT with a
@@ -212,39 +194,20 @@ class RateLimit:
 
     KNOWN_GOOD = 10_000
 
-    def __init__(self, app: ASGIApp, rate_per_minute: int, burst: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.app = app
-        on = rate_per_minute > 0
-        self.buckets = TokenBuckets(rate_per_minute, burst, clock) if on else None
-        self.failures = TokenBuckets(rate_per_minute, burst, clock) if on else None
+    def __init__(self, rate_per_minute: int, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.buckets = TokenBuckets(rate_per_minute, burst, clock)
+        self.failures = TokenBuckets(rate_per_minute, burst, clock)
         self.good: OrderedDict[str, None] = OrderedDict()  # credential keys that authenticated
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.buckets is None or self.failures is None or scope["type"] != "http" \
-                or not scope.get("path", "").startswith(API_PREFIX):
-            await self.app(scope, receive, send)
-            return
+    def admit(self, scope: Scope) -> tuple[float, tuple[str, str]]:
+        """(seconds to wait, 0 to go ahead; the keys ``outcome`` takes)."""
         address = "fail:" + client_address(scope)
         key = credential_key(scope)
         wait = 0.0 if key in self.good else self.failures.wait(address)
-        wait = wait or self.buckets.take(key)
-        if wait > 0:
-            retry_after = max(1, math.ceil(wait))
-            await problem(429, f"too many requests for this credential; retry after {retry_after} s",
-                          instance=scope.get("path"), headers={"Retry-After": str(retry_after)},
-                          )(scope, receive, send)
-            return
+        return wait or self.buckets.take(key), (key, address)
 
-        async def watch(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                self._outcome(key, address, int(message["status"]))
-            await send(message)
-
-        await self.app(scope, receive, watch)
-
-    def _outcome(self, key: str, address: str, status: int) -> None:
-        assert self.failures is not None
+    def outcome(self, keys: tuple[str, str], status: int) -> None:
+        key, address = keys
         if status == 401:
             self.failures.take(address)
             self.good.pop(key, None)
@@ -258,18 +221,57 @@ class RateLimit:
 # -- time --------------------------------------------------------------------------------------
 
 
-class RequestTimeout:
-    def __init__(self, app: ASGIApp, timeout_s: float) -> None:
+class RequestLimits:
+    """Every limit as one ASGI middleware, in the order of the old four (rate, the cheapest
+    refusal; storable text; body size; then the timeout around the app): one layer and one
+    send wrapper per request instead of four of each (bench/RESULTS.md §1). Every answer,
+    the refusals included, counts for the rate limiter's 401 bookkeeping."""
+
+    def __init__(self, app: ASGIApp, limits: Limits, clock: Callable[[], float] = time.monotonic) -> None:
         self.app = app
-        self.timeout_s = timeout_s
+        self.limits = limits
+        self.rate = RateLimiter(limits.rate_per_minute, limits.burst, clock) if limits.rate_per_minute > 0 else None
         self._abandoned: set[asyncio.Task[None]] = set()  # keep references until they end
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.timeout_s <= 0:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        rate, watched = self.rate, None
+        if rate is not None and str(scope.get("path", "")).startswith(API_PREFIX):
+            wait, watched = rate.admit(scope)
+            if wait > 0:
+                retry_after = max(1, math.ceil(wait))
+                await problem(429, f"too many requests for this credential; retry after {retry_after} s",
+                              instance=scope.get("path"), headers={"Retry-After": str(retry_after)},
+                              )(scope, receive, send)
+                return
+
+        async def answer(message: Message) -> None:
+            if watched is not None and message["type"] == "http.response.start":
+                rate.outcome(watched, int(message["status"]))  # type: ignore[union-attr]
+            await send(message)
+
+        refusal = unstorable_refusal(scope)
+        limit = body_limit(scope, self.limits)
+        if refusal is None and limit > 0:
+            detail = f"request body is larger than {limit} bytes"
+            declared = _header(scope, b"content-length")
+            if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+                refusal = problem(413, detail, instance=scope.get("path"))
+            receive = counted(receive, limit, detail)
+        if refusal is not None:
+            await refusal(scope, receive, answer)
+        elif self.limits.timeout_s > 0:
+            await self._timed(scope, receive, answer)
+        else:
+            await self.app(scope, receive, answer if watched is not None else send)
+
+    async def _timed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A request that has not started its response within the timeout gets a 503."""
         # One future settles the race between the response starting, the handler ending and
         # the clock (no waiter task and no asyncio.wait per request: this is on every call).
+        timeout_s = self.limits.timeout_s
         loop = asyncio.get_running_loop()
         first: asyncio.Future[None] = loop.create_future()
         started = timed_out = False
@@ -289,7 +291,7 @@ class RequestTimeout:
 
         task = asyncio.ensure_future(self.app(scope, receive, guarded_send))
         task.add_done_callback(settle)
-        timer = loop.call_later(self.timeout_s, settle)
+        timer = loop.call_later(timeout_s, settle)
         try:
             await first
         finally:
@@ -301,7 +303,7 @@ class RequestTimeout:
         task.cancel()
         self._abandoned.add(task)
         task.add_done_callback(self._forget)
-        detail = (f"no response within {self.timeout_s:g} s; the request may still complete "
+        detail = (f"no response within {timeout_s:g} s; the request may still complete "
                   "(retry a write with the same Idempotency-Key)")
         await problem(503, detail, slug="timeout", instance=scope.get("path"),
                       headers={"Retry-After": "1"})(scope, receive, send)
@@ -316,12 +318,7 @@ class RequestTimeout:
 
 
 def install(app: FastAPI, settings: Settings) -> None:
-    """Outermost first: rate (cheapest refusal), body size, then the timeout around the app."""
-    limits = Limits.from_settings(settings)
-    app.add_middleware(RequestTimeout, timeout_s=limits.timeout_s)
-    app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes, max_upload_bytes=limits.max_upload_bytes)
-    app.add_middleware(StorableRequestText)
-    app.add_middleware(RateLimit, rate_per_minute=limits.rate_per_minute, burst=limits.burst)
+    app.add_middleware(RequestLimits, limits=Limits.from_settings(settings))
     document_problem_responses(app)
 
 

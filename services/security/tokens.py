@@ -43,8 +43,11 @@ def hash_token(token: str) -> str:
 
 
 class TokenStore:
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, read_engine: sa.Engine | None = None) -> None:
         self.engine = engine
+        # The check reads through the reader engine: on SQLite the writer engine's BEGIN takes
+        # the write lock, so every uncached check would queue behind the group committer.
+        self.read_engine = read_engine or engine
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         self._lock = threading.Lock()
 
@@ -99,17 +102,27 @@ class TokenStore:
             rows = conn.execute(q.order_by(tokens.c.created_at)).mappings()
             return [dict(r) for r in rows]
 
+    def cached(self, token: str) -> tuple[Principal | None] | None:
+        """A system token's fresh cached answer, as a 1-tuple (the principal may be None: a
+        known-bad token); None when only the database can tell (a miss, or a person's token,
+        which is never cached). Cheap enough for the event loop."""
+        digest = hash_token(token)
+        with self._lock:
+            hit = self._cache.get(digest)
+        if hit is not None and time.monotonic() - hit[0] < _CACHE_TTL_S:
+            return (hit[1],)
+        return None
+
     def authenticate(self, token: str) -> Principal | None:
         """The principal for a bearer token, or None. A system's token is cached briefly (a
         revocation takes effect in this process at once and in others within a few seconds);
         a person's token is checked against its account on every request."""
+        hit = self.cached(token)
+        if hit is not None:
+            return hit[0]
         digest = hash_token(token)
         now = time.monotonic()
-        with self._lock:
-            hit = self._cache.get(digest)
-        if hit is not None and now - hit[0] < _CACHE_TTL_S:
-            return hit[1]
-        with self.engine.connect() as conn:
+        with self.read_engine.connect() as conn:
             row = conn.execute(sa.select(tokens, accounts.c.enabled)
                                .outerjoin(accounts, accounts.c.account_id == tokens.c.account_id)
                                .where(tokens.c.token_hash == digest, tokens.c.revoked_at.is_(None))).mappings().first()
