@@ -15,7 +15,7 @@ from docx import Document
 from services.evidence import office
 from services.evidence.cleaning import Refused, clean, sha256
 
-NAMES = ("张晓梅老师", "李建国主任")
+NAMES = ("测试作者甲老师", "测试作者乙")
 
 
 def _docx(author: str = NAMES[0], last: str = NAMES[1]) -> bytes:
