@@ -48,7 +48,8 @@ run: setup
 	mkdir -p var
 	$(BIN)/lianxi demo --if-empty --schools $(DEMO_SCHOOLS)
 	$(BIN)/lianxi init
-	@echo "Get a token:  $(BIN)/lianxi token issue --agency education --role lead"
+	@echo "Sign in at http://$(HOST):$(PORT)/signin as demo.education (lead) or demo.fire-rescue (liaison), password lianxi-demo-2025"
+	@echo "A system's API token:  $(BIN)/lianxi token issue --agency education --role lead"
 	$(BIN)/lianxi serve --host $(HOST) --port $(PORT)
 
 lint: setup
