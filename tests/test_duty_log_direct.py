@@ -50,6 +50,7 @@ def test_bad_input_is_answered_as_the_solved_route_answers_it(county: Api) -> No
         (b'{"duty_code": ', {"Content-Type": "application/json"}, 422),  # ... refused before authentication
         (b"", as_json, 422),
         (b"null", as_json, 422),
+        (b"\x91\xfa{}", as_json, 400),  # not Unicode text at all (found by schemathesis)
         (b"[1, 2]", as_json, 422),
         (good, {**token, "Content-Type": "text/plain"}, 422),
         (good, token, 422),  # no Content-Type: not read as JSON

@@ -9,7 +9,7 @@ import re
 from datetime import date
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -102,6 +102,8 @@ async def json_payload(request: Request) -> Any:
     except json.JSONDecodeError as e:
         raise RequestValidationError([{"type": "json_invalid", "loc": ("body", e.pos), "msg": "JSON decode error",
                                        "input": {}, "ctx": {"error": e.msg}}], body=e.doc) from None
+    except UnicodeDecodeError:  # bytes that are no Unicode text: FastAPI answers 400 here
+        raise HTTPException(status_code=400, detail="There was an error parsing the body") from None
 
 
 def validated(adapter: TypeAdapter[T], value: Any, loc: tuple[str, ...], errors: list[Any]) -> T | None:
