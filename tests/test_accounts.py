@@ -250,6 +250,9 @@ def test_a_disabled_account_cannot_sign_in_and_a_reset_must_be_changed(platform:
     with pytest.raises(SignInFailed) as failed:
         platform.accounts.sign_in("fire.liaison", PASSWORD, None, platform.clock())
     assert failed.value.reason == "disabled"
+    with pytest.raises(SignInFailed) as guessed:  # a wrong password learns nothing about the account's state
+        platform.accounts.sign_in("fire.liaison", "Wrong-password-1", None, platform.clock())
+    assert guessed.value.reason == "wrong-password"
     platform.accounts.set_enabled("test", account.account_id, True, platform.clock())
     fresh = platform.accounts.reset_password("test", account.account_id, platform.clock())
     assert platform.accounts.sign_in("fire.liaison", fresh, None, platform.clock()).must_change_password

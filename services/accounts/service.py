@@ -234,10 +234,6 @@ class Accounts:
             raise SignInFailed("unknown")
         account = Account.of(row)
         locked_until = _parse_time(row["locked_until"])
-        if not account.enabled:
-            self._audit_now(now, account=account, action="SIGNIN", status=403, detail="account disabled", via=via,
-                            client=client)
-            raise SignInFailed("disabled")
         if locked_until is not None and locked_until > now:
             self._audit_now(now, account=account, action="SIGNIN", status=423,
                             detail=f"refused: locked until {utc_text(locked_until)}", via=via, client=client)
@@ -248,6 +244,10 @@ class Accounts:
             raise SignInFailed("no-password")
         if not _verify(row["password_hash"], password):
             raise self._failed(account, now, "wrong-password", via, client)
+        if not account.enabled:  # told only to whoever knows the password: a guesser learns nothing
+            self._audit_now(now, account=account, action="SIGNIN", status=403, detail="account disabled", via=via,
+                            client=client)
+            raise SignInFailed("disabled")
         step = None
         if row["totp_secret"] is not None:
             step = totp.matching_step(row["totp_secret"], code or "", now, row["totp_last_step"])
