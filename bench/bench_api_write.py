@@ -52,7 +52,7 @@ BODY = {
 # -- the baseline server -------------------------------------------------------------------
 
 
-def _make_bare_app() -> Any:
+def make_bare_app() -> Any:
     from fastapi import FastAPI
 
     app = FastAPI()
@@ -70,7 +70,7 @@ def _make_bare_app() -> Any:
 
 
 def bare_app() -> Any:  # uvicorn --factory target
-    return _make_bare_app()
+    return make_bare_app()
 
 
 def lianxi_app() -> Any:
@@ -94,6 +94,18 @@ def _request_bytes(host: str, port: int, token: str | None) -> bytes:
     return head.encode() + b"\r\n" + body
 
 
+async def read_response(reader: asyncio.StreamReader) -> int:
+    """One HTTP/1.1 response off a keep-alive connection, body discarded; its status."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    if length:
+        await reader.readexactly(length)
+    return int(head[9:12])
+
+
 async def _one_connection(
     host: str, port: int, req: bytes, start_at: float, end_at: float, budget: list[int],
     lat: list[float], statuses: dict[int, int], done: list[int],
@@ -106,14 +118,7 @@ async def _one_connection(
                 break
             budget[0] -= 1
             writer.write(req)
-            head = await reader.readuntil(b"\r\n\r\n")
-            status = int(head[9:12])
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line[:15].lower() == b"content-length:":
-                    length = int(line[15:])
-            if length:
-                await reader.readexactly(length)
+            status = await read_response(reader)
             t1 = time.perf_counter()
             done[1] += 1
             if t0 >= start_at and t1 <= end_at:

@@ -40,7 +40,7 @@ from bench import (
     python,
     subprocess_env,
 )
-from bench.bench_api_write import AGENCY, BODY, Server, prepare_store
+from bench.bench_api_write import AGENCY, BODY, Server, prepare_store, read_response
 
 PROCESSES = (1, 2, 4)
 CONNS = 32
@@ -58,9 +58,9 @@ APP_NAME = "lianxi-bench-scaleout"  # libpq's application_name of our servers' c
 def bare_app() -> Any:  # uvicorn --factory target
     from fastapi import FastAPI
 
-    from bench.bench_api_write import _make_bare_app
+    from bench.bench_api_write import make_bare_app
 
-    app: FastAPI = _make_bare_app()
+    app: FastAPI = make_bare_app()
 
     @app.get("/api/v1/agencies/{code}/ledger")
     def ledger(code: str) -> dict[str, Any]:
@@ -171,14 +171,7 @@ async def _connection(host: str, port: int, reqs: dict[str, bytes], start_at: fl
             i += 1
             kind = "post" if i % GET_EVERY else ("ledger" if (i // GET_EVERY) % 2 else "board")
             writer.write(reqs[kind])
-            head = await reader.readuntil(b"\r\n\r\n")
-            status = int(head[9:12])
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line[:15].lower() == b"content-length:":
-                    length = int(line[15:])
-            if length:
-                await reader.readexactly(length)
+            status = await read_response(reader)
             t1 = time.perf_counter()
             if kind == "post" and status == 201:
                 out["acked"] += 1
