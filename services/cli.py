@@ -408,7 +408,6 @@ def brief(
     from events.meetings import meeting_id
     from projections.meetings import latest_meeting
     from services.documents.brief import FORMATS, render
-    from services.meetings.brief_data import build_brief
 
     if format not in FORMATS:
         raise CliError(f"--format {format!r} is not one of {', '.join(FORMATS)}")
@@ -432,8 +431,7 @@ def brief(
             except ValueError:
                 raise CliError(f"--meeting {meeting!r} is not a meeting id, YEAR-NUMBER or 'latest'") from None
         started = time.perf_counter()
-        data = build_brief(platform.read_engine, platform.runner.catch_up, mid, local_date(platform.clock()),
-                           positions=platform.app.event_positions, evidence=platform.record_thumbnails)
+        data = platform.assemble_brief(mid, local_date(platform.clock()))
         if data is None:
             raise CliError(f"unknown meeting {meeting!r}")
         body = render(data, format)

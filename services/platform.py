@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,7 @@ from contracts.escalation import EscalationRules, load_escalation_rules
 from projections.campaign_progress import CampaignProgressView
 from projections.catalogue_view import CatalogueView, list_agencies
 from projections.compliance import ComplianceView
+from projections.event_index import EventIndex, indexed_positions
 from projections.evidence import EvidenceIndex
 from projections.ledger import LedgerView
 from projections.meetings import MeetingsView
@@ -47,6 +49,7 @@ def all_projections() -> list[Any]:
     return [
         CatalogueView(), LedgerView(), RectificationBoard(), CampaignProgressView(), WarningResponseView(),
         MeetingsView(), TargetsView(), ComplianceView(), PetitionsView(), NotificationsView(), EvidenceIndex(),
+        EventIndex(),
         hashchain.HashChainProjection(),  # tamper evidence over every event
     ]
 
@@ -145,7 +148,24 @@ class Platform:
         API, the pages and the pre-render job build it, so a pre-rendered brief's digest is
         the one readers ask for."""
         return build_brief(self.read_engine, self.runner.catch_up, meeting_id, today,
-                           positions=self.app.event_positions, evidence=self.record_thumbnails)
+                           positions=self.event_positions, evidence=self.record_thumbnails)
+
+    def event_positions(self, ids: Sequence[str]) -> dict[str, int]:
+        """Log positions of cited events (an aggregate's id gives its creation); unknown ids are
+        absent. Derived ids from the event index, the rest by the log's primary key."""
+        self.runner.catch_up("event_index")
+        with self.read_engine.connect() as conn:
+            found = indexed_positions(conn, ids)
+        for an_id in dict.fromkeys(ids):
+            if not an_id or an_id in found:
+                continue
+            try:
+                created = self.app.position_of(uuid.UUID(an_id), 1)
+            except ValueError:
+                continue  # not a UUID: no aggregate has it
+            if created is not None:
+                found[an_id] = created
+        return found
 
     def record_thumbnails(self, record_ids: Sequence[str], per_record: int = 4) -> dict[str, dict[str, Any]]:
         """Each record's evidence as documents show it (thumbnails), for the brief's annex."""

@@ -31,7 +31,7 @@ def brief(demo: Platform) -> dict[str, Any]:  # noqa: F811
     with demo.read_engine.connect() as conn:
         meeting = list_meetings(conn, 2024)[-1]
     data = build_brief(demo.read_engine, demo.runner.catch_up, meeting["meeting_id"], FIXED_NOW.date(),
-                       positions=demo.app.event_positions)
+                       positions=demo.event_positions)
     assert data is not None
     return data
 

@@ -1,13 +1,13 @@
 """The event store every context's use cases stand on: commit (group commit for the API),
-the log position of an event, and the caches a hot write reads (units, known schools)."""
+the log position of an event (projections/event_index.py finds a cited event's), and the
+caches a hot write reads (units, known schools)."""
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,16 +17,11 @@ from eventsourcing.persistence import Recording, Transcoder
 from events.agencies import Agency, agency_id
 from events.errors import NotFound
 from events.schools import school_aggregate_id
-from projections.base import LoggedEvent
 from services.store.database import Database, OrjsonTranscoder, SideRows
 from services.store.group_commit import GroupCommitter, pending_events
 from services.store.request_rows import carrying
 
 AGENCY_CACHE_TTL_S = 5.0
-
-
-# An "event_id" key and its text value in stored JSON (orjson writes no spaces; allowed anyway).
-_EVENT_ID = re.compile(rb'"event_id"\s*:\s*"([^"\\]*)"')
 
 
 @dataclass(frozen=True)
@@ -129,36 +124,6 @@ class EventStore(Application[uuid.UUID]):
         recorder: Any = self.recorder
         position: int | None = recorder.position_of(originator_id, version)
         return position
-
-    def event_positions(self, ids: Iterable[str], batch: int = 2000) -> dict[str, int]:
-        """Log positions of the events with these ids (an aggregate's id gives its creation).
-
-        The log has no index by event id, so this reads it once in batches: a stored state
-        whose "event_id" values are none of the ids is skipped undecoded (one search for the
-        key per row and a set lookup: an alternation of every wanted id, searched per row,
-        took ~11 s over a county year for a brief citing a few hundred events), and the read
-        stops once every id is found. Unknown ids are absent from the answer."""
-        wanted = {i for i in ids if i}
-        if not wanted:
-            return {}
-        wanted_bytes = {i.encode() for i in wanted}
-        found: dict[str, int] = {}
-        start = 0
-        while len(found) < len(wanted):
-            rows = self.recorder.select_notifications(start=start, limit=batch, inclusive_of_start=False)
-            if not rows:
-                break
-            for n in rows:
-                origin = str(n.originator_id)
-                if origin in wanted and n.originator_version == 1:
-                    found.setdefault(origin, int(n.id))
-                state = n.state if isinstance(n.state, bytes) else bytes(n.state)
-                if any(m.group(1) in wanted_bytes for m in _EVENT_ID.finditer(state)):
-                    event_id = str(LoggedEvent.from_notification(n).data.get("event_id", ""))
-                    if event_id in wanted:
-                        found.setdefault(event_id, int(n.id))
-            start = int(rows[-1].id)
-        return found
 
     # -- cached reads ----------------------------------------------------------------------
 

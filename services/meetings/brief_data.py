@@ -45,7 +45,7 @@ def build_brief(read_engine: sa.Engine, catch_up: Callable[[], object], meeting_
     """The brief of one meeting as of ``today``, after ``catch_up`` brings the read models up to
     the log's head (the platform's ``runner.catch_up``); None for an unknown meeting.
 
-    ``positions`` (the platform's ``app.event_positions``) gives each cited event its log
+    ``positions`` (the platform's ``event_positions``) gives each cited event its log
     position, so the annex points into the event log people can browse (/events shows
     positions); each ref's ``events`` lists id and position (None when not found).
     ``evidence`` (the platform's ``record_thumbnails``) gives each listed rectification and task
