@@ -2,30 +2,35 @@
 
 Runs every benchmark module ``bench/bench_*.py`` (or the ones named), prints each figure
 with its ratio to the raw baseline measured in the same invocation, and writes
-bench/RESULTS.md with the command, the machine and the versions. A benchmark that fails
-is reported as failed; the others still run.
+bench/RESULTS.md with the command, the machine and the versions: one table, then each
+benchmark's notes. Each benchmark runs in a child process of its own (``--child``), so one
+that fails, hangs past ``--timeout-min`` or exhausts memory is reported as failed and the
+others still run; its servers and helpers go with it (a process group of its own).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import pkgutil
 import platform
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
 import bench
-from bench import Bench, Ctx, Report, fmt
+from bench import ROOT, Bench, Ctx, Figure, Report, fmt, subprocess_env
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 VERSIONED = ("eventsourcing", "sqlalchemy", "fastapi", "starlette", "pydantic", "uvicorn", "httptools", "uvloop",
@@ -101,6 +106,15 @@ def versions() -> dict[str, str]:
     return out
 
 
+@dataclass
+class Done:
+    bench: Bench
+    report: Report | None
+    error: str
+    seconds: float
+    load: str  # load average (1 min) when it started
+
+
 def _ratio(r: float | None) -> str:
     return "—" if r is None else f"{r:.2f}"
 
@@ -109,7 +123,7 @@ def _met(m: bool | None) -> str:
     return "" if m is None else ("met" if m else "**not met**")
 
 
-def render(command: str, ctx: Ctx, started: datetime, took: float, done: list[tuple[Bench, Report | None, str]],
+def render(command: str, ctx: Ctx, started: datetime, took: float, done: list[Done],
            all_benches: list[Bench]) -> str:
     m = machine()
     lines = [
@@ -130,28 +144,92 @@ def render(command: str, ctx: Ctx, started: datetime, took: float, done: list[tu
         "| benchmark | case | figure | baseline | ratio | target | status | detail |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for b, report, error in done:
-        if report is None:
-            lines.append(f"| {b.name} | — | — | — | — | — | **failed** | {error} |")
+    for d in done:
+        if d.report is None:
+            lines.append(f"| {d.bench.name} | — | — | — | — | — | **failed** | {_cell(d.error)} |")
             continue
-        for f in report.figures:
+        for f in d.report.figures:
             lines.append(
-                f"| {b.name} | {f.case} | {fmt(f.value, f.unit)} | {fmt(f.baseline, f.unit)} | {_ratio(f.ratio)} "
-                f"| {f.target} | {_met(f.met)} | {f.detail} |"
+                f"| {d.bench.name} | {_cell(f.case)} | {fmt(f.value, f.unit)} | {fmt(f.baseline, f.unit)} "
+                f"| {_ratio(f.ratio)} | {_cell(f.target)} | {_met(f.met)} | {_cell(f.detail)} |"
             )
-    for b, report, error in done:
-        lines += ["", f"## {b.title}", ""]
-        if b.description:
-            lines += [b.description, ""]
-        if report is None:
-            lines += [f"Failed: `{error}`"]
+    for d in done:
+        lines += ["", f"## {d.bench.title}", "",
+                  f"_{d.seconds / 60:.1f} min; load average {d.load} when it started._", ""]
+        if d.bench.description:
+            lines += [d.bench.description.strip(), ""]
+        if d.report is None:
+            lines += [f"Failed: `{d.error}`"]
             continue
-        lines += report.notes or ["(no notes)"]
-    ran = {b.name for b, _, _ in done}
+        if d.report.notes or not d.bench.description:
+            lines += d.report.notes or ["(no notes)"]
+    ran = {d.bench.name for d in done}
     skipped = [b.name for b in all_benches if b.name not in ran]
     if skipped:
         lines += ["", f"Not run in this invocation: {', '.join(skipped)}."]
     return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    """Text fit for one table cell: no pipes, no line breaks."""
+    return " ".join(text.replace("|", "/").split())
+
+
+# -- one benchmark in a child process --------------------------------------------------------
+
+
+def _child(b: Bench, ctx: Ctx, out: Path) -> int:
+    """``--child``: runs one benchmark and writes its report (or its error) as JSON."""
+    try:
+        report = b.run(ctx)
+    except Exception as e:
+        traceback.print_exc()
+        out.write_text(json.dumps({"error": f"{type(e).__name__}: {e}"}))
+        return 1
+    out.write_text(json.dumps({"figures": [asdict(f) for f in report.figures], "notes": report.notes}))
+    return 0
+
+
+def _run_apart(b: Bench, ctx: Ctx, timeout_s: float) -> tuple[Report | None, str]:
+    """Runs ``b`` in a child process (its own process group); its report, or None and why."""
+    workdir = ctx.workdir / b.name
+    workdir.mkdir(exist_ok=True)
+    out = workdir / "report.json"
+    cmd = [sys.executable, "-m", "bench.run", "--child", b.name, "--child-out", str(out),
+           "--workdir", str(workdir), "--runs", str(ctx.runs)] + (["--quick"] if ctx.quick else [])
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=subprocess_env(), start_new_session=True)
+    try:
+        rc = proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        _stop_group(proc)
+        return None, f"timed out after {timeout_s / 60:.0f} min (--timeout-min)"
+    except BaseException:  # Ctrl-C: the child's group is in another session and did not get it
+        _stop_group(proc)
+        raise
+    finally:
+        if proc.poll() is None:
+            _stop_group(proc)
+    try:
+        result = json.loads(out.read_text())
+    except (OSError, ValueError):
+        return None, f"the benchmark's process exited with {rc} and no report (killed? out of memory?)"
+    if "error" in result:
+        return None, str(result["error"])
+    return Report(figures=[Figure(**f) for f in result["figures"]], notes=list(result["notes"])), ""
+
+
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """Ends the benchmark's child and everything it started (the group it leads)."""
+    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,8 +243,17 @@ def main(argv: list[str] | None = None) -> int:
                     help="write the results here (default bench/RESULTS.md for a full run of every benchmark; "
                          "a quick or partial run writes nothing unless this is given)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    ap.add_argument("--timeout-min", type=float, default=45.0,
+                    help="a benchmark still running after this many minutes is stopped and reported as failed "
+                         "(default 45)")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     by_name = {b.name: b for b in all_benches}
+    if args.child:
+        ctx = Ctx(quick=args.quick, runs=max(1, args.runs), workdir=args.workdir, log=lambda s: print(s, flush=True))
+        return _child(by_name[args.child], ctx, args.child_out)
     unknown = [n for n in args.names if n not in by_name]
     if unknown:
         ap.error(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(by_name)}")
@@ -186,36 +273,35 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(UTC)
     LOAD[:] = [_load()]
     t0 = time.perf_counter()
-    done: list[tuple[Bench, Report | None, str]] = []
-    failed = False
+    done: list[Done] = []
     try:
         for b in chosen:
             print(f"== {b.title}", flush=True)
-            tb = time.perf_counter()
-            try:
-                report = b.run(ctx)
-            except Exception as e:
-                traceback.print_exc()
-                done.append((b, None, f"{type(e).__name__}: {e}"))
-                failed = True
-                continue
-            done.append((b, report, ""))
-            for f in report.figures:
+            tb, load = time.perf_counter(), _load()
+            report, error = _run_apart(b, ctx, args.timeout_min * 60)
+            done.append(Done(b, report, error, time.perf_counter() - tb, load))
+            if report is None:
+                print(f"   FAILED: {error}", flush=True)
+            for f in report.figures if report else []:
                 ratio = "" if f.ratio is None else f"  ratio {f.ratio:.2f}"
                 base = "" if f.baseline is None else f"  (baseline {fmt(f.baseline, f.unit)})"
                 status = "" if f.met is None else ("  [met]" if f.met else "  [NOT MET]")
                 print(f"   {f.case}: {fmt(f.value, f.unit)}{base}{ratio}{status}  {f.detail}", flush=True)
-            print(f"   ({time.perf_counter() - tb:.0f} s)", flush=True)
+            print(f"   ({done[-1].seconds:.0f} s)", flush=True)
     finally:
         if not args.keep:
-            subprocess.run(["rm", "-rf", str(workdir)], check=False) if shutil.which("rm") else None
+            shutil.rmtree(workdir, ignore_errors=True)
         else:
             print(f"scratch kept in {workdir}")
     took = time.perf_counter() - t0
     if output is not None:
         output.write_text(render(command, ctx, started, took, done, all_benches))
         print(f"wrote {output}")
-    print(f"total {took / 60:.1f} min")
+    print("\nbenchmark        minutes  status")
+    for d in done:
+        print(f"{d.bench.name:<16} {d.seconds / 60:7.1f}  {'ok' if d.report is not None else 'FAILED: ' + d.error}")
+    failed = [d.bench.name for d in done if d.report is None]
+    print(f"total {took / 60:.1f} min" + (f"; failed: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
 
 
