@@ -176,7 +176,30 @@ def insert_ignore(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str,
         if params is not None:
             conn.exec_driver_sql(_insert_ignore_sql(conn.dialect, table, keys), params)
             return
-    stmt = dialect_insert(conn, table).on_conflict_do_nothing()
+    execute_many(conn, table, dialect_insert(conn, table).on_conflict_do_nothing(), rows)
+
+
+def execute_many(conn: sa.Connection, table: sa.Table, stmt: Any, rows: Sequence[dict[str, Any]]) -> None:
+    """``conn.execute(stmt, rows)``, the statement compiled once and the rows handed to the
+    driver's executemany, where ``table``'s columns need no conversion and every row carries
+    the same keys: SQLAlchemy's per-row parameter processing cost more than the writes."""
+    if not rows:
+        return
+    keys = list(rows[0])
+    if _plain(table) and all(len(r) == len(keys) for r in rows):
+        compiled = stmt.compile(dialect=conn.dialect, column_keys=keys)
+        params: list[Any] | None
+        if compiled.positional:
+            names = compiled.positiontup or []
+            try:
+                params = [tuple([r[n] for n in names]) for r in rows]
+            except KeyError:  # a bound value outside the rows (a literal in the statement)
+                params = None
+        else:
+            params = list(rows) if not compiled.binds.keys() - set(keys) else None
+        if params is not None:
+            conn.exec_driver_sql(str(compiled), params)
+            return
     conn.execute(stmt, list(rows))
 
 
@@ -220,8 +243,7 @@ def upsert_add(
         sets[col] = fn(table.c[col], excluded[col])
     for col in replace:
         sets[col] = excluded[col]
-    stmt = ins.on_conflict_do_update(index_elements=list(keys), set_=sets)
-    conn.execute(stmt, list(rows))
+    execute_many(conn, table, ins.on_conflict_do_update(index_elements=list(keys), set_=sets), rows)
 
 
 def dialect_insert(conn: sa.Connection, table: sa.Table) -> Any:
