@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench import (
+    ROOT,
     Bench,
     Ctx,
     Figure,
@@ -32,11 +33,26 @@ from bench import (
 from bench.bench_replay import build_log, copy_log, raw_read_postgres, raw_read_sqlite
 
 TARGET = ">= 100k ev/s, ratio >= 0.5"
+# What the rebuild imports before it reads the log: the CLI and the read side (not the API).
+STARTUP = "import services.cli, services.platform; services.platform.ReadSide"
+
+
+def command_env(url: str, key: Path) -> dict[str, str]:
+    """The command's environment. An installed lianxi runs from compiled bytecode (pip writes
+    it at install, Python beside a checkout); a shell with PYTHONDONTWRITEBYTECODE (as CI
+    sandboxes set) made every run compile the project's modules again, about a second of
+    start-up that no operator pays. The bytecode goes under the run's own directory
+    (PYTHONPYCACHEPREFIX, beside the store), never into the source tree; the first, untimed
+    start-up writes it."""
+    env = subprocess_env(LIANXI_DATABASE_URL=url, LIANXI_CHECKPOINT_KEY=str(key),
+                         PYTHONPYCACHEPREFIX=str(key.parent / "pycache"))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
 
 
 def rebuild_command(url: str, key: Path) -> tuple[float, float]:
     """Wall seconds and peak RSS (GiB) of ``lianxi projections rebuild`` on ``url``."""
-    env = subprocess_env(LIANXI_DATABASE_URL=url, LIANXI_CHECKPOINT_KEY=str(key))
+    env = command_env(url, key)
     wall, rss, out = time_v([python(), "-m", "services.cli", "projections", "rebuild"], env, timeout=1800)
     if "rebuilt from" not in out:
         raise RuntimeError(f"the rebuild printed no summary: {out[-300:]}")
@@ -45,15 +61,16 @@ def rebuild_command(url: str, key: Path) -> tuple[float, float]:
 
 def startup_seconds(url: str, key: Path) -> float:
     """The interpreter plus the rebuild command's imports, nothing run."""
-    env = subprocess_env(LIANXI_DATABASE_URL=url, LIANXI_CHECKPOINT_KEY=str(key))
+    env = command_env(url, key)
     t0 = time.perf_counter()
-    subprocess.run([python(), "-c", "import services.cli, services.platform"], env=env, check=True)
+    subprocess.run([python(), "-c", STARTUP], env=env, check=True, cwd=ROOT)
     return time.perf_counter() - t0
 
 
 def _measure(ctx: Ctx, report: Report, backend: str, url: str, head: int, key: Path,
              raw: Callable[[], tuple[float, int]]) -> None:
     rates, raws, walls, rss, starts = [], [], [], [], []
+    startup_seconds(url, key)  # writes the bytecode (see command_env)
     for _ in range(ctx.runs):
         raws.append(raw()[0])
         wall, peak = rebuild_command(url, key)
@@ -79,8 +96,9 @@ def run(ctx: Ctx) -> Report:
     head = build_log(url, schools)
     report.notes.append(f"- Log: demo year 2024 with {schools} schools, {head:,} events. The command is timed "
                         "whole (a subprocess under /usr/bin/time: interpreter, imports, reset of every read "
-                        "model, the one-pass rebuild, the hash chain re-verified); the raw read + `orjson.loads` "
-                        "of the same rows is measured in the same run.")
+                        "model, the one-pass rebuild, the hash chain re-verified), from compiled bytecode as an "
+                        "installed command runs; the raw read + `orjson.loads` of the same rows is measured in "
+                        "the same run.")
     _measure(ctx, report, "SQLite", url, head, key, lambda: raw_read_sqlite(url.split(":///", 1)[1]))
     if postgres_available():
         with pg_schema_url() as pg_url:

@@ -24,7 +24,15 @@ from eventsourcing.utils import get_topic
 from contracts.compliance import ComplianceCalendar, ComplianceKind, period_bounds, periods_overlapping
 from events.base import COUNTY_TZ
 from events.logistics import ComplianceGap, ComplianceRecord
-from projections.base import LoggedEvent, Projection, county_day, dialect_insert, insert_ignore, metadata
+from projections.base import (
+    LoggedEvent,
+    Projection,
+    county_day,
+    dialect_insert,
+    execute_many,
+    insert_ignore,
+    metadata,
+)
 from projections.catalogue_view import schools as schools_table
 
 STATUSES = ("on_time", "late", "missing", "pending")
@@ -117,7 +125,7 @@ class ComplianceView(Projection):
         if logged:
             ins = dialect_insert(conn, cells)
             x = ins.excluded
-            conn.execute(ins.on_conflict_do_update(index_elements=["school_id", "kind", "period"], set_={
+            execute_many(conn, cells, ins.on_conflict_do_update(index_elements=["school_id", "kind", "period"], set_={
                 "records": cells.c.records + x.records,
                 "first_recorded_on": _least(conn, cells.c.first_recorded_on, x.first_recorded_on),
                 "first_recorded_at": _least(conn, cells.c.first_recorded_at, x.first_recorded_at),
@@ -127,7 +135,7 @@ class ComplianceView(Projection):
         if missing:
             ins = dialect_insert(conn, cells)
             x = ins.excluded
-            conn.execute(ins.on_conflict_do_update(index_elements=["school_id", "kind", "period"], set_={
+            execute_many(conn, cells, ins.on_conflict_do_update(index_elements=["school_id", "kind", "period"], set_={
                 "missing_since": x.missing_since, "missing_recorded_at": x.missing_recorded_at,
             }), list(missing.values()))
 

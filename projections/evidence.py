@@ -8,7 +8,7 @@ auditors read everything (decided by the caller)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -77,37 +77,66 @@ class EvidenceIndex(Projection):
     tables = (uploads, refs, readers, origins)
 
     def apply(self, conn: sa.Connection, events: Sequence[LoggedEvent]) -> None:
+        """Collects the batch's rows per table and writes each table once (a statement per
+        event was most of a rebuild's time here). Every insert keeps the first row of a key,
+        as one statement per event in log order did."""
+        rows: dict[sa.Table, list[dict[str, Any]]] = {uploads: [], refs: [], readers: [], origins: []}
+        # hazard -> the record that found it: from earlier batches (read once), then this one's
+        known = _origins_of(conn, [e.record_id for e in events if e.type == "RectificationAssigned"])
+        found: dict[str, str] = {}
         for e in events:
             d = e.data
-            record = str(e.originator_id)
-            if e.type == "EvidenceUploaded":
-                insert_ignore(conn, uploads, [{
+            kind = e.type
+            if kind == "EvidenceUploaded":
+                rows[uploads].append({
                     "digest": d["digest"], "unit": d["agency"], "event_id": d["event_id"], "position": e.position,
                     "media_type": d["media_type"], "size": d["size"], "name": d["name"],
-                    "thumbnail": d["thumbnail"], "uploaded_at": e.recorded_at}])
+                    "thumbnail": d["thumbnail"], "uploaded_at": e.recorded_at})
                 continue
-            digests = blob_digests(d.get("evidence", ()))  # v1 hazard reports carry no list
-            units = {d["agency"]}
-            if e.type == "HazardReported":
-                units.update(d["reported_by"]["units"])
-            elif e.type == "RectificationAssigned":
-                units.update([d["lead_unit"], *d["cooperating_units"]])
-                origin = conn.execute(sa.select(origins.c.record_id).where(origins.c.hazard_id == record)).scalar()
-                if origin is not None:
-                    insert_ignore(conn, readers, [{"record_id": origin, "unit": u} for u in sorted(units)])
-            elif not digests:
+            listed = d.get("evidence")  # v1 hazard reports carry no list
+            digests = blob_digests(listed) if listed else []
+            if not digests and kind not in _ALWAYS:
                 continue  # most records carry no upload: no rows for them
-            elif e.type == "JointInspectionConducted":
+            record = e.record_id
+            units = {d["agency"]}
+            if kind == "HazardReported":
+                units.update(d["reported_by"]["units"])
+            elif kind == "RectificationAssigned":
+                units.update([d["lead_unit"], *d["cooperating_units"]])
+                origin = known.get(record) or found.get(record)  # the first origin recorded wins
+                if origin is not None:
+                    rows[readers].extend({"record_id": origin, "unit": u} for u in sorted(units))
+            elif kind == "JointInspectionConducted":
                 units.update([*d["units"], *(f["responsible_unit"] for f in d["findings"])])
-                insert_ignore(conn, origins, [{"hazard_id": f["hazard_id"], "record_id": record}
-                                              for f in d["findings"]])
-            elif e.type == "SelfCheckSubmitted":
-                insert_ignore(conn, origins, [{"hazard_id": p["hazard_id"], "record_id": record}
-                                              for r in d["results"] for p in r["problems"]])
-            insert_ignore(conn, readers, [{"record_id": record, "unit": u} for u in sorted(units)])
-            insert_ignore(conn, refs, [{
+                self._found(rows, found, record, (f["hazard_id"] for f in d["findings"]))
+            elif kind == "SelfCheckSubmitted":
+                self._found(rows, found, record, (p["hazard_id"] for r in d["results"] for p in r["problems"]))
+            rows[readers].extend({"record_id": record, "unit": u} for u in sorted(units))
+            rows[refs].extend({
                 "digest": digest, "event_id": d["event_id"], "record_id": record, "position": e.position,
-                "event_type": e.type, "unit": d["agency"]} for digest in digests])
+                "event_type": kind, "unit": d["agency"]} for digest in digests)
+        for table, batch in rows.items():
+            insert_ignore(conn, table, batch)
+
+    @staticmethod
+    def _found(rows: dict[sa.Table, list[dict[str, Any]]], found: dict[str, str], record: str,
+               hazards: Iterable[str]) -> None:
+        for hazard in hazards:
+            rows[origins].append({"hazard_id": hazard, "record_id": record})
+            found.setdefault(hazard, record)
+
+
+def _origins_of(conn: sa.Connection, hazards: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for i in range(0, len(hazards), 500):
+        q = sa.select(origins.c.hazard_id, origins.c.record_id).where(origins.c.hazard_id.in_(hazards[i:i + 500]))
+        out.update((str(h), str(r)) for h, r in conn.execute(q))
+    return out
+
+
+# Types whose rows do not depend on carrying evidence: a hazard's reporters and an assignment's
+# units read the hazard's evidence even when the report itself names none.
+_ALWAYS = frozenset({"HazardReported", "RectificationAssigned"})
 
 
 # -- queries -------------------------------------------------------------------------------------

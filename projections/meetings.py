@@ -189,7 +189,7 @@ class MeetingsView(Projection):
     tables = (meetings, agenda_items, resolutions, tasks, task_history)
 
     def apply(self, conn: sa.Connection, events: Sequence[LoggedEvent]) -> None:
-        task_ids = list(dict.fromkeys(str(e.originator_id) for e in events if e.type.startswith("Task")))
+        task_ids = list(dict.fromkeys(e.record_id for e in events if e.type.startswith("Task")))
         state: dict[str, dict[str, Any] | None] = dict.fromkeys(task_ids)
         for chunk in _chunks(task_ids):
             for r in conn.execute(sa.select(tasks).where(tasks.c.task_id.in_(chunk))).mappings():
@@ -198,7 +198,7 @@ class MeetingsView(Projection):
         for e in events:
             d = e.data
             if e.type.startswith("Task"):
-                tid = str(e.originator_id)
+                tid = e.record_id
                 state[tid] = fold_task(state[tid], e.type, d, e.recorded_at, e.position)
                 hist.append({"position": e.position, "task_id": tid, "type": e.type, "event_id": d["event_id"],
                              "agency": d["agency"], "occurred_on": d["occurred_on"],
@@ -215,7 +215,7 @@ class MeetingsView(Projection):
     @staticmethod
     def _meeting_event(conn: sa.Connection, e: LoggedEvent) -> None:
         d = e.data
-        mid = str(e.originator_id)
+        mid = e.record_id
         m = meetings.c
         if e.type == "MeetingScheduled":
             insert_ignore(conn, meetings, [{

@@ -205,7 +205,7 @@ _TASK_STEPS = frozenset({"TaskAssigned", "TaskRejected", "TaskOverdue", "TaskEsc
 def _item_of(e: LoggedEvent) -> str | None:
     """The assigned item whose units an event's rule looks up or sets."""
     if e.type in _RECTIFICATION_STEPS:
-        return str(e.originator_id)
+        return e.record_id
     if e.type in _TASK_STEPS:
         return str(e.data["task_id"])
     return None
@@ -229,31 +229,31 @@ def _notice(recipients: Iterable[str], kind: str, title: str, body: str, subject
 def _rect_assigned(e: LoggedEvent, ctx: Context) -> list[Notice]:
     d = e.data
     units = [d["lead_unit"], *d["cooperating_units"]]
-    ctx.assign(str(e.originator_id), units)
+    ctx.assign(e.record_id, units)
     return _notice(units, "rectification-assigned", f"整改任务已分派，请于{d['deadline']}前完成",
                    f"牵头单位：{_unit(d['lead_unit'])}；配合单位：{_units(d['cooperating_units'])}。"
-                   f"整改措施：{'；'.join(d['measures'])}", "rectification", str(e.originator_id))
+                   f"整改措施：{'；'.join(d['measures'])}", "rectification", e.record_id)
 
 
 def _rect_rejected(e: LoggedEvent, ctx: Context) -> list[Notice]:
     d = e.data
-    return _notice(ctx.assignees(str(e.originator_id)), "rectification-rejected",
+    return _notice(ctx.assignees(e.record_id), "rectification-rejected",
                    f"整改未通过验收，已退回重新整改，新期限{d['new_deadline']}", f"理由：{d['reason']}",
-                   "rectification", str(e.originator_id))
+                   "rectification", e.record_id)
 
 
 def _rect_overdue(e: LoggedEvent, ctx: Context) -> list[Notice]:
     d = e.data
-    return _notice(ctx.assignees(str(e.originator_id)) or [d["agency"]], "rectification-overdue",
+    return _notice(ctx.assignees(e.record_id) or [d["agency"]], "rectification-overdue",
                    f"整改事项已逾期{d['days_overdue']}天（期限{d['deadline']}）", "请尽快完成整改并回告。",
-                   "rectification", str(e.originator_id))
+                   "rectification", e.record_id)
 
 
 def _rect_escalated(e: LoggedEvent, ctx: Context) -> list[Notice]:
     d = e.data
-    return _notice(ctx.assignees(str(e.originator_id)) or [d["agency"]], "rectification-escalated",
+    return _notice(ctx.assignees(e.record_id) or [d["agency"]], "rectification-escalated",
                    f"整改事项逾期升级：{d['name']}（第{d['level']}级）",
-                   f"期限{d['deadline']}，已逾期{d['days_overdue']}天。", "rectification", str(e.originator_id))
+                   f"期限{d['deadline']}，已逾期{d['days_overdue']}天。", "rectification", e.record_id)
 
 
 def _task_assigned(e: LoggedEvent, ctx: Context) -> list[Notice]:
@@ -295,7 +295,7 @@ def _warning_issued(e: LoggedEvent, ctx: Context) -> list[Notice]:
     kind = TYPE_NAMES.get(d["warning_type"], d["warning_type"]) + LEVEL_NAMES.get(d["level"], d["level"])
     return _notice(recipients, "warning-to-acknowledge", f"预警待确认：{d['title']}",
                    f"{kind}预警，覆盖{'、'.join(d['towns'])}，有效期至{d['valid_until']}。"
-                   f"请确认并报告已采取的措施：{'；'.join(d['measures'])}", "warning", str(e.originator_id))
+                   f"请确认并报告已采取的措施：{'；'.join(d['measures'])}", "warning", e.record_id)
 
 
 def _warning_escalated(e: LoggedEvent, ctx: Context) -> list[Notice]:
@@ -303,7 +303,7 @@ def _warning_escalated(e: LoggedEvent, ctx: Context) -> list[Notice]:
     return _notice([d["escalated_to"]], "warning-escalated",
                    f"预警未按时确认，已升级：{len(d['unacknowledged_schools'])}所学校、"
                    f"{len(d['unacknowledged_units'])}个单位未确认",
-                   f"未确认单位：{_units(d['unacknowledged_units'])}", "warning", str(e.originator_id))
+                   f"未确认单位：{_units(d['unacknowledged_units'])}", "warning", e.record_id)
 
 
 def _compliance_missing(e: LoggedEvent, ctx: Context) -> list[Notice]:
@@ -322,7 +322,7 @@ def _petition_received(e: LoggedEvent, ctx: Context) -> list[Notice]:
     d = e.data
     return _notice([d["handling_unit"]], "petition-assigned",
                    f"信访件待办理：{d['reference']}（办理期限{d['due_on']}）", d["summary"],
-                   "petition", str(e.originator_id))
+                   "petition", e.record_id)
 
 
 def _phase_reminder(e: LoggedEvent, ctx: Context) -> list[Notice]:
@@ -339,7 +339,7 @@ def _meeting_scheduled(e: LoggedEvent, ctx: Context) -> list[Notice]:
     d = e.data
     return _notice(ctx.units() or [d["agency"]], "meeting-scheduled",
                    f"联席会议已安排：{d['title']}", f"时间：{d['scheduled_for']}；地点：{d['place'] or '另行通知'}。",
-                   "meeting", str(e.originator_id))
+                   "meeting", e.record_id)
 
 
 def _agency_registered(e: LoggedEvent, ctx: Context) -> list[Notice]:

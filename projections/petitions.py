@@ -51,7 +51,7 @@ class PetitionsView(Projection):
     def apply(self, conn: sa.Connection, events: Sequence[LoggedEvent]) -> None:
         for e in events:
             d = e.data
-            pid = str(e.originator_id)
+            pid = e.record_id
             if e.type == "PetitionReceived":
                 insert_ignore(conn, petitions, [{
                     "petition_id": pid, "position": e.position, "reference": d["reference"],

@@ -184,7 +184,7 @@ class RectificationBoard(Projection):
     tables = (items, responsible, history)
 
     def apply(self, conn: sa.Connection, events: Sequence[LoggedEvent]) -> None:
-        ids = list(dict.fromkeys(str(e.originator_id) for e in events))
+        ids = list(dict.fromkeys(e.record_id for e in events))
         state: dict[str, dict[str, Any] | None] = dict.fromkeys(ids)
         for chunk in _chunks(ids, 500):
             for r in conn.execute(sa.select(items).where(items.c.id.in_(chunk))).mappings():
@@ -192,7 +192,7 @@ class RectificationBoard(Projection):
         hist: list[dict[str, Any]] = []
         units: list[dict[str, Any]] = []
         for e in events:
-            item_id = str(e.originator_id)
+            item_id = e.record_id
             state[item_id] = fold(state[item_id], item_id, e.type, e.data, e.recorded_at, e.position)
             hist.append({"position": e.position, "id": item_id, "type": e.type, "agency": e.data["agency"],
                          "occurred_on": e.data["occurred_on"], "recorded_at": e.recorded_at,

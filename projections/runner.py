@@ -339,6 +339,8 @@ class ProjectionRunner:
                 if mine:
                     if type(p).apply_stored is Projection.apply_stored:  # decoded once for all who decode
                         p.apply(conn, [event(r) for r in mine])
+                    elif p.decoded_will_do and all(r[0] in decoded for r in mine):
+                        p.apply(conn, [decoded[r[0]] for r in mine])  # another read model decoded them
                     else:
                         p.apply_stored(conn, mine)
                     applied += len(mine)

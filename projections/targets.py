@@ -78,7 +78,7 @@ class TargetsView(Projection):
     def apply(self, conn: sa.Connection, events: Sequence[LoggedEvent]) -> None:
         for e in events:
             d = e.data
-            oid = str(e.originator_id)
+            oid = e.record_id
             if e.type == "TargetSet":
                 insert_ignore(conn, targets, [{
                     "target_id": oid, "code": d["target_code"], "year": d["year"], "scope": d["scope"],

@@ -96,7 +96,7 @@ class WarningResponseView(Projection):
             elif e.type == "WarningAcknowledged":
                 batch.acknowledge(d)
             elif e.type == "WarningEscalated":
-                batch.escalate(str(e.originator_id), d["event_id"], e.recorded_at)
+                batch.escalate(e.record_id, d["event_id"], e.recorded_at)
         batch.write()
 
 
@@ -113,7 +113,7 @@ class _Batch:
         for e in events:
             d = e.data
             ids.add(d["event_id"] if e.type == "WarningIssued" else
-                    d["warning_id"] if e.type == "WarningAcknowledged" else str(e.originator_id))
+                    d["warning_id"] if e.type == "WarningAcknowledged" else e.record_id)
         self.stored_warnings: dict[str, dict[str, Any]] = {}
         self.stored_recipients: dict[_RecipientKey, dict[str, Any]] = {}
         w, r = warnings_table.c, recipients_table.c

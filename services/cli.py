@@ -49,6 +49,13 @@ def _platform(**kw: Any) -> Any:
     return Platform(**kw)
 
 
+def _read_side() -> Any:
+    """The log and read models alone: no API, accounts or evidence modules (platform.py)."""
+    from services.platform import ReadSide
+
+    return ReadSide()
+
+
 def _bar(total: int, desc: str) -> tqdm:
     return tqdm(total=total, desc=desc, unit="ev", file=sys.stderr, dynamic_ncols=True,
                 disable=None)  # None: no bar when stderr is not a terminal
@@ -96,10 +103,8 @@ def serve(
 @cli.command()
 def project() -> None:
     """Run the projection worker: follow the log and keep every read model current."""
-    platform = _platform(group_commit=False)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    platform = _read_side()
+    stop = _until_signalled()
     typer.echo(f"projecting {', '.join(platform.runner.projections)}; Ctrl-C to stop", err=True)
     try:
         platform.runner.run_forever(stop)
@@ -291,13 +296,13 @@ def projections_rebuild(
     name: Annotated[str | None, typer.Argument(help="one read model; default all")] = None,
 ) -> None:
     """Drop read models and rebuild them from the log, with a progress bar."""
-    platform = _platform(group_commit=False)
+    platform = _read_side()
     try:
         names = [name] if name else list(platform.runner.projections)
         for n in names:
             if n not in platform.runner.projections:
                 raise CliError(f"unknown read model {n!r}; known: {', '.join(platform.runner.projections)}")
-        head = platform.app.recorder.max_notification_id() or 0
+        head = platform.head()
         platform.runner.reset(*names)
         # Every read model in one pass over the log (each batch read and decoded once).
         with _bar(total=head, desc=name or "projections") as bar:
@@ -314,7 +319,7 @@ def projections_quarantine(
 ) -> None:
     """List the events a read model could not apply (position, type, error); --retry applies
     them again, and those that now apply leave the quarantine."""
-    platform = _platform(group_commit=False)
+    platform = _read_side()
     try:
         if name and name not in platform.runner.projections:
             raise CliError(f"unknown read model {name!r}; known: {', '.join(platform.runner.projections)}")
@@ -328,7 +333,6 @@ def projections_quarantine(
             typer.echo("no quarantined events")
     finally:
         platform.close()
-
 
 
 # -- scheduled jobs (services/scheduler.py) ------------------------------------------------

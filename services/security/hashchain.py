@@ -133,6 +133,7 @@ class HashChainProjection(Projection):
     topics: tuple[str, ...] = ()  # every event
     tables: tuple[sa.Table, ...] = ()  # see the module docstring: never dropped by a rebuild
     quarantines = False  # a link that does not match is tampering, raised and never skipped
+    decoded_will_do = False  # it hashes the bytes as stored
 
     def apply(self, conn: sa.Connection, events: Sequence[LoggedEvent]) -> None:
         raise NotImplementedError("the chain links stored rows (apply_stored), not decoded events")
