@@ -13,12 +13,14 @@ of ``as_of``" is ``recorded_on <= as_of``, and it implies ``occurred_on <= as_of
 counts the whole months its period spans. Tests hold as-of(today) equal to live and as-of
 equal to a brute-force filter of the log.
 
-The live ledger's coverage (distinct schools per duty over a year of 20,000 schools) comes
-from rollups instead of expanding every day row's JSON array: ``rm_ledger_school_years``
-(unit, duty, school, year) answers a calendar year with one row per school covered, and
-``rm_ledger_school_months`` (unit, duty, school, month) any other run of whole months. A batch
-adds the distinct keys it holds, so a rebuild writes each at most once per batch. As-of
-coverage still reads the day rows (it needs the recording day).
+The live ledger reads rollups instead of the day rows (whose JSON arrays of schools grow with
+the county): ``rm_ledger_months`` holds the records, findings and last day per unit, month and
+duty; ``rm_ledger_school_months`` (unit, duty, school, month) answers the distinct schools of
+any run of whole months, and ``rm_ledger_school_years`` (unit, duty, school, year) those of a
+calendar year, whose count per unit and duty ``rm_ledger_year_coverage`` keeps, so a yearly
+ledger at 20,000 schools reads a few rows per duty (bench/bench_ledger_year.py). A batch adds
+the distinct keys it holds, so a rebuild writes each at most once per batch. As-of reads
+the day rows (it needs the recording day).
 
 A batch becomes one row per key: a rebuild writes about one row per eight records instead
 of three per record (a row per unit x month x duty x school, the other way to keep
@@ -40,7 +42,16 @@ from eventsourcing.utils import get_topic
 
 from events.base import COUNTY_TZ
 from events.duty_log import DutyRecord
-from projections.base import LoggedEvent, Projection, StoredRow, county_day, metadata, recorded_text, utc_text
+from projections.base import (
+    LoggedEvent,
+    Projection,
+    StoredRow,
+    county_day,
+    metadata,
+    recorded_text,
+    upsert_add,
+    utc_text,
+)
 from projections.catalogue_view import applicable_school_counts, current_duties, duties_in_force
 from projections.periods import Period, quarter_of, semester_of
 
@@ -76,6 +87,34 @@ school_years = sa.Table(
     sa.Column("school_id", sa.String(64), nullable=False),
     sa.Column("year", sa.String(4), nullable=False),  # YYYY performed
     sa.PrimaryKeyConstraint("agency", "year", "duty_code", "school_id"),  # a unit's year: one range
+    sqlite_with_rowid=False,
+)
+
+# The live ledger of a run of whole months reads these two instead of the day rows: per unit,
+# month performed and duty, the records, findings and last day performed (sums and a max, so
+# adding each batch's totals gives the same row however the log is cut); and per unit, year
+# and duty, how many rows ``rm_ledger_school_years`` holds (its distinct schools), counted up by
+# the rows each batch actually inserts, so a year's coverage is a row per duty, not a count
+# over up to 20,000 school rows per duty.
+months = sa.Table(
+    "rm_ledger_months",
+    metadata,
+    sa.Column("agency", sa.String(64), primary_key=True),
+    sa.Column("month", sa.String(7), primary_key=True),  # YYYY-MM performed
+    sa.Column("duty_code", sa.String(120), primary_key=True),
+    sa.Column("performed_count", sa.Integer, nullable=False),
+    sa.Column("findings_count", sa.Integer, nullable=False),
+    sa.Column("last_occurred_on", sa.String(10), nullable=False),
+    sqlite_with_rowid=False,
+)
+
+year_coverage = sa.Table(
+    "rm_ledger_year_coverage",
+    metadata,
+    sa.Column("agency", sa.String(64), primary_key=True),
+    sa.Column("year", sa.String(4), primary_key=True),
+    sa.Column("duty_code", sa.String(120), primary_key=True),
+    sa.Column("schools_covered", sa.Integer, nullable=False),
     sqlite_with_rowid=False,
 )
 
@@ -121,6 +160,22 @@ def school_period_rows(batch: dict[Key, Totals], width: int) -> list[tuple[str, 
     return sorted({(k[0], k[2], school, k[1][:width]) for k, (_, _, schools) in batch.items() for school in schools})
 
 
+def month_rows(batch: dict[Key, Totals]) -> list[dict[str, Any]]:
+    """Pure: what a batch adds per (unit, month performed, duty)."""
+    out: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for (agency, occurred_on, duty, _), (n, findings, _) in batch.items():
+        row = out.get((agency, occurred_on[:7], duty))
+        if row is None:
+            out[(agency, occurred_on[:7], duty)] = {
+                "agency": agency, "month": occurred_on[:7], "duty_code": duty, "performed_count": n,
+                "findings_count": findings, "last_occurred_on": occurred_on}
+        else:
+            row["performed_count"] += n
+            row["findings_count"] += findings
+            row["last_occurred_on"] = max(row["last_occurred_on"], occurred_on)
+    return list(out.values())
+
+
 def _stored_records(rows: Sequence[StoredRow]) -> Iterable[tuple[dict[str, Any], str]]:
     for row in rows:
         d = orjson.loads(row[4])
@@ -130,9 +185,9 @@ def _stored_records(rows: Sequence[StoredRow]) -> Iterable[tuple[dict[str, Any],
 
 class LedgerView(Projection):
     name = "ledger"
-    version = 4
+    version = 5  # 5: rm_ledger_months and rm_ledger_year_coverage
     topics = (get_topic(DutyRecord.DutyPerformed),)
-    tables = (days, school_months, school_years)
+    tables = (days, school_months, school_years, months, year_coverage)
     retired_tables = ("rm_ledger_entries", "rm_ledger_entry_schools", "rm_ledger_monthly", "rm_ledger_month_schools")
 
     def apply(self, conn: sa.Connection, events: Sequence[LoggedEvent]) -> None:
@@ -158,12 +213,32 @@ def _write(conn: sa.Connection, batch: dict[Key, Totals]) -> None:
         conn.exec_driver_sql(_PG_UPSERT, (orjson.dumps(rows).decode(),))
     else:
         conn.exec_driver_sql(_SQLITE_UPSERT, rows)
-    for table, width in ((school_months, 7), (school_years, 4)):
-        keys = school_period_rows(batch, width)  # empty when no record of the batch names a school
-        if keys and pg:
-            conn.exec_driver_sql(_PG_ROLLUP.format(table=table.name), (orjson.dumps(keys).decode(),))
-        elif keys:
-            conn.exec_driver_sql(_SQLITE_ROLLUP.format(table=table.name), keys)
+    upsert_add(conn, months, month_rows(batch), keys=("agency", "month", "duty_code"),
+               add=("performed_count", "findings_count"), greatest=("last_occurred_on",))
+    keys = school_period_rows(batch, 7)  # empty when no record of the batch names a school
+    if keys and pg:
+        conn.exec_driver_sql(_PG_ROLLUP.format(table=school_months.name), (orjson.dumps(keys).decode(),))
+    elif keys:
+        conn.exec_driver_sql(_SQLITE_ROLLUP.format(table=school_months.name), keys)
+    keys = school_period_rows(batch, 4)
+    if keys and pg:  # the rows inserted, counted per (unit, year, duty) in the same statement
+        conn.exec_driver_sql(_PG_YEAR_ROLLUP, (orjson.dumps(keys).decode(),))
+    elif keys:
+        _sqlite_year_rollup(conn, keys)
+
+
+def _sqlite_year_rollup(conn: sa.Connection, keys: list[tuple[str, str, str, str]]) -> None:
+    """One executemany per (unit, duty, year): its rowcount is the rows inserted (a key
+    already there changes nothing), which the coverage counter adds."""
+    groups: dict[tuple[str, str, str], list[tuple[str, str, str, str]]] = defaultdict(list)
+    for key in keys:
+        groups[(key[0], key[3], key[1])].append(key)
+    added = []
+    for (agency, year, duty), group in groups.items():
+        n = conn.exec_driver_sql(_SQLITE_ROLLUP.format(table=school_years.name), group).rowcount
+        if n:
+            added.append({"agency": agency, "year": year, "duty_code": duty, "schools_covered": n})
+    upsert_add(conn, year_coverage, added, keys=("agency", "year", "duty_code"), add=("schools_covered",))
 
 
 _COLUMNS = ", ".join(c.name for c in days.c)
@@ -179,6 +254,11 @@ _PG_UPSERT = (f"INSERT INTO {days.name} ({_COLUMNS}) SELECT r->>0, r->>1, r->>2,
 _SQLITE_ROLLUP = "INSERT INTO {table} VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
 _PG_ROLLUP = ("INSERT INTO {table} SELECT r->>0, r->>1, r->>2, r->>3 FROM json_array_elements(%s::json) r "
               "ON CONFLICT DO NOTHING")
+_PG_YEAR_ROLLUP = (
+    f"WITH added AS ({_PG_ROLLUP.format(table=school_years.name)} RETURNING agency, year, duty_code) "
+    f"INSERT INTO {year_coverage.name} SELECT agency, year, duty_code, count(*) FROM added "
+    "GROUP BY agency, year, duty_code ON CONFLICT (agency, year, duty_code) DO UPDATE SET "
+    f"schools_covered = {year_coverage.name}.schools_covered + excluded.schools_covered")
 
 
 # -- queries -------------------------------------------------------------------------------
@@ -255,26 +335,29 @@ def _totals(
     """Per duty: [records, findings, last day performed] per month, and distinct schools
     covered, over the whole months of ``period``; only what was recorded by the end of the
     county day ``recorded_by``, when given."""
-    months = period.months()
+    span = period.months()
     t = days.c
-    month = sa.func.substr(t.occurred_on, 1, 7)
-    where = [t.agency == agency, t.occurred_on >= f"{months[0]}-01", t.occurred_on <= f"{months[-1]}-31"]
-    if recorded_by is not None:
+    where = [t.agency == agency, t.occurred_on >= f"{span[0]}-01", t.occurred_on <= f"{span[-1]}-31"]
+    if recorded_by is None:  # live: the month totals
+        m = months.c
+        q = (sa.select(m.duty_code, m.month, m.performed_count, m.findings_count, m.last_occurred_on)
+             .where(m.agency == agency, m.month >= span[0], m.month <= span[-1]))
+    else:
         where.append(t.recorded_on <= recorded_by)
-    q = (sa.select(t.duty_code, month, sa.func.sum(t.performed_count), sa.func.sum(t.findings_count),
-                   sa.func.max(t.occurred_on))
-         .where(*where).group_by(t.duty_code, month))
+        month = sa.func.substr(t.occurred_on, 1, 7)
+        q = (sa.select(t.duty_code, month, sa.func.sum(t.performed_count), sa.func.sum(t.findings_count),
+                       sa.func.max(t.occurred_on))
+             .where(*where).group_by(t.duty_code, month))
     per_month: dict[str, dict[str, list[Any]]] = defaultdict(dict)
-    for code, m, n, findings, last in conn.execute(q):
-        per_month[code][m] = [int(n), int(findings), last]
-    if recorded_by is None and months == [f"{months[0][:4]}-{m:02d}" for m in range(1, 13)]:  # live, a year
-        y = school_years.c
-        cq = (sa.select(y.duty_code, sa.func.count()).where(y.agency == agency, y.year == months[0][:4])
-              .group_by(y.duty_code))
+    for code, mo, n, findings, last in conn.execute(q):
+        per_month[code][mo] = [int(n), int(findings), last]
+    if recorded_by is None and span == [f"{span[0][:4]}-{i:02d}" for i in range(1, 13)]:  # live, a year
+        y = year_coverage.c
+        cq = sa.select(y.duty_code, y.schools_covered).where(y.agency == agency, y.year == span[0][:4])
     elif recorded_by is None:  # live, other whole months
         r = school_months.c
         cq = (sa.select(r.duty_code, sa.func.count(sa.distinct(r.school_id)))
-              .where(r.agency == agency, r.month >= months[0], r.month <= months[-1]).group_by(r.duty_code))
+              .where(r.agency == agency, r.month >= span[0], r.month <= span[-1]).group_by(r.duty_code))
     else:
         school = _schools(conn)
         cq = (sa.select(t.duty_code, sa.func.count(sa.distinct(school.c.value)))

@@ -120,10 +120,26 @@ def test_fast_timestamp_decoding_equals_the_general_path(sqlite_platform: Platfo
 
 
 def _ledger_rows(conn: sa.Connection) -> list[tuple[Any, ...]]:
-    """The day rows, then the month rollup's rows (both must not depend on the batches)."""
+    """The day rows, then the rollups' rows (none may depend on the batches)."""
     return (sorted(tuple(r) for r in conn.execute(sa.select(ledger.days)))
             + sorted(("month", *r) for r in conn.execute(sa.select(ledger.school_months)))
-            + sorted(("year", *r) for r in conn.execute(sa.select(ledger.school_years))))
+            + sorted(("year", *r) for r in conn.execute(sa.select(ledger.school_years)))
+            + sorted(("totals", *r) for r in conn.execute(sa.select(ledger.months)))
+            + sorted(("coverage", *r) for r in conn.execute(sa.select(ledger.year_coverage))))
+
+
+def _rollups_agree_with_their_sources(conn: sa.Connection) -> None:
+    """The month totals are the day rows summed by month; a year's coverage counter is the
+    number of that year's school rows."""
+    d, y = ledger.days.c, ledger.school_years.c
+    month = sa.func.substr(d.occurred_on, 1, 7)
+    summed = conn.execute(sa.select(d.agency, month, d.duty_code, sa.func.sum(d.performed_count),
+                                    sa.func.sum(d.findings_count), sa.func.max(d.occurred_on))
+                          .group_by(d.agency, month, d.duty_code)).tuples()
+    assert sorted(summed) == sorted(conn.execute(sa.select(ledger.months)).tuples())
+    counted = conn.execute(sa.select(y.agency, y.year, y.duty_code, sa.func.count())
+                           .group_by(y.agency, y.year, y.duty_code)).tuples()
+    assert sorted(counted) == sorted(conn.execute(sa.select(ledger.year_coverage)).tuples())
 
 
 def test_ledger_rows_do_not_depend_on_the_read_path_or_the_batches(platform: Platform) -> None:
@@ -135,8 +151,10 @@ def test_ledger_rows_do_not_depend_on_the_read_path_or_the_batches(platform: Pla
     runner.catch_up()
     with platform.read_engine.connect() as conn:
         fast = _ledger_rows(conn)
-    assert sum(r[4] for r in fast if r[0] not in ("month", "year")) == 40
-    assert {"month", "year"} <= {r[0] for r in fast}  # the rollups were written
+    assert sum(r[4] for r in fast if r[0] not in ("month", "year", "totals", "coverage")) == 40
+    assert {"month", "year", "totals", "coverage"} <= {r[0] for r in fast}  # the rollups were written
+    with platform.read_engine.connect() as conn:
+        _rollups_agree_with_their_sources(conn)
     raw_log = runner.log
     runner.log, runner.batch_size, runner.max_batch_size = None, 7, 7  # through select_notifications
     try:
