@@ -112,3 +112,29 @@ def test_only_the_lead_registers_schools_with_a_valid_kind_and_id() -> None:
         School.register(**{**ok, "kind": "university"})  # type: ignore[arg-type]
     with pytest.raises(InvariantViolated, match="school id"):
         School.register(**{**ok, "school_id": "bad id!"})  # type: ignore[arg-type]
+
+
+def test_the_lean_construction_stores_what_eventsourcings_create_stored() -> None:
+    """DutyRecord.perform builds its aggregate without ``_create``'s generic work (the hot
+    write path): the stored event (topic and bytes) and the aggregate are the same as before."""
+    from eventsourcing.persistence import Mapper
+
+    from services.store.database import OrjsonTranscoder
+
+    record_id = uuid.uuid4()
+    lean = perform(given_agency(), record_id=record_id, school_ids=["S1", "S1"], summary=" 检查 ")
+    old = DutyRecord._create(
+        DutyRecord.DutyPerformed, id=record_id, timestamp=NOW, event_id=str(record_id), agency="fire-rescue",
+        occurred_on="2025-06-01", duty_code="fire-rescue.inspection", school_ids=["S1"], summary="检查",
+        findings={"count": 1, "text": "灭火器过期"}, evidence=["sha256:ab"], logged_by="liaison:t1:desk",
+        request_digest="d",
+    )
+    mapper: Mapper[uuid.UUID] = Mapper(transcoder=OrjsonTranscoder())
+    [new_event], [old_event] = lean.collect_events(), old.collect_events()
+    new_stored, old_stored = mapper.to_stored_event(new_event), mapper.to_stored_event(old_event)
+    assert new_stored.topic == old_stored.topic == "events.duty_log:DutyRecord.DutyPerformed"
+    assert new_stored.state == old_stored.state
+    assert (new_stored.originator_id, new_stored.originator_version) == (record_id, 1)
+    assert {k: v for k, v in vars(lean).items() if k != "_pending_events"} == \
+        {k: v for k, v in vars(old).items() if k != "_pending_events"}
+    assert type(lean) is DutyRecord and lean.version == 1 and lean.created_on == NOW

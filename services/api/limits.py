@@ -42,6 +42,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from contracts.api import Problem
 from contracts.text import find_control_character
 from services.api.problems import MEDIA_TYPE, problem
+from services.security.audit import AuditedRequest, RequestAudit
 from services.settings import Settings
 
 API_PREFIX = "/api/"
@@ -222,14 +223,17 @@ class RateLimiter:
 
 
 class RequestLimits:
-    """Every limit as one ASGI middleware, in the order of the old four (rate, the cheapest
-    refusal; storable text; body size; then the timeout around the app): one layer and one
-    send wrapper per request instead of four of each (bench/RESULTS.md §1). Every answer,
-    the refusals included, counts for the rate limiter's 401 bookkeeping."""
+    """Every limit and the audit trail as one ASGI middleware: the audit outermost (it records
+    the limits' refusals too), then the limits in the order of the old four (rate, the
+    cheapest refusal; storable text; body size; then the timeout around the app). One layer
+    and one send wrapper per request instead of five of each (bench/RESULTS.md §1). Every
+    answer, the refusals included, counts for the rate limiter's 401 bookkeeping."""
 
-    def __init__(self, app: ASGIApp, limits: Limits, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, app: ASGIApp, limits: Limits, audit: RequestAudit | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.app = app
         self.limits = limits
+        self.audit = audit
         self.rate = RateLimiter(limits.rate_per_minute, limits.burst, clock) if limits.rate_per_minute > 0 else None
         self._abandoned: set[asyncio.Task[None]] = set()  # keep references until they end
 
@@ -237,21 +241,28 @@ class RequestLimits:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rate, watched = self.rate, None
+        audited = self.audit.open(scope) if self.audit is not None else None
+        try:
+            await self._limited(_Exchange(send, audited), scope, receive)
+        except BaseException:
+            if audited is not None:
+                await audited.failed()
+            raise
+        finally:
+            if audited is not None:
+                audited.close()
+
+    async def _limited(self, exchange: _Exchange, scope: Scope, receive: Receive) -> None:
+        rate = self.rate
         if rate is not None and str(scope.get("path", "")).startswith(API_PREFIX):
-            wait, watched = rate.admit(scope)
+            wait, exchange.watched = rate.admit(scope)
             if wait > 0:
                 retry_after = max(1, math.ceil(wait))
                 await problem(429, f"too many requests for this credential; retry after {retry_after} s",
                               instance=scope.get("path"), headers={"Retry-After": str(retry_after)},
-                              )(scope, receive, send)
+                              )(scope, receive, exchange.answer)
                 return
-
-        async def answer(message: Message) -> None:
-            if watched is not None and message["type"] == "http.response.start":
-                rate.outcome(watched, int(message["status"]))  # type: ignore[union-attr]
-            await send(message)
-
+            exchange.rate = rate
         refusal = unstorable_refusal(scope)
         limit = body_limit(scope, self.limits)
         if refusal is None and limit > 0:
@@ -261,52 +272,37 @@ class RequestLimits:
                 refusal = problem(413, detail, instance=scope.get("path"))
             receive = counted(receive, limit, detail)
         if refusal is not None:
-            await refusal(scope, receive, answer)
+            await refusal(scope, receive, exchange.answer)
         elif self.limits.timeout_s > 0:
-            await self._timed(scope, receive, answer)
+            await self._timed(scope, receive, exchange)
         else:
-            await self.app(scope, receive, answer if watched is not None else send)
+            await self.app(scope, receive, exchange.answer)
 
-    async def _timed(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _timed(self, scope: Scope, receive: Receive, exchange: _Exchange) -> None:
         """A request that has not started its response within the timeout gets a 503."""
         # One future settles the race between the response starting, the handler ending and
         # the clock (no waiter task and no asyncio.wait per request: this is on every call).
         timeout_s = self.limits.timeout_s
         loop = asyncio.get_running_loop()
-        first: asyncio.Future[None] = loop.create_future()
-        started = timed_out = False
-
-        def settle(*_: Any) -> None:
-            if not first.done():
-                first.set_result(None)
-
-        async def guarded_send(message: Message) -> None:
-            nonlocal started
-            if timed_out:
-                return  # the client already has its 503
-            if message["type"] == "http.response.start":
-                started = True
-                settle()
-            await send(message)
-
-        task = asyncio.ensure_future(self.app(scope, receive, guarded_send))
-        task.add_done_callback(settle)
-        timer = loop.call_later(timeout_s, settle)
+        exchange.first = first = loop.create_future()
+        task = asyncio.ensure_future(self.app(scope, receive, exchange.guarded))
+        task.add_done_callback(exchange.settle)
+        timer = loop.call_later(timeout_s, exchange.settle)
         try:
             await first
         finally:
             timer.cancel()
-        if task.done() or started:
+        if task.done() or exchange.started:
             await task
             return
-        timed_out = True
+        exchange.timed_out = True
         task.cancel()
         self._abandoned.add(task)
         task.add_done_callback(self._forget)
         detail = (f"no response within {timeout_s:g} s; the request may still complete "
                   "(retry a write with the same Idempotency-Key)")
         await problem(503, detail, slug="timeout", instance=scope.get("path"),
-                      headers={"Retry-After": "1"})(scope, receive, send)
+                      headers={"Retry-After": "1"})(scope, receive, exchange.answer)
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         self._abandoned.discard(task)
@@ -314,11 +310,48 @@ class RequestLimits:
             task.exception()  # nobody awaits an abandoned request: mark its failure as seen
 
 
+class _Exchange:
+    """One request's answer on its way out: the one send wrapper of ``RequestLimits``."""
+
+    __slots__ = ("audited", "first", "rate", "send", "started", "timed_out", "watched")
+
+    def __init__(self, send: Send, audited: AuditedRequest | None) -> None:
+        self.send = send
+        self.audited = audited
+        self.rate: RateLimiter | None = None
+        self.watched: tuple[str, str] | None = None
+        self.first: asyncio.Future[None] | None = None
+        self.started = self.timed_out = False
+
+    def settle(self, *_: Any) -> None:
+        first = self.first
+        if first is not None and not first.done():
+            first.set_result(None)
+
+    async def guarded(self, message: Message) -> None:
+        """``answer`` for the app under a timeout: nothing after the client had its 503."""
+        if self.timed_out:
+            return
+        if message["type"] == "http.response.start":
+            self.started = True
+            self.settle()
+        await self.answer(message)
+
+    async def answer(self, message: Message) -> None:
+        if self.rate is not None and message["type"] == "http.response.start":
+            self.rate.outcome(self.watched, int(message["status"]))  # type: ignore[arg-type]
+        if self.audited is not None:
+            await self.audited.send(message, self.send)
+        else:
+            await self.send(message)
+
+
 # -- wiring ------------------------------------------------------------------------------------
 
 
-def install(app: FastAPI, settings: Settings) -> None:
-    app.add_middleware(RequestLimits, limits=Limits.from_settings(settings))
+def install(app: FastAPI, settings: Settings, audit: RequestAudit | None = None) -> None:
+    """The one request middleware: the audit (outermost) and every limit."""
+    app.add_middleware(RequestLimits, limits=Limits.from_settings(settings), audit=audit)
     document_problem_responses(app)
 
 

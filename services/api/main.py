@@ -72,6 +72,7 @@ def create_app(platform: Platform, *, background: bool = False) -> FastAPI:
                    campaigns, warnings, meetings, logistics, inbox, reviews):
         app.include_router(module.router)
     web_pages.install(app)  # the server-rendered pages (/signin, /units/..., /dashboard) and /static
-    limits.install(app, platform.settings)  # body size, rate, timeout; documents their problems
-    audit.install(app, platform)  # outermost: records the limits' refusals too
+    # One middleware: the audit trail (outermost: it records the limits' refusals too), body
+    # size, rate and timeout; it also documents their problems.
+    limits.install(app, platform.settings, audit=audit.request_audit(app, platform))
     return app

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.persistence import Recording, Transcoder
 
 from events.agencies import Agency, agency_id
@@ -100,7 +100,7 @@ class EventStore(Application[uuid.UUID]):
         """The group committer's transaction: every item's events and side rows in one ``save``."""
         events = [e for item in items for e in item.events]
         side = [rows for item in items for rows in item.side_rows]
-        recordings = self._save(events, side)
+        recordings = self._save(events, side, collected=True)
         by_event = {id(r.domain_event): r for r in recordings}
         return [[by_event[id(e)] for e in item.events] for item in items]
 
@@ -113,10 +113,26 @@ class EventStore(Application[uuid.UUID]):
         with carrying(_first_originator(events)) as side:
             return self._save(events, side, **kwargs)
 
-    def _save(self, events: Sequence[Any], side: Sequence[SideRows], **kwargs: Any) -> list[Recording[uuid.UUID]]:
-        recordings = super().save(*events, side_rows=list(side), **kwargs) if side else super().save(*events, **kwargs)
+    def _save(self, events: Sequence[Any], side: Sequence[SideRows], *, collected: bool = False,
+              **kwargs: Any) -> list[Recording[uuid.UUID]]:
+        if side:
+            kwargs["side_rows"] = list(side)
+        recordings = self._save_collected(events, kwargs) if collected else super().save(*events, **kwargs)
         if any(isinstance(r.domain_event, Agency.Event) for r in recordings):
             self._agencies.clear()  # a revised unit is read afresh
+        return recordings
+
+    def _save_collected(self, events: Sequence[Any], kwargs: dict[str, Any]) -> list[Recording[uuid.UUID]]:
+        """``Application.save(*events, **kwargs)`` for events already collected from their
+        aggregates (the group committer's batches), less its check of each object against a
+        runtime Protocol (about a seventh of the committer thread's time at 16 connections)."""
+        processing: ProcessingEvent[uuid.UUID] = ProcessingEvent()
+        processing.events.extend(events)
+        processing.saved_kwargs.update(kwargs)
+        recordings = self._record(processing)
+        self._take_snapshots(processing)
+        self._notify(recordings)
+        self.notify(processing.events)  # eventsourcing's deprecated hook, as save() calls it
         return recordings
 
     def position_of(self, originator_id: uuid.UUID, version: int) -> int | None:

@@ -37,7 +37,7 @@ from services.store.database import SideRows
 from services.store.request_rows import RequestRows, close_request, open_request
 
 if TYPE_CHECKING:  # the web stack is imported where the middleware is installed, not by every CLI command
-    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+    from starlette.types import Message, Scope, Send
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def outcome_of(status: int) -> str:
     return "error"
 
 
-# Every column but the id, in the order ``AuditTrail._side_rows`` binds them.
+# Every column but the id, in the order ``AuditTrail.side_rows`` and ``RequestAudit._row`` bind them.
 AUDIT_COLUMNS = tuple(c.name for c in audit_log.c if c.name != "id")
 
 
@@ -238,18 +238,22 @@ def _parse(body: bytes) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-class AuditMiddleware:
-    """Outermost of our middlewares, so it also sees the limits' 413/429/503 answers."""
+class RequestAudit:
+    """The audit side of the one request middleware (services/api/limits.py ``RequestGate``,
+    outermost, so the limits' 413/429/503 answers are recorded too): ``open`` starts a
+    request's record, and its ``send`` is the audit part of the gate's one send wrapper."""
 
     def __init__(
-        self, app: ASGIApp, trail: AuditTrail, clock: Callable[[], datetime],
-        authenticate: Callable[[str], Principal | None], routes: Callable[[], Sequence[Any]],
+        self, trail: AuditTrail, clock: Callable[[], datetime], tokens: Any,
+        routes: Callable[[], Sequence[Any]],
     ) -> None:
-        self.app = app
         self.trail = trail
         self.clock = clock
-        self.authenticate = authenticate
+        self.tokens = tokens  # services/security/tokens.py TokenStore: cached() and authenticate()
         self.routes = routes
+
+    def open(self, scope: Scope) -> AuditedRequest:
+        return AuditedRequest(self, scope)
 
     def _audited(self, scope: Scope, note: RequestNote, status: int) -> bool:
         method = scope.get("method", "GET")
@@ -263,7 +267,10 @@ class AuditMiddleware:
     def _note_path_units(scope: Scope, note: RequestNote) -> None:
         """A unit named in the path (/agencies/{code}, /units/{unit}, ...) is whose data the
         request touches, whether or not the handler's guard said so."""
-        for name, value in (scope.get("path_params") or {}).items():
+        params = scope.get("path_params")
+        if not params:
+            return
+        for name, value in params.items():
             if name in UNIT_PATH_PARAMS and isinstance(value, str) and value not in note.target_units:
                 note.target_units.append(value[:64])
 
@@ -276,22 +283,14 @@ class AuditMiddleware:
             return int(declared)
         return 200 if str(scope.get("path", "")).startswith("/api/") else 303
 
-    def _carried_rows(self, scope: Scope, note: RequestNote) -> Callable[[str | None], list[SideRows]]:
-        def build(resource_id: str | None) -> list[SideRows]:
-            self._note_path_units(scope, note)
-            row = self._row(scope, note, self._success_status(scope), b"", resource_id=resource_id)
-            return [self.trail.side_rows(row)]
-        return build
-
     def _row(self, scope: Scope, note: RequestNote, status: int, body: bytes,
-             resource_id: str | None = None) -> dict[str, Any]:
-        """A request refused before authentication may look its token up (cached)."""
-        token = _bearer(scope)
-        if note.principal is None and token is not None and not note.presented_token:
-            # Refused before authentication ran (413, 429, 503): still name who asked.
-            note.principal = self.authenticate(token)
-            if note.principal is None:
-                note.presented_token = hashlib.sha256(token.encode()).hexdigest()[:8]
+             resource_id: str | None = None) -> tuple[Any, ...]:
+        """The row's values in AUDIT_COLUMNS order. A request refused before authentication
+        that was not resolved beforehand (``_resolve``) looks its token up here."""
+        if note.principal is None and not note.presented_token:
+            token = _bearer(scope)
+            if token is not None:  # refused before authentication ran (413, 429, 503): still name who asked
+                self._named(note, token, self.tokens.authenticate(token))
         p = note.principal
         if p is not None:
             actor = p.actor
@@ -304,90 +303,137 @@ class AuditMiddleware:
             resource_id = parsed.get("id")
         detail = parsed.get("detail") if status >= 400 else None
         own = p.agency if p is not None else None
-        others = [u for u in note.target_units if u != own]
+        others = [u for u in note.target_units if u != own] if note.target_units else ()
         client = scope.get("client")
-        return {
-            "at": utc_text(self.clock()), "actor": actor[:200],
-            "token_id": p.token_id if p else None, "role": p.role if p else None, "unit": own,
-            "action": f"{scope.get('method', '?')} {_route_template(scope, self.routes)}"[:200],
-            "target": _target(scope),
-            "target_unit": ("*" if "*" in others else ",".join(others)[:64]) or None,
-            "status": status, "outcome": outcome_of(status),
-            "resource_id": str(resource_id)[:200] if resource_id is not None else None,
-            "detail": str(detail)[:500] if detail is not None else None,
-            "client": str(client[0])[:64] if client else None,
-        }
+        return (  # AUDIT_COLUMNS
+            utc_text(self.clock()), actor[:200], p.token_id if p else None, p.role if p else None, own,
+            f"{scope.get('method', '?')} {_route_template(scope, self.routes)}"[:200], _target(scope),
+            ("*" if "*" in others else ",".join(others)[:64]) or None,
+            status, outcome_of(status),
+            str(resource_id)[:200] if resource_id is not None else None,
+            str(detail)[:500] if detail is not None else None,
+            str(client[0])[:64] if client else None,
+        )
+
+    @staticmethod
+    def _named(note: RequestNote, token: str, principal: Principal | None) -> None:
+        note.principal = principal
+        if principal is None:
+            note.presented_token = hashlib.sha256(token.encode()).hexdigest()[:8]
+
+    async def _resolve(self, scope: Scope, note: RequestNote) -> None:
+        """Who sent a request refused before authentication: a cached answer, else the
+        database in the thread pool (never a query on the event loop every request shares)."""
+        if note.principal is not None or note.presented_token:
+            return
+        token = _bearer(scope)
+        if token is None:
+            return
+        hit = self.tokens.cached(token)
+        if hit is None:
+            from starlette.concurrency import run_in_threadpool
+
+            hit = (await run_in_threadpool(self.tokens.authenticate, token),)
+        self._named(note, token, hit[0])
 
     async def _write(self, scope: Scope, note: RequestNote, status: int, body: bytes, carried: RequestRows) -> None:
         if carried.carried and status < 400:
             return  # the write's own transaction holds the row
-        row = self._row(scope, note, status, body)
+        values: tuple[Any, ...] = ()
         try:
-            await self.trail.append_async(row)
+            await self._resolve(scope, note)
+            values = self._row(scope, note, status, body)
+            await self.trail.append_async(dict(zip(AUDIT_COLUMNS, values, strict=True)))
         except Exception:  # an audit failure is logged loudly; the answer still goes
-            log.exception("audit row not recorded: %s", row)
+            log.exception("audit row not recorded: %s", values)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        note = RequestNote()
-        token = _note.set(note)
-        carried = RequestRows(self._carried_rows(scope, note))
-        rows_token = open_request(carried)
-        held: list[Message] = []
-        captured = bytearray()
-        state: dict[str, Any] = {"audited": None, "status": 0, "flushed": False}
 
-        async def flush() -> None:
-            state["flushed"] = True
-            await self._write(scope, note, state["status"], bytes(captured), carried)
-            for m in held:
-                await send(m)
-            held.clear()
+class AuditedRequest:
+    """One request's audit record: its note for the handlers, the row its write carries
+    (services/store/request_rows.py), and the answer held until its row is committed."""
 
-        async def audit_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                self._note_path_units(scope, note)
-                state["status"] = int(message["status"])
-                state["audited"] = self._audited(scope, note, state["status"])
-                if not state["audited"]:
-                    await send(message)
-                    return
-                held.append(message)
-                # Only writes and failures carry something worth keeping from the body.
-                if scope.get("method") in SAFE_METHODS and state["status"] < 400:
-                    await flush()
-                return
-            if not state["audited"] or state["flushed"]:
+    __slots__ = (
+        "_note_token",
+        "_rows_token",
+        "audit",
+        "audited",
+        "captured",
+        "carried",
+        "flushed",
+        "held",
+        "note",
+        "scope",
+        "status",
+    )
+
+    def __init__(self, audit: RequestAudit, scope: Scope) -> None:
+        self.audit = audit
+        self.scope = scope
+        self.note = RequestNote()
+        self.carried = RequestRows(self._carried_rows)
+        self._note_token = _note.set(self.note)
+        self._rows_token = open_request(self.carried)
+        self.held: list[Message] = []
+        self.captured = bytearray()
+        self.audited: bool | None = None
+        self.status = 0
+        self.flushed = False
+
+    def _carried_rows(self, resource_id: str | None) -> list[SideRows]:
+        audit, scope = self.audit, self.scope
+        audit._note_path_units(scope, self.note)
+        row = audit._row(scope, self.note, audit._success_status(scope), b"", resource_id=resource_id)
+        return [("audit_log", AUDIT_COLUMNS, [row])]
+
+    async def _flush(self, send: Send) -> None:
+        self.flushed = True
+        await self.audit._write(self.scope, self.note, self.status, bytes(self.captured), self.carried)
+        for m in self.held:
+            await send(m)
+        self.held.clear()
+
+    async def send(self, message: Message, send: Send) -> None:
+        """Passes ``message`` on to ``send``, holding an audited answer until its row is written."""
+        if message["type"] == "http.response.start":
+            scope = self.scope
+            self.audit._note_path_units(scope, self.note)
+            self.status = status = int(message["status"])
+            self.audited = self.audit._audited(scope, self.note, status)
+            if not self.audited:
                 await send(message)
                 return
-            held.append(message)
-            if message["type"] == "http.response.body":
-                if len(captured) < MAX_CAPTURE_BYTES:
-                    captured.extend(message.get("body", b"")[: MAX_CAPTURE_BYTES - len(captured)])
-                if not message.get("more_body", False) or len(captured) >= MAX_CAPTURE_BYTES:
-                    await flush()
+            self.held.append(message)
+            # Only writes and failures carry something worth keeping from the body.
+            if scope.get("method") in SAFE_METHODS and status < 400:
+                await self._flush(send)
+            return
+        if not self.audited or self.flushed:
+            await send(message)
+            return
+        self.held.append(message)
+        if message["type"] == "http.response.body":
+            captured = self.captured
+            if len(captured) < MAX_CAPTURE_BYTES:
+                captured.extend(message.get("body", b"")[: MAX_CAPTURE_BYTES - len(captured)])
+            if not message.get("more_body", False) or len(captured) >= MAX_CAPTURE_BYTES:
+                await self._flush(send)
 
-        try:
-            await self.app(scope, receive, audit_send)
-        except BaseException:
-            if state["audited"] is None:
-                state["status"] = 500
-                await self._write(scope, note, 500, b"", carried)
-            elif state["audited"] and not state["flushed"]:
-                await self._write(scope, note, state["status"], bytes(captured), carried)
-            raise
-        finally:
-            close_request(rows_token)
-            _note.reset(token)
+    async def failed(self) -> None:
+        """The app raised: record what the answer was, or a 500 if none had started."""
+        if self.audited is None:
+            self.status = 500
+            await self.audit._write(self.scope, self.note, 500, b"", self.carried)
+        elif self.audited and not self.flushed:
+            await self.audit._write(self.scope, self.note, self.status, bytes(self.captured), self.carried)
+
+    def close(self) -> None:
+        close_request(self._rows_token)
+        _note.reset(self._note_token)
 
 
-def install(app: Any, platform: Any) -> None:
-    """Add the audit middleware (call after the other middlewares, so it is outermost)."""
+def request_audit(app: Any, platform: Any) -> RequestAudit:
+    """The audit for the app's request middleware (services/api/limits.py ``install``)."""
     from fastapi.routing import iter_route_contexts
 
-    app.add_middleware(AuditMiddleware, trail=platform.audit, clock=lambda: platform.clock(),
-                       authenticate=platform.tokens.authenticate,
-                       routes=lambda: list(iter_route_contexts(app.routes)))
-
+    return RequestAudit(platform.audit, clock=lambda: platform.clock(), tokens=platform.tokens,
+                        routes=lambda: list(iter_route_contexts(app.routes)))
