@@ -89,7 +89,7 @@ class DutyRecord(Aggregate):
         (the id factory's argument filter, the topic resolved back to this class, the event's
         fields filtered twice against the two init methods' signatures): the hottest write
         builds one of these per request. The same event, so the same stored bytes
-        (tests/test_duty_log_events.py compares them)."""
+        (tests/test_domain_duty_log.py compares them)."""
         record = cls.__new__(cls)
         record.__base_init__(event.originator_id, event.originator_version, event.timestamp)
         record.__init__(  # type: ignore[misc]
