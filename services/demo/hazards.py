@@ -239,7 +239,10 @@ def hazard_events(
         if step.at > now or local_date(step.at) > last_day:
             continue
         if step.action == "sweep":
+            today = local_date(step.at).isoformat()
             for agg in running.values():
+                if agg.deadline is None or agg.deadline >= today:
+                    continue  # nothing falls due before the deadline has passed (events/escalation.py)
                 overdue = agg.mark_overdue(step.at)
                 levels = agg.escalate(step.at, steps_rules, rules.version)
                 counts["overdue"] += int(overdue)

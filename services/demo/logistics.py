@@ -24,6 +24,7 @@ from contracts.compliance import ComplianceCalendar, default_calendar, period_bo
 from events.base import COUNTY_TZ, derive_id, local_date
 from events.logistics import AnnualTarget, ComplianceRecord, Petition, Recognition
 from projections.compliance import owes
+from services.demo.created import Created, derived_ids
 from services.logistics.gaps import Gap, gap_aggregates
 
 ACTOR = "demo:generator"
@@ -251,17 +252,29 @@ def logistics_events(
         counts["hazards_opened"] += len(aggs) - 1
         return aggs
 
+    logged = Created(ComplianceRecord, ComplianceRecord.ComplianceRecordLogged)
+    compliance_id = derived_ids("demo-compliance", str(seed))
+
     def record(rule: Any, sid: str, label: str, occurred: date, when: datetime, measure: float | None,
                evidence: bool, batch: int) -> list[Any]:
-        rid = derive_id("demo-compliance", str(seed), sid, rule.code, label, str(batch))
+        """A ComplianceRecordLogged built directly (services/demo/created.py); ``log``'s checks
+        hold by construction: the lead logs for schools that owe the kind, nothing occurs after
+        its filing nor is filed before its period starts, evidence where required, measures
+        drawn within the kind's bounds."""
+        rid = compliance_id(f"{sid}\x1f{rule.code}\x1f{label}\x1f{batch}")
         counts["compliance_records"] += 1
-        start, _ = period_bounds(rule.cadence, label)
-        return [ComplianceRecord.log(
-            record_id=rid, agency=lead, may_log=True, school_id=sid, school_applies=True, kind=rule.code,
-            period=label, period_start=start, occurred_on=occurred, evidence=[f"sha256:{rid.hex}"] if evidence else [],
-            evidence_required=rule.evidence_required, measure=measure,
-            measure_bounds=None if rule.measure is None else (rule.measure.name, rule.measure.min, rule.measure.max),
-            note="", logged_by=ACTOR, request_digest="", now=when)]
+        refs = [f"sha256:{rid.hex}"] if evidence else []
+        event = logged(rid, when, agency=lead, occurred_on=occurred.isoformat(), school_id=sid, kind=rule.code,
+                       period=label, evidence=refs, measure=measure, note="", logged_by=ACTOR, request_digest="")
+        if logged.unchecked((rule.code, evidence)):
+            logged.compare((rule.code, evidence), event, ComplianceRecord.log(
+                record_id=rid, agency=lead, may_log=True, school_id=sid, school_applies=True, kind=rule.code,
+                period=label, period_start=period_bounds(rule.cadence, label)[0], occurred_on=occurred,
+                evidence=list(refs), evidence_required=rule.evidence_required, measure=measure,
+                measure_bounds=None if rule.measure is None else (rule.measure.name, rule.measure.min,
+                                                                  rule.measure.max),
+                note="", logged_by=ACTOR, request_digest="", now=when))
+        return [event]
 
     # -- petitions -----------------------------------------------------------------------------------
     topics = list(PETITION_SUMMARIES)

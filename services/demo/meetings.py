@@ -507,10 +507,14 @@ def meeting_events(
             sim.emit(t)
 
     def sweep(at: datetime) -> None:
-        for agg in list(sim.hazards.values()):
-            if agg.status in RUNNING and agg.sweep(at, steps, rules.version):
+        today = local_date(at).isoformat()
+        # Nothing falls due before a deadline has passed (events/escalation.py): a province's
+        # tens of thousands of hazards are not each asked every day.
+        for agg in sim.hazards.values():
+            if (agg.status in RUNNING and agg.deadline is not None and agg.deadline < today
+                    and agg.sweep(at, steps, rules.version)):
                 sim.emit(agg)
-        for t in list(sim.tasks.values()):
+        for t in sim.tasks.values():
             if t.is_open and t.sweep(steps=steps, now=at, rules_version=rules.version):
                 sim.emit(t)
 

@@ -8,10 +8,8 @@ the other parts of the year stream as well (hazards.py, logistics.py, meetings.p
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import random
-import uuid
 from bisect import bisect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,14 +17,13 @@ from datetime import UTC, date, datetime, time, timedelta
 from itertools import accumulate
 from typing import Any, NamedTuple
 
-from eventsourcing.utils import get_topic
-
 from contracts.catalogue import Catalogue, DutyItem
 from events.agencies import Agency
-from events.base import COUNTY_TZ, LIANXI_NS, derive_id, local_date
+from events.base import COUNTY_TZ, derive_id, local_date
 from events.duty_log import MAX_SCHOOLS_PER_RECORD, DutyRecord, Findings
 from events.schools import School
 from services.app import LianxiApp
+from services.demo.created import Created, derived_ids
 from services.demo.hazards import hazard_events
 from services.demo.logistics import logistics_events
 from services.demo.meetings import meeting_events
@@ -231,36 +228,20 @@ def plan_year(
         yield tail
 
 
-def derived_ids(*parts: str) -> Callable[[str], uuid.UUID]:
-    """``derive_id(*parts, last)`` for many ``last``: uuid5's own steps (SHA-1 of the namespace
-    and the name) without its per-call overhead, a tenth of a duty record's cost."""
-    prefix = LIANXI_NS.bytes + "\x1f".join((*parts, "")).encode()
-
-    def derived(last: str) -> uuid.UUID:
-        return uuid.UUID(bytes=hashlib.sha1(prefix + last.encode(), usedforsecurity=False).digest()[:16], version=5)
-
-    return derived
-
-
 def duty_events(
     agencies: dict[str, Agency], catalogue: Catalogue, specs: list[SchoolSpec], *, year: int, seed: int,
     now: datetime, profiles: Profiles,
-) -> Iterator[DutyRecord.DutyPerformed]:
+) -> Iterator[Any]:
     """The year's duty records, in recording order, as the events ``DutyRecord.perform``
-    records, built without the aggregate ``perform`` constructs around each one (which the
-    bulk appender only takes the event from): that aggregate was three quarters of a record's
-    cost, and records are three quarters of the year. The first record of each unit and duty
-    goes through ``perform`` itself, and its event must come out equal, so these events follow
-    the domain's (its checks hold by construction: duties from the catalogue in force all year,
-    schools from the list, at most MAX_SCHOOLS_PER_RECORD, nothing dated after its recording)."""
+    records, built directly (services/demo/created.py): its checks hold by construction (the
+    catalogue's duties, in force all year; schools from the list; at most
+    MAX_SCHOOLS_PER_RECORD; nothing dated after its recording)."""
     known = {s.school_id for s in specs}
     today = min(local_date(now), date(year, 12, 31))
     duty_texts = {d.code: d.text for u in catalogue.units.units for d in u.duties}
     summaries: dict[tuple[str, str], str] = {}
-    topic = get_topic(DutyRecord)
-    performed: Any = DutyRecord.DutyPerformed  # a dataclass made by its metaclass: mypy sees no fields
+    performed = Created(DutyRecord, DutyRecord.DutyPerformed)
     record_id = derived_ids("demo", str(seed), str(year))
-    checked: set[tuple[str, str]] = set()
     for month_records in plan_year(catalogue, specs, year, seed, today, profiles):
         for rec in month_records:
             if rec.recorded_at > now:
@@ -271,22 +252,18 @@ def duty_events(
                 summary = summaries[rec.cadence, rec.duty] = f"{SUMMARIES[rec.cadence]}：{duty_texts[rec.duty]}"
             findings: Findings = {"count": rec.findings, "text": FOUND if rec.findings else ""}
             event = performed(
-                originator_topic=topic, originator_id=rid, originator_version=1, timestamp=rec.recorded_at,
-                event_id=str(rid), agency=rec.agency, occurred_on=rec.occurred_on.isoformat(), duty_code=rec.duty,
+                rid, rec.recorded_at, agency=rec.agency, occurred_on=rec.occurred_on.isoformat(), duty_code=rec.duty,
                 school_ids=list(rec.school_ids), summary=summary, findings=findings, evidence=[f"sha256:{rid.hex}"],
                 logged_by=ACTOR, request_digest="",
             )
-            if (rec.agency, rec.duty) not in checked:
-                checked.add((rec.agency, rec.duty))
-                [domain] = DutyRecord.perform(
+            if performed.unchecked((rec.agency, rec.duty)):
+                performed.compare((rec.agency, rec.duty), event, DutyRecord.perform(
                     record_id=derive_id("demo", str(seed), str(year), str(rec.seq)), agency=agencies[rec.agency],
                     duty_code=rec.duty, school_ids=rec.school_ids, occurred_on=rec.occurred_on, summary=summary,
                     findings={"count": rec.findings, "text": FOUND if rec.findings else ""},
                     evidence=[f"sha256:{rid.hex}"], logged_by=ACTOR, request_digest="",
                     school_exists=known.__contains__, now=rec.recorded_at,
-                ).collect_events()
-                if domain != event:
-                    raise RuntimeError(f"the demo's duty record differs from DutyRecord.perform's: {event} != {domain}")
+                ))
             yield event
 
 
