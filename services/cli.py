@@ -210,6 +210,7 @@ def demo(
         "--if-empty", help="do nothing when the log holds more than the catalogue")] = False,
 ) -> None:
     """Generate a deterministic synthetic county year into the log."""
+    from services.demo.follow import Follower
     from services.demo.year import run_demo
 
     catalogue = load_catalogue()
@@ -228,15 +229,16 @@ def demo(
         if beyond:
             raise CliError(f"the log already holds {beyond} events beyond the catalogue; demo needs an empty "
                            "store or one holding only the catalogue (use a new LIANXI_DATABASE_URL or --if-empty)")
-        with _bar(total=0, desc="demo") as bar:
+        with _bar(total=0, desc="demo") as bar, Follower() as follower:  # read models follow in a 2nd process
             counts = run_demo(platform.app, catalogue, schools=schools, year=chosen_year, seed=seed, now=now,
                               progress=bar.update)
         total = platform.app.recorder.max_notification_id() or 0
-        with _bar(total=total, desc="projections") as bar:
+        with _bar(total=total, desc="projections") as bar:  # what the follower left: nothing, unless it failed
             from services.security import hashchain
             hashchain.catch_up(platform.write_engine, progress=bar.update)  # raw fast path of the log_chain follower
             platform.runner.catch_up(progress=bar.update)
-        typer.echo(f"demo {chosen_year}: {counts['schools']} schools, {total} events in the log")
+        typer.echo(f"demo {chosen_year}: {counts['schools']} schools, {total} events in the log; "
+                   + follower.report(platform.runner))
         from services.demo.accounts import DEMO_PASSWORD, create_demo_accounts
 
         made = create_demo_accounts(platform.accounts, platform.known_agencies(), now)

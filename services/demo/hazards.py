@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -22,10 +22,8 @@ from contracts.catalogue import Catalogue
 from contracts.escalation import EscalationRules, default_escalation_rules
 from events.base import COUNTY_TZ, derive_id, local_date
 from events.rectifications import RUNNING, Actor, Rectification
-from services.app import LianxiApp
 from services.demo.profiles import Profiles
 
-BATCH = 1000
 DEMO_ACTOR = "demo:generator"
 
 # category -> (weight, lead unit, cooperating units, findings, measures)
@@ -201,12 +199,12 @@ def plan_hazards(school_ids: Sequence[str], year: int, seed: int, count: int,
     return plans
 
 
-def run_demo_hazards(
-    app: LianxiApp, catalogue: Catalogue, *, school_ids: Sequence[str], year: int, seed: int, now: datetime,
-    rules: EscalationRules | None = None, per_school: float = 1.6,
-    progress: Callable[[int], None] | None = None, profiles: Profiles | None = None,
-) -> dict[str, Any]:
-    """Writes the year's hazards and rectifications; returns counts."""
+def hazard_events(
+    catalogue: Catalogue, *, school_ids: Sequence[str], year: int, seed: int, now: datetime,
+    rules: EscalationRules | None = None, per_school: float = 1.6, profiles: Profiles | None = None,
+) -> Generator[Any, None, dict[str, int]]:
+    """The year's hazards and rectifications as events, in time order (for the bulk appender);
+    returns counts."""
     rules = rules or default_escalation_rules()
     steps_rules = rules.domain_steps()
     lead = catalogue.lead.code
@@ -232,34 +230,28 @@ def run_demo_hazards(
         day += timedelta(days=1)
 
     items: dict[int, Rectification] = {}
-    pending: list[Any] = []
-    written = 0
+    # The items a sweep looks at (running ones, in the order they were reported): a province
+    # year has tens of thousands of items, most of them closed long before its last sweep.
+    running: dict[int, Rectification] = {}
     counts = {"hazards": 0, "overdue": 0, "escalations": 0}
-
-    def flush() -> None:
-        nonlocal written, pending
-        if pending:
-            app.save(*pending)
-            written += len(pending)
-            if progress:
-                progress(len(pending))
-            pending = []
-
     while queue:
         step = heapq.heappop(queue)
         if step.at > now or local_date(step.at) > last_day:
             continue
         if step.action == "sweep":
-            for agg in items.values():
-                if agg.status in RUNNING:
-                    overdue = agg.mark_overdue(step.at)
-                    levels = agg.escalate(step.at, steps_rules, rules.version)
-                    counts["overdue"] += int(overdue)
-                    counts["escalations"] += len(levels)
-                    pending.extend(agg.collect_events())
-        elif step.action == "report":
+            today = local_date(step.at).isoformat()
+            for agg in running.values():
+                if agg.deadline is None or agg.deadline >= today:
+                    continue  # nothing falls due before the deadline has passed (events/escalation.py)
+                overdue = agg.mark_overdue(step.at)
+                levels = agg.escalate(step.at, steps_rules, rules.version)
+                counts["overdue"] += int(overdue)
+                counts["escalations"] += len(levels)
+                yield from agg.collect_events()
+            continue
+        if step.action == "report":
             r = plans[step.item].report
-            items[step.item] = Rectification.report(
+            agg = items[step.item] = Rectification.report(
                 item_id=derive_id("demo-hazard", str(seed), str(year), str(step.item)),
                 actor=Actor(agency=r["reporter"], lead=False, logged_by=DEMO_ACTOR), kind=r["kind"],
                 units=r["units"], school_id=r["school_id"], category=r["category"], severity=r["severity"],
@@ -268,15 +260,15 @@ def run_demo_hazards(
                 request_digest="", now=step.at,
             )
             counts["hazards"] += 1
-            pending.extend(items[step.item].collect_events())
         else:
             agg = items[step.item]
             _apply(agg, step, lead_actor, rules, units)
-            pending.extend(agg.collect_events())
-        if len(pending) >= BATCH:
-            flush()
-    flush()
-    return {**counts, "events": written}
+        if agg.status in RUNNING:
+            running.setdefault(step.item, agg)
+        else:
+            running.pop(step.item, None)
+        yield from agg.collect_events()
+    return counts
 
 
 def _apply(agg: Rectification, step: Step, lead_actor: Actor, rules: EscalationRules, units: set[str]) -> None:

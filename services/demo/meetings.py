@@ -19,24 +19,23 @@ from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from contracts.catalogue import Catalogue
 from contracts.escalation import EscalationRules, WarningRules, default_escalation_rules, default_warning_rules
+from events.agencies import Agency
 from events.base import COUNTY_TZ, derive_id, local_date
 from events.campaigns import MAX_SCHOOLS_PER_INSPECTION, Campaign, JointInspection, SelfCheck
 from events.meetings import Meeting, Task
 from events.rectifications import RUNNING, Actor, Rectification
 from events.warnings import EarlyWarning, WarningAcknowledgement
-from services.app import LianxiApp
 from services.demo.hazards import planted_outcome
 from services.demo.profiles import Profiles
 from services.documents import labels
 
-BATCH = 1000
 DEMO = "demo:generator"
 MEETING_DAYS = ((3, 27), (6, 26), (9, 25), (12, 17))
 WARNING_KINDS = {  # month -> (type, weight) choices
@@ -111,18 +110,14 @@ def _pick(rng: random.Random, weighted: Sequence[tuple[str, float]]) -> str:
 class _Sim:
     """The simulated year: a time-ordered queue of domain steps, aggregates held in memory."""
 
-    def __init__(self, app: LianxiApp, catalogue: Catalogue, now: datetime, last_day: date,
-                 progress: Callable[[int], None] | None) -> None:
-        self.app = app
+    def __init__(self, catalogue: Catalogue, now: datetime, last_day: date) -> None:
         self.catalogue = catalogue
         self.now = now
         self.last_day = last_day
-        self.progress = progress
         self.queue: list[Step] = []
         self.seq = 0
         self.serials: dict[str, int] = {}
         self.pending: list[Any] = []
-        self.written = 0
         self.lead = catalogue.lead.code
         self.units = [u.code for u in catalogue.units.units]
         self.lead_actor = Actor(agency=self.lead, lead=True, logged_by=DEMO)
@@ -145,35 +140,29 @@ class _Sim:
 
     def emit(self, agg: Any) -> None:
         self.pending.extend(agg.collect_events())
-        if len(self.pending) >= BATCH:
-            self.flush()
 
-    def flush(self) -> None:
-        if self.pending:
-            self.app.save(*self.pending)
-            self.written += len(self.pending)
-            if self.progress:
-                self.progress(len(self.pending))
-            self.pending = []
-
-    def run(self, handlers: dict[str, Callable[..., None]]) -> None:
+    def run(self, handlers: dict[str, Callable[..., None]]) -> Iterator[Any]:
+        """Runs the steps in time order, yielding each step's events."""
         while self.queue:
             step = heapq.heappop(self.queue)
             handlers[step.action](step.at, **step.args)
-        self.flush()
+            if self.pending:
+                yield from self.pending
+                self.pending = []
 
 
-def run_demo_meetings(
-    app: LianxiApp, catalogue: Catalogue, *, school_ids: Sequence[str], school_towns: dict[str, str], year: int,
-    seed: int, now: datetime, rules: EscalationRules | None = None, warning_rules: WarningRules | None = None,
-    progress: Callable[[int], None] | None = None, profiles: Profiles | None = None,
-) -> dict[str, Any]:
-    """Writes the year's campaigns, warnings and meetings; returns counts."""
+def meeting_events(
+    meteorology: Agency, catalogue: Catalogue, *, school_ids: Sequence[str], school_towns: dict[str, str],
+    year: int, seed: int, now: datetime, rules: EscalationRules | None = None,
+    warning_rules: WarningRules | None = None, profiles: Profiles | None = None,
+) -> Generator[Any, None, dict[str, int]]:
+    """The year's campaigns, warnings and meetings as events, in time order (for the bulk
+    appender); returns counts. ``meteorology`` is the unit that issues the warnings."""
     rules = rules or default_escalation_rules()
     wrules = warning_rules or default_warning_rules()
     rng = random.Random(f"lianxi-demo-meetings:{seed}:{year}")
     last_day = min(local_date(now), date(year, 12, 31))
-    sim = _Sim(app, catalogue, now, last_day, progress)
+    sim = _Sim(catalogue, now, last_day)
     schools = list(school_ids)
     known_schools = set(schools)
     hz = catalogue.hazards
@@ -339,7 +328,6 @@ def run_demo_meetings(
 
     # -- warnings ----------------------------------------------------------------------------
 
-    meteorology = app.agency("meteorology")
     towns = sorted(set(school_towns.values()))
 
     def plan_warnings() -> None:
@@ -519,10 +507,14 @@ def run_demo_meetings(
             sim.emit(t)
 
     def sweep(at: datetime) -> None:
-        for agg in list(sim.hazards.values()):
-            if agg.status in RUNNING and agg.sweep(at, steps, rules.version):
+        today = local_date(at).isoformat()
+        # Nothing falls due before a deadline has passed (events/escalation.py): a province's
+        # tens of thousands of hazards are not each asked every day.
+        for agg in sim.hazards.values():
+            if (agg.status in RUNNING and agg.deadline is not None and agg.deadline < today
+                    and agg.sweep(at, steps, rules.version)):
                 sim.emit(agg)
-        for t in list(sim.tasks.values()):
+        for t in sim.tasks.values():
             if t.is_open and t.sweep(steps=steps, now=at, rules_version=rules.version):
                 sim.emit(t)
 
@@ -541,5 +533,5 @@ def run_demo_meetings(
         "task_progress": task_progress, "task_complete": task_complete, "task_verify": task_verify,
         "task_reject": task_reject, "task_extend": task_extend, "sweep": sweep,
     }
-    sim.run(handlers)
-    return {**sim.counts, "events": sim.written}
+    yield from sim.run(handlers)
+    return sim.counts

@@ -2,24 +2,31 @@
 performances at frequencies that fit its duties.
 
 Streams month by month, so memory stays bounded at province scale (--schools 20000):
-only one month's records (plus backdated ones waiting for their recording day) are held.
+only one month's records (plus backdated ones waiting for their recording day) are held;
+the other parts of the year stream as well (hazards.py, logistics.py, meetings.py).
 """
 
 from __future__ import annotations
 
 import heapq
 import random
+from bisect import bisect
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from itertools import accumulate
+from typing import Any, NamedTuple
 
 from contracts.catalogue import Catalogue, DutyItem
 from events.agencies import Agency
 from events.base import COUNTY_TZ, derive_id, local_date
-from events.duty_log import MAX_SCHOOLS_PER_RECORD, DutyRecord
+from events.duty_log import MAX_SCHOOLS_PER_RECORD, DutyRecord, Findings
 from events.schools import School
 from services.app import LianxiApp
+from services.demo.created import Created, derived_ids
+from services.demo.hazards import hazard_events
+from services.demo.logistics import logistics_events
+from services.demo.meetings import meeting_events
 from services.demo.profiles import Profiles, plant
 from services.store.bulk import BulkAppender
 
@@ -28,10 +35,17 @@ TOWNS = ["满都拉图镇", "巴彦淖尔镇", "查干敖包镇", "赛罕高毕�
 KINDS = [("kindergarten", 0.30), ("primary", 0.40), ("junior", 0.17), ("senior", 0.08), ("vocational", 0.05)]
 KIND_NAMES = {"kindergarten": "幼儿园", "primary": "小学", "junior": "初级中学", "senior": "高级中学",
               "vocational": "职业学校"}
+ACTOR = "demo:generator"
+FOUND = "发现问题已当场反馈"
 SUMMARIES = {
     "weekly": "例行巡查", "monthly": "月度检查", "quarterly": "季度检查", "semester": "学期检查",
     "yearly": "年度工作", "rainy-season": "汛期专项检查", "on-demand": "按需处置",
 }
+# How many problems a record found: rng.choices((0, 1, 2, 3), FINDINGS_WEIGHTS), drawn as
+# choices draws it (cumulative weights, bisect).
+FINDINGS_WEIGHTS = (0.75, 0.15, 0.07, 0.03)
+FINDINGS_CUM = list(accumulate(FINDINGS_WEIGHTS))
+FINDINGS_TOTAL = FINDINGS_CUM[-1] + 0.0
 
 
 @dataclass(frozen=True)
@@ -45,16 +59,18 @@ class SchoolSpec:
     school_bus: bool
 
 
-@dataclass(order=True)
-class PlannedRecord:
-    recorded_at: datetime
+class PlannedRecord(NamedTuple):
+    """A tuple, ordered by (recorded_at, seq) in C: the month's sort and the backdated heap
+    compare these ~30 times a record."""
+
+    recorded_at: datetime  # UTC
     seq: int
-    agency: str = field(compare=False)
-    duty: str = field(compare=False)
-    occurred_on: date = field(compare=False)
-    school_ids: tuple[str, ...] = field(compare=False)
-    cadence: str = field(compare=False)
-    findings: int = field(compare=False)
+    agency: str
+    duty: str
+    occurred_on: date
+    school_ids: tuple[str, ...]
+    cadence: str
+    findings: int
 
 
 def make_schools(n: int, rng: random.Random) -> list[SchoolSpec]:
@@ -137,8 +153,31 @@ def plan_year(
             plans.append((unit.code, duty, _rounds(duty.cadence, year, rng), diligence, backdating))
     waiting: list[PlannedRecord] = []  # backdated records, by recording time
     seq = 0
-    applicable: dict[str, list[SchoolSpec]] = {}  # by applies_to: once, not per duty and month
+    # Each planned school costs a handful of draws: these are rng.randint / rng.choices drawn
+    # exactly as CPython's Random draws them (the same county for the same seed), in one
+    # call instead of three or four (tests/test_demo_stream.py checks they agree).
+    rand, getrandbits = rng.random, rng.getrandbits
+
+    def below(n: int) -> int:  # rng.randrange(n)
+        k = n.bit_length()
+        r = getrandbits(k)
+        while r >= n:
+            r = getrandbits(k)
+        return r
+
+    singles: dict[str, list[tuple[str, ...]]] = {}  # by applies_to: once, not per duty and month
+    applicable: dict[str, list[SchoolSpec]] = {}
+    utc: dict[tuple[date, int, int], datetime] = {}  # local wall time -> UTC, within a month
+
+    def recorded_utc(day: date, hour: int, minute: int) -> datetime:
+        key = (day, hour, minute)
+        at = utc.get(key)
+        if at is None:
+            at = utc[key] = datetime.combine(day, time(hour, minute), tzinfo=COUNTY_TZ).astimezone(UTC)
+        return at
+
     for month in range(1, 13):
+        utc.clear()
         month_records: list[PlannedRecord] = []
         for code, duty, rounds, diligence, backdating in plans:
             if not any(start.month == month for start, _ in rounds):
@@ -146,10 +185,11 @@ def plan_year(
             targets = applicable.get(duty.applies_to)
             if targets is None:
                 targets = applicable[duty.applies_to] = _applicable(duty, schools)
+                singles[duty.applies_to] = [(s.school_id,) for s in targets]
             for start, end in rounds:
                 if start.month != month:
                     continue
-                span = (end - start).days
+                days = max((end - start).days, 0) + 1
                 groups: list[tuple[str, ...]]
                 if duty.applies_to == "none":
                     groups = [()]
@@ -159,19 +199,19 @@ def plan_year(
                     k = min(MAX_SCHOOLS_PER_RECORD, max(1, int(len(targets) * diligence * 0.3)))
                     groups = [tuple(s.school_id for s in rng.sample(targets, k))]
                 else:
-                    groups = [(s.school_id,) for s in targets if rng.random() < diligence]
+                    groups = [g for g in singles[duty.applies_to] if rand() < diligence]
                 for group in groups:
-                    day = start + timedelta(days=rng.randint(0, max(span, 0)))
+                    day = start + timedelta(days=below(days))
                     if day > today:
                         continue
-                    recorded = datetime.combine(day, time(rng.randint(8, 18), rng.randint(0, 59)), tzinfo=COUNTY_TZ)
-                    if rng.random() < backdating:  # 补录: logged weeks later
-                        recorded += timedelta(days=rng.randint(10, 60))
+                    hour = 8 + below(11)
+                    minute = below(60)
+                    # 补录: logged weeks later
+                    recorded_day = day + timedelta(days=10 + below(51)) if rand() < backdating else day
                     seq += 1
-                    findings = rng.choices([0, 1, 2, 3], [0.75, 0.15, 0.07, 0.03])[0]
-                    rec = PlannedRecord(recorded.astimezone(UTC), seq, code, duty.code, day, group,
-                                        duty.cadence, findings)
-                    month_records.append(rec)
+                    findings = bisect(FINDINGS_CUM, rand() * FINDINGS_TOTAL, 0, len(FINDINGS_CUM) - 1)
+                    month_records.append(PlannedRecord(recorded_utc(recorded_day, hour, minute), seq, code,
+                                                       duty.code, day, group, duty.cadence, findings))
         month_end = datetime.combine(_month_end(year, month) + timedelta(days=1), time(0), tzinfo=COUNTY_TZ)
         ready: list[PlannedRecord] = []
         for rec in month_records:
@@ -188,68 +228,81 @@ def plan_year(
         yield tail
 
 
+def duty_events(
+    agencies: dict[str, Agency], catalogue: Catalogue, specs: list[SchoolSpec], *, year: int, seed: int,
+    now: datetime, profiles: Profiles,
+) -> Iterator[Any]:
+    """The year's duty records, in recording order, as the events ``DutyRecord.perform``
+    records, built directly (services/demo/created.py): its checks hold by construction (the
+    catalogue's duties, in force all year; schools from the list; at most
+    MAX_SCHOOLS_PER_RECORD; nothing dated after its recording)."""
+    known = {s.school_id for s in specs}
+    today = min(local_date(now), date(year, 12, 31))
+    duty_texts = {d.code: d.text for u in catalogue.units.units for d in u.duties}
+    summaries: dict[tuple[str, str], str] = {}
+    performed = Created(DutyRecord, DutyRecord.DutyPerformed)
+    record_id = derived_ids("demo", str(seed), str(year))
+    for month_records in plan_year(catalogue, specs, year, seed, today, profiles):
+        for rec in month_records:
+            if rec.recorded_at > now:
+                continue
+            rid = record_id(str(rec.seq))
+            summary = summaries.get((rec.cadence, rec.duty))
+            if summary is None:
+                summary = summaries[rec.cadence, rec.duty] = f"{SUMMARIES[rec.cadence]}：{duty_texts[rec.duty]}"
+            findings: Findings = {"count": rec.findings, "text": FOUND if rec.findings else ""}
+            event = performed(
+                rid, rec.recorded_at, agency=rec.agency, occurred_on=rec.occurred_on.isoformat(), duty_code=rec.duty,
+                school_ids=list(rec.school_ids), summary=summary, findings=findings, evidence=[f"sha256:{rid.hex}"],
+                logged_by=ACTOR, request_digest="",
+            )
+            if performed.unchecked((rec.agency, rec.duty)):
+                performed.compare((rec.agency, rec.duty), event, DutyRecord.perform(
+                    record_id=derive_id("demo", str(seed), str(year), str(rec.seq)), agency=agencies[rec.agency],
+                    duty_code=rec.duty, school_ids=rec.school_ids, occurred_on=rec.occurred_on, summary=summary,
+                    findings={"count": rec.findings, "text": FOUND if rec.findings else ""},
+                    evidence=[f"sha256:{rid.hex}"], logged_by=ACTOR, request_digest="",
+                    school_exists=known.__contains__, now=rec.recorded_at,
+                ))
+            yield event
+
+
 def run_demo(
     app: LianxiApp, catalogue: Catalogue, *, schools: int, year: int, seed: int, now: datetime,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Writes the demo year; returns counts. The catalogue is registered as of the start of
-    the year, so as-of views within the year see the duties."""
+    the year, so as-of views within the year see the duties.
+
+    The whole year is one stream through the bulk appender (services/store/bulk.py): big
+    transactions, one batch in memory, each part generated in time order as it is written
+    (schools, duty records, hazards, logistics, then campaigns, warnings and meetings)."""
     rng = random.Random(seed)
     year_start = datetime.combine(date(year, 1, 1), time(8, 0), tzinfo=COUNTY_TZ)
     app.register_catalogue(catalogue, now=year_start.astimezone(UTC))
     lead = catalogue.lead.code
     specs = make_schools(schools, rng)
-    # Schools and duty records stream through the bulk path (services/store/bulk.py): big
-    # transactions, one batch in memory.
-    bulk = BulkAppender(app)  # its default batch (20,000 events per transaction)
-    schools_result = bulk.append((
-        School.register(
-            by_agency=lead, by_lead=True, school_id=s.school_id, name=s.name, town=s.town, kind=s.kind,
-            boarding=s.boarding, canteen=s.canteen, school_bus=s.school_bus,
-            now=(year_start + timedelta(seconds=i)).astimezone(UTC),
-        )
-        for i, s in enumerate(specs)
-    ), progress=progress)
     agencies: dict[str, Agency] = {u.code: app.agency(u.code) for u in catalogue.units.units}
-    known = {s.school_id for s in specs}
-    today = min(local_date(now), date(year, 12, 31))
     profiles = plant(catalogue, seed)
-    duty_texts = {d.code: d.text for u in catalogue.units.units for d in u.duties}
+    school_ids = [s.school_id for s in specs]
+    parts: dict[str, dict[str, int]] = {}
 
-    def duty_records() -> Iterator[DutyRecord]:
-        for month_records in plan_year(catalogue, specs, year, seed, today, profiles):
-            for rec in month_records:
-                if rec.recorded_at > now:
-                    continue
-                record_id = derive_id("demo", str(seed), str(year), str(rec.seq))
-                yield DutyRecord.perform(
-                    record_id=record_id, agency=agencies[rec.agency], duty_code=rec.duty,
-                    school_ids=rec.school_ids, occurred_on=rec.occurred_on,
-                    summary=f"{SUMMARIES[rec.cadence]}：{duty_texts[rec.duty]}",
-                    findings={"count": rec.findings, "text": "发现问题已当场反馈" if rec.findings else ""},
-                    evidence=[f"sha256:{record_id.hex}"], logged_by="demo:generator",
-                    request_digest="", school_exists=known.__contains__, now=rec.recorded_at,
-                )
+    def year_events() -> Iterator[Any]:
+        for i, s in enumerate(specs):
+            yield School.register(
+                by_agency=lead, by_lead=True, school_id=s.school_id, name=s.name, town=s.town, kind=s.kind,
+                boarding=s.boarding, canteen=s.canteen, school_bus=s.school_bus,
+                now=(year_start + timedelta(seconds=i)).astimezone(UTC),
+            )
+        yield from duty_events(agencies, catalogue, specs, year=year, seed=seed, now=now, profiles=profiles)
+        parts["hazards"] = yield from hazard_events(catalogue, school_ids=school_ids, year=year, seed=seed, now=now,
+                                                    profiles=profiles)
+        parts["logistics"] = yield from logistics_events(catalogue, schools=specs, year=year, seed=seed, now=now)
+        parts["meetings"] = yield from meeting_events(
+            agencies["meteorology"], catalogue, school_ids=school_ids,
+            school_towns={s.school_id: s.town for s in specs}, year=year, seed=seed, now=now, profiles=profiles)
 
-    records_result = bulk.append(duty_records(), progress=progress)
-    written = schools_result.appended + records_result.appended
-    # Hazards and rectifications of the same year (services/demo/hazards.py).
-    from services.demo.hazards import run_demo_hazards
-
-    hazards = run_demo_hazards(app, catalogue, school_ids=[s.school_id for s in specs], year=year, seed=seed,
-                               now=now, progress=progress, profiles=profiles)
-    written += hazards["events"]
-    # Targets, recognitions, compliance records and petitions (services/demo/logistics.py).
-    from services.demo.logistics import run_demo_logistics
-
-    logistics = run_demo_logistics(app, catalogue, schools=specs, year=year, seed=seed, now=now, progress=progress)
-    written += logistics["events"]
-    # Campaigns, warnings and quarterly joint meetings with their tasks (services/demo/meetings.py).
-    from services.demo.meetings import run_demo_meetings
-
-    meetings = run_demo_meetings(app, catalogue, school_ids=[s.school_id for s in specs],
-                                 school_towns={s.school_id: s.town for s in specs}, year=year, seed=seed, now=now,
-                                 progress=progress, profiles=profiles)
-    written += meetings["events"]
-    return {"schools": len(specs), "events": written, "hazards": hazards["hazards"], "logistics": logistics,
-            "meetings": meetings, "diligent": list(profiles.diligent), "negligent": list(profiles.negligent)}
+    written = BulkAppender(app).append(year_events(), progress=progress).appended
+    return {"schools": len(specs), "events": written, "hazards": parts["hazards"]["hazards"],
+            "logistics": parts["logistics"], "meetings": parts["meetings"], "diligent": list(profiles.diligent),
+            "negligent": list(profiles.negligent)}
