@@ -63,18 +63,18 @@ class Follower:
 
 
 def _follow(stop: Event, peak_kib: Synchronized[int]) -> None:
-    from services.platform import Platform
+    from services.platform import ReadSide
     from services.security import hashchain
 
-    platform: Any = Platform(group_commit=False)
+    read_side = ReadSide()  # the log and the read models: none of the serving side
     try:
         while True:
             last = stop.is_set()  # set after the demo's last batch committed: this round reaches it
-            hashchain.catch_up(platform.write_engine)  # raw fast path of the log_chain follower
-            platform.runner.catch_up()
+            hashchain.catch_up(read_side.write_engine)  # raw fast path of the log_chain follower
+            read_side.runner.catch_up()
             if last:
                 return
             stop.wait(IDLE_S)
     finally:
-        platform.close()
+        read_side.close()
         peak_kib.value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
