@@ -70,6 +70,7 @@ items = sa.Table(
     sa.Index("ix_rm_rectifications_status_deadline", "status", "deadline"),
     sa.Index("ix_rm_rectifications_lead_unit", "lead_unit", "status"),
     sa.Index("ix_rm_rectifications_school", "school_id"),
+    sa.Index("ix_rm_rectifications_updated_at", "updated_at"),  # what changed after a cutoff
 )
 
 # Which units are responsible for which item (lead or cooperating), for the unit filter.
@@ -179,7 +180,7 @@ def fold(row: dict[str, Any] | None, item_id: str, type_: str, data: dict[str, A
 
 class RectificationBoard(Projection):
     name = "rectification_board"
-    version = 2  # 2: the pending extension request
+    version = 3  # 2: the pending extension request; 3: index on updated_at
     topics = tuple(get_topic(c) for c in EVENT_TYPES)
     tables = (items, responsible, history)
 
@@ -352,23 +353,80 @@ def unit_stats(
     that moment, so a brief of an earlier meeting shows that meeting's figures, not today's.
     Open, overdue and escalated count the items the unit leads as of that day; closure figures
     cover items closed (销号) within the period up to that day; ``cooperating_open`` shows where
-    it helps."""
+    it helps.
+
+    An item untouched since the cutoff is its own as-of row, so those are counted in SQL; only
+    items updated later are folded again (``unit_stats_folded`` is the plain definition, and
+    tests compare the two). Only RectificationAssigned sets the lead and cooperating units, and
+    it also records them in ``responsible``, so a row the unit leads or helps with is always
+    one of the unit's ``responsible`` items."""
+    cutoff = known_by or end_of_county_day(today)
+    first, last = period_start.isoformat(), min(period_end, today).isoformat()
+    fresh = items.c.updated_at <= cutoff
+    running = items.c.status.in_(RUNNING)
+    open_, overdue, escalated = conn.execute(sa.select(
+        sa.func.count(),
+        sa.func.coalesce(sa.func.sum(sa.case((sa.and_(running, items.c.deadline < today.isoformat()), 1),
+                                             else_=0)), 0),
+        sa.func.coalesce(sa.func.sum(sa.case((sa.and_(running, items.c.escalation_level >= 1), 1), else_=0)), 0),
+    ).where(items.c.lead_unit == unit, items.c.status != "closed", fresh)).one()
+    closed = [(bool(on_time), days) for on_time, days in conn.execute(
+        sa.select(items.c.on_time, items.c.days_to_close).where(
+            items.c.lead_unit == unit, items.c.status == "closed", items.c.closed_on >= first,
+            items.c.closed_on <= last, fresh))]
+    # An item is assigned once, never to its lead as a cooperating unit too (the aggregate's
+    # rules), so the 'cooperating' rows of ``responsible`` are the items whose cooperating_units
+    # name the unit.
+    helped = conn.execute(sa.select(sa.func.count()).select_from(
+        responsible.join(items, items.c.id == responsible.c.id)).where(
+        responsible.c.unit == unit, responsible.c.role == "cooperating", items.c.status != "closed",
+        fresh)).scalar_one()
+    mine = sa.exists().where(responsible.c.id == items.c.id, responsible.c.unit == unit)
+    stale = [str(i) for i in conn.execute(sa.select(items.c.id).where(
+        items.c.updated_at > cutoff, items.c.reported_at <= cutoff, mine)).scalars()]
+    for r in _rows_as_of(conn, stale, cutoff):
+        if r["lead_unit"] == unit:
+            if r["status"] == "closed":
+                if first <= r["closed_on"] <= last:
+                    closed.append((bool(r["on_time"]), r["days_to_close"]))
+            else:
+                open_ += 1
+                overdue += is_overdue(r, today)
+                escalated += r["status"] in RUNNING and r["escalation_level"] >= 1
+        if r["status"] != "closed" and unit in orjson.loads(r["cooperating_units"]):
+            helped += 1
+    return _stats(today, int(open_), int(overdue), int(escalated), closed, helped)
+
+
+def unit_stats_folded(
+    conn: sa.Connection, unit: str, *, today: date, period_start: date, period_end: date,
+    known_by: str | None = None,
+) -> dict[str, Any]:
+    """``unit_stats`` by its definition: every item of the unit as it stood at the cutoff."""
     ids = [str(i) for i in conn.execute(sa.select(responsible.c.id).where(responsible.c.unit == unit)).scalars()]
     rows = rows_known_by(conn, ids, known_by or end_of_county_day(today))
     led = [r for r in rows if r["lead_unit"] == unit]
     helped = [r for r in rows if r["status"] != "closed" and unit in orjson.loads(r["cooperating_units"])]
     first, last = period_start.isoformat(), min(period_end, today).isoformat()
-    closed = [r for r in led if r["status"] == "closed" and first <= r["closed_on"] <= last]
-    on_time = sum(1 for r in closed if r["on_time"])
+    closed = [(bool(r["on_time"]), r["days_to_close"]) for r in led
+              if r["status"] == "closed" and first <= r["closed_on"] <= last]
+    return _stats(today, sum(1 for r in led if r["status"] != "closed"),
+                  sum(1 for r in led if is_overdue(r, today)),
+                  sum(1 for r in led if r["status"] in RUNNING and r["escalation_level"] >= 1),
+                  closed, len(helped))
+
+
+def _stats(today: date, open_: int, overdue: int, escalated: int, closed: list[tuple[bool, int]],
+           helped: int) -> dict[str, Any]:
+    on_time = sum(1 for ok, _ in closed if ok)
     return {
-        "open": sum(1 for r in led if r["status"] != "closed"),
-        "overdue": sum(1 for r in led if is_overdue(r, today)),
-        "escalated": sum(1 for r in led if r["status"] in RUNNING and r["escalation_level"] >= 1),
+        "open": open_,
+        "overdue": overdue,
+        "escalated": escalated,
         "closed": len(closed),
         "closed_on_time": on_time,
         "on_time_rate": round(on_time / len(closed), 4) if closed else None,
-        "median_days_to_close": (float(statistics.median(r["days_to_close"] for r in closed))
-                                 if closed else None),
-        "cooperating_open": len(helped),
+        "median_days_to_close": float(statistics.median(d for _, d in closed)) if closed else None,
+        "cooperating_open": helped,
         "as_of": today.isoformat(),
     }
