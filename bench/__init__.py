@@ -125,6 +125,13 @@ def sqlite_url(workdir: Path, name: str) -> str:
     return f"sqlite:///{path}"
 
 
+def province_store(ctx: Ctx) -> Path | None:
+    """The SQLite year the province benchmark (order 40) built in this invocation, if it ran:
+    bench.run gives each benchmark its own directory under one per invocation."""
+    return next((p for p in (ctx.workdir.parent / "province" / "province.db", ctx.workdir / "province.db")
+                 if p.exists()), None)
+
+
 def postgres_available() -> bool:
     try:
         import psycopg

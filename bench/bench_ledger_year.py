@@ -40,6 +40,7 @@ from bench import (
     percentile,
     pg_schema_url,
     postgres_available,
+    province_store,
     python,
     subprocess_env,
 )
@@ -157,9 +158,7 @@ def measure(ctx: Ctx, url: str, token: str, units: list[str], tag: str) -> dict[
 
 def run(ctx: Ctx) -> Report:
     report = Report()
-    # bench.run gives each benchmark its own directory under one per invocation.
-    province = next((p for p in (ctx.workdir.parent / "province" / "province.db", ctx.workdir / "province.db")
-                     if p.exists()), None)
+    province = province_store(ctx)
     if province is not None:
         url, built = f"sqlite:///{province}", None
         source = "the province benchmark's store (`province.db`)"
