@@ -49,7 +49,6 @@ from projections.base import (
     county_day,
     metadata,
     recorded_text,
-    upsert_add,
     utc_text,
 )
 from projections.catalogue_view import applicable_school_counts, current_duties, duties_in_force
@@ -126,21 +125,21 @@ DayRow = tuple[str, str, str, str, int, int, str]  # the table's columns, in ord
 def ledger_totals(records: Iterable[tuple[dict[str, Any], str]]) -> dict[Key, Totals]:
     """Pure policy: what a batch of DutyPerformed adds per key, from each record's payload
     and recorded time (UTC text)."""
-    performed: dict[Key, int] = {}
-    findings: dict[Key, int] = {}
-    schools: dict[Key, set[str]] = {}
+    totals: dict[Key, list[Any]] = {}
+    hour = day = ""
     for d, recorded_at in records:
-        key = (d["agency"], d["occurred_on"], d["duty_code"], county_day(recorded_at))
-        n = performed.get(key)
-        if n is None:
-            performed[key] = 1
-            findings[key] = d["findings"]["count"]
-            schools[key] = set(d["school_ids"])
+        if recorded_at[:13] != hour:  # the UTC hour decides the county day; the log comes in time order
+            hour = recorded_at[:13]
+            day = county_day(recorded_at)
+        key = (d["agency"], d["occurred_on"], d["duty_code"], day)
+        t = totals.get(key)
+        if t is None:
+            totals[key] = [1, d["findings"]["count"], set(d["school_ids"])]
         else:
-            performed[key] = n + 1
-            findings[key] += d["findings"]["count"]
-            schools[key].update(d["school_ids"])
-    return {k: (n, findings[k], schools[k]) for k, n in performed.items()}
+            t[0] += 1
+            t[1] += d["findings"]["count"]
+            t[2].update(d["school_ids"])
+    return {k: (n, f, s) for k, (n, f, s) in totals.items()}
 
 
 def merged_rows(batch: dict[Key, Totals], existing: Iterable[DayRow]) -> list[DayRow]:
@@ -154,31 +153,46 @@ def merged_rows(batch: dict[Key, Totals], existing: Iterable[DayRow]) -> list[Da
     return [(*k, n, f, orjson.dumps(sorted(s)).decode()) for k, (n, f, s) in totals.items()]
 
 
-def school_period_rows(batch: dict[Key, Totals], width: int) -> list[tuple[str, str, str, str]]:
-    """Pure: the distinct (unit, duty, school, month or year performed) of a batch, sorted;
-    ``width`` 7 cuts the day to its month, 4 to its year."""
-    return sorted({(k[0], k[2], school, k[1][:width]) for k, (_, _, schools) in batch.items() for school in schools})
-
-
-def month_rows(batch: dict[Key, Totals]) -> list[dict[str, Any]]:
-    """Pure: what a batch adds per (unit, month performed, duty)."""
-    out: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for (agency, occurred_on, duty, _), (n, findings, _) in batch.items():
-        row = out.get((agency, occurred_on[:7], duty))
-        if row is None:
-            out[(agency, occurred_on[:7], duty)] = {
-                "agency": agency, "month": occurred_on[:7], "duty_code": duty, "performed_count": n,
-                "findings_count": findings, "last_occurred_on": occurred_on}
+def school_periods(batch: dict[Key, Totals], width: int) -> list[tuple[str, str, str, list[str]]]:
+    """Pure: per (unit, duty, month or year performed) of a batch, in that order, its
+    distinct schools, sorted; ``width`` 7 cuts the day to its month, 4 to its year. Each
+    is written as one statement's rows (a JSON array of schools), not as a row of
+    parameters per school."""
+    out: dict[tuple[str, str, str], set[str]] = {}
+    for (agency, occurred_on, duty, _), (_, _, schools) in batch.items():
+        if not schools:
+            continue
+        group = (agency, duty, occurred_on[:width])
+        have = out.get(group)
+        if have is None:
+            out[group] = set(schools)
         else:
-            row["performed_count"] += n
-            row["findings_count"] += findings
-            row["last_occurred_on"] = max(row["last_occurred_on"], occurred_on)
-    return list(out.values())
+            have |= schools
+    return [(*group, sorted(schools)) for group, schools in sorted(out.items())]
+
+
+MonthRow = tuple[str, str, str, int, int, str]  # rm_ledger_months' columns, in order
+
+
+def month_rows(batch: dict[Key, Totals]) -> list[MonthRow]:
+    """Pure: what a batch adds per (unit, month performed, duty): records, findings, last day."""
+    out: dict[tuple[str, str, str], list[Any]] = {}
+    for (agency, occurred_on, duty, _), (n, findings, _) in batch.items():
+        key = (agency, occurred_on[:7], duty)
+        row = out.get(key)
+        if row is None:
+            out[key] = [n, findings, occurred_on]
+        else:
+            row[0] += n
+            row[1] += findings
+            row[2] = max(row[2], occurred_on)
+    return [(*k, n, f, last) for k, (n, f, last) in out.items()]
 
 
 def _stored_records(rows: Sequence[StoredRow]) -> Iterable[tuple[dict[str, Any], str]]:
+    loads = orjson.loads
     for row in rows:
-        d = orjson.loads(row[4])
+        d = loads(row[4])
         ts: str = d["timestamp"]
         yield d, ts if ts.endswith("+00:00") else recorded_text(ts)  # a UTC hour is what county_day reads
 
@@ -213,32 +227,44 @@ def _write(conn: sa.Connection, batch: dict[Key, Totals]) -> None:
         conn.exec_driver_sql(_PG_UPSERT, (orjson.dumps(rows).decode(),))
     else:
         conn.exec_driver_sql(_SQLITE_UPSERT, rows)
-    upsert_add(conn, months, month_rows(batch), keys=("agency", "month", "duty_code"),
-               add=("performed_count", "findings_count"), greatest=("last_occurred_on",))
-    keys = school_period_rows(batch, 7)  # empty when no record of the batch names a school
-    if keys and pg:
-        conn.exec_driver_sql(_PG_ROLLUP.format(table=school_months.name), (orjson.dumps(keys).decode(),))
-    elif keys:
-        conn.exec_driver_sql(_SQLITE_ROLLUP.format(table=school_months.name), keys)
-    keys = school_period_rows(batch, 4)
-    if keys and pg:  # the rows inserted, counted per (unit, year, duty) in the same statement
-        conn.exec_driver_sql(_PG_YEAR_ROLLUP, (orjson.dumps(keys).decode(),))
-    elif keys:
-        _sqlite_year_rollup(conn, keys)
+    if pg:
+        conn.exec_driver_sql(_PG_MONTHS, (orjson.dumps(month_rows(batch)).decode(),))
+    else:
+        conn.exec_driver_sql(_SQLITE_MONTHS, month_rows(batch))
+    months_of = school_periods(batch, 7)  # none when no record of the batch names a school
+    if months_of and pg:
+        conn.exec_driver_sql(_PG_MONTH_ROLLUP, (_pg_groups(months_of),))
+    elif months_of:
+        conn.exec_driver_sql(_SQLITE_MONTH_ROLLUP, [(a, d, m, orjson.dumps(s).decode()) for a, d, m, s in months_of])
+    years_of = school_periods(batch, 4)
+    if years_of and pg:  # the rows inserted, counted per (unit, year, duty) in the same statement
+        conn.exec_driver_sql(_PG_YEAR_ROLLUP, (_pg_groups(years_of),))
+    elif years_of:
+        _sqlite_year_rollup(conn, years_of)
 
 
-def _sqlite_year_rollup(conn: sa.Connection, keys: list[tuple[str, str, str, str]]) -> None:
-    """One executemany per (unit, duty, year): its rowcount is the rows inserted (a key
-    already there changes nothing), which the coverage counter adds."""
-    groups: dict[tuple[str, str, str], list[tuple[str, str, str, str]]] = defaultdict(list)
-    for key in keys:
-        groups[(key[0], key[3], key[1])].append(key)
+def _pg_groups(groups: list[tuple[str, str, str, list[str]]]) -> str:
+    """The rollup's JSON parameter on PostgreSQL: records, which json_to_recordset parses once
+    (``g->>0`` on a ``json`` element parses that element again for each of its schools)."""
+    return orjson.dumps([{"a": a, "d": d, "p": p, "s": schools} for a, d, p, schools in groups]).decode()
+
+
+def _sqlite_year_rollup(conn: sa.Connection, groups: list[tuple[str, str, str, list[str]]]) -> None:
+    """One statement per (unit, duty, year), on the driver's cursor: its rowcount is the
+    rows inserted (a key already there changes nothing), which the coverage counter adds.
+    (One INSERT ... RETURNING for the whole batch, counted here, cost more than these few
+    hundred statements: what made them slow was SQLAlchemy's overhead on each.)"""
     added = []
-    for (agency, year, duty), group in groups.items():
-        n = conn.exec_driver_sql(_SQLITE_ROLLUP.format(table=school_years.name), group).rowcount
-        if n:
-            added.append({"agency": agency, "year": year, "duty_code": duty, "schools_covered": n})
-    upsert_add(conn, year_coverage, added, keys=("agency", "year", "duty_code"), add=("schools_covered",))
+    cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        for agency, duty, year, schools in groups:
+            cur.execute(_SQLITE_YEAR_ROLLUP, (agency, duty, year, orjson.dumps(schools).decode()))
+            if cur.rowcount:
+                added.append((agency, year, duty, cur.rowcount))
+    finally:
+        cur.close()
+    if added:
+        conn.exec_driver_sql(_SQLITE_COVERAGE, added)
 
 
 _COLUMNS = ", ".join(c.name for c in days.c)
@@ -247,15 +273,40 @@ _SET = "performed_count = excluded.performed_count, findings_count = excluded.fi
 _CONFLICT = f"ON CONFLICT (agency, occurred_on, duty_code, recorded_on) DO UPDATE SET {_SET}"
 _SQLITE_UPSERT = f"INSERT INTO {days.name} ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) {_CONFLICT}"
 _PG_UPSERT = (f"INSERT INTO {days.name} ({_COLUMNS}) SELECT r->>0, r->>1, r->>2, r->>3, (r->>4)::int, "
-              f"(r->>5)::int, r->>6 FROM json_array_elements(%s::json) r {_CONFLICT}")
+              f"(r->>5)::int, r->>6 FROM jsonb_array_elements(%s::jsonb) r {_CONFLICT}")
+
+_MONTH_COLUMNS = ", ".join(c.name for c in months.c)
+_MONTH_CONFLICT = (
+    "ON CONFLICT (agency, month, duty_code) DO UPDATE SET "
+    f"performed_count = {months.name}.performed_count + excluded.performed_count, "
+    f"findings_count = {months.name}.findings_count + excluded.findings_count, "
+    f"last_occurred_on = {{greatest}}({months.name}.last_occurred_on, excluded.last_occurred_on)")
+_SQLITE_MONTHS = (f"INSERT INTO {months.name} ({_MONTH_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "
+                  + _MONTH_CONFLICT.format(greatest="max"))
+_PG_MONTHS = (f"INSERT INTO {months.name} ({_MONTH_COLUMNS}) SELECT r->>0, r->>1, r->>2, (r->>3)::int, "
+              "(r->>4)::int, r->>5 FROM jsonb_array_elements(%s::jsonb) r "
+              + _MONTH_CONFLICT.format(greatest="greatest"))
 
 
-# The rollups' columns in table order: agency, duty_code, school_id, then the month or year.
-_SQLITE_ROLLUP = "INSERT INTO {table} VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
-_PG_ROLLUP = ("INSERT INTO {table} SELECT r->>0, r->>1, r->>2, r->>3 FROM json_array_elements(%s::json) r "
+# The rollups: per (unit, duty, month or year), a JSON array of its schools, which becomes
+# a row per school. (A row of parameters per school cost a third more on SQLite: a tuple
+# to build and four values to bind for each.)
+_SQLITE_ROLLUP = ("INSERT INTO {table} (agency, duty_code, {period}, school_id) SELECT ?, ?, ?, value "
+                  "FROM json_each(?) WHERE true ON CONFLICT DO NOTHING")
+_PG_ROLLUP = ("INSERT INTO {table} (agency, duty_code, {period}, school_id) SELECT g.a, g.d, g.p, s.school "
+              "FROM json_to_recordset(%s::json) g(a text, d text, p text, s json), "
+              "json_array_elements_text(g.s) s(school) "
               "ON CONFLICT DO NOTHING")
+_SQLITE_MONTH_ROLLUP = _SQLITE_ROLLUP.format(table=school_months.name, period="month")
+_SQLITE_YEAR_ROLLUP = _SQLITE_ROLLUP.format(table=school_years.name, period="year")
+_PG_MONTH_ROLLUP = _PG_ROLLUP.format(table=school_months.name, period="month")
+_SQLITE_COVERAGE = (
+    f"INSERT INTO {year_coverage.name} (agency, year, duty_code, schools_covered) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (agency, year, duty_code) DO UPDATE SET "
+    f"schools_covered = {year_coverage.name}.schools_covered + excluded.schools_covered")
 _PG_YEAR_ROLLUP = (
-    f"WITH added AS ({_PG_ROLLUP.format(table=school_years.name)} RETURNING agency, year, duty_code) "
+    f"WITH added AS ({_PG_ROLLUP.format(table=school_years.name, period='year')} "
+    "RETURNING agency, year, duty_code) "
     f"INSERT INTO {year_coverage.name} SELECT agency, year, duty_code, count(*) FROM added "
     "GROUP BY agency, year, duty_code ON CONFLICT (agency, year, duty_code) DO UPDATE SET "
     f"schools_covered = {year_coverage.name}.schools_covered + excluded.schools_covered")
