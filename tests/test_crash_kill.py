@@ -38,6 +38,7 @@ from services.platform import Platform
 from services.settings import Settings
 from tests.conftest import PG_BASE, drop_pg_schema, make_platform
 from tests.crash_writer import API_SUMMARY
+from tests.zygote import ForkedProcess, Zygote
 
 ROOT = Path(__file__).resolve().parent.parent
 CYCLES = int(os.environ.get("LIANXI_KILL_CYCLES", "30"))
@@ -67,13 +68,22 @@ class CappedLog:
 
 @dataclass
 class Child:
-    proc: subprocess.Popen[str]
+    proc: subprocess.Popen[str] | ForkedProcess
     lines: list[str] = field(default_factory=list)
     reader: threading.Thread | None = None
 
     @classmethod
     def start(cls, args: list[str], env: dict[str, str], stderr: IO[str]) -> Child:
-        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
+        return cls._pumped(subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=stderr,
+                                            text=True))
+
+    @classmethod
+    def fork(cls, zygote: Zygote, argv: list[str], out: Path, stderr: Path) -> Child:
+        """``python -m argv[0] argv[1:]`` as a child of the warm zygote (started in milliseconds)."""
+        return cls._pumped(zygote.spawn(argv, out, stderr))
+
+    @classmethod
+    def _pumped(cls, proc: subprocess.Popen[str] | ForkedProcess) -> Child:
         child = cls(proc)
 
         def pump() -> None:
@@ -266,37 +276,39 @@ def test_kill_loop(database_url: str, tmp_path: Path) -> None:
            "LIANXI_RATE_LIMIT_PER_MINUTE": "0", "PYTHONUNBUFFERED": "1"}
     stderr_path = tmp_path / "children.log"
     kinds = {"writer": 0, "api writer": 0, "projector": 0}
+    # Every child is `python -m ...` forked from one warm parent: the kills land in the work, not in imports.
+    zygote = Zygote(["services.cli", "services.api.main", "tests.crash_writer"], env)
     try:
-        with stderr_path.open("w") as stderr:
-            for cycle in range(CYCLES):
-                if cycle % 3 == 2:
-                    kinds["projector"] += 1
-                    append_backlog(platform, cycle, BACKLOG)
-                    child = Child.start([sys.executable, "-m", "services.cli", "project"], env, stderr)
-                    # `lianxi project` announces itself on stderr; give it a moment to start.
-                    time.sleep(rng.uniform(0.3, 1.0))
-                    child.kill()
-                else:
-                    over_http = cycle % 3 == 1
-                    kinds["api writer" if over_http else "writer"] += 1
-                    child = Child.start([sys.executable, "-m", "tests.crash_writer", database_url, f"c{cycle}",
-                                         "--schools", ",".join(SCHOOLS), *(["--http"] if over_http else [])],
-                                        env, stderr)
-                    child.wait_for("READY")
-                    time.sleep(rng.uniform(0.05, 0.6))
-                    child.kill()
-                checker.log_is_whole()
-                checker.acknowledged_writes_are_stored(child.acknowledged())
-                if cycle % 3 == 1:
-                    checker.acknowledged_writes_have_audit_rows(child.acknowledged())
-                checker.hash_chain_verifies()
-                checker.read_models_match_replay(at_positions=True)
-                checker.read_models_match_replay(at_positions=False)
-            checker.rebuild_from_zero_matches()
+        for cycle in range(CYCLES):
+            out = tmp_path / f"child-{cycle}.out"
+            if cycle % 3 == 2:
+                kinds["projector"] += 1
+                append_backlog(platform, cycle, BACKLOG)
+                child = Child.fork(zygote, ["services.cli", "project"], out, stderr_path)
+                # `lianxi project` announces itself on stderr; give it a moment to start.
+                time.sleep(rng.uniform(0.3, 1.0))
+                child.kill()
+            else:
+                over_http = cycle % 3 == 1
+                kinds["api writer" if over_http else "writer"] += 1
+                child = Child.fork(zygote, ["tests.crash_writer", database_url, f"c{cycle}", "--schools",
+                                            ",".join(SCHOOLS), *(["--http"] if over_http else [])], out, stderr_path)
+                child.wait_for("READY")
+                time.sleep(rng.uniform(0.05, 0.6))
+                child.kill()
+            checker.log_is_whole()
+            checker.acknowledged_writes_are_stored(child.acknowledged())
+            if cycle % 3 == 1:
+                checker.acknowledged_writes_have_audit_rows(child.acknowledged())
+            checker.hash_chain_verifies()
+            checker.read_models_match_replay(at_positions=True)
+            checker.read_models_match_replay(at_positions=False)
+        checker.rebuild_from_zero_matches()
     except AssertionError:
-        print(stderr_path.read_text()[-4000:])
+        print(stderr_path.read_text()[-4000:] if stderr_path.exists() else "(no child wrote to stderr)")
         raise
     finally:
+        zygote.close()
         scratch.close()
         platform.close()
         if scratch_schema:

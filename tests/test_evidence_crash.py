@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import sys
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from events.evidence import evidence_id
 from services.evidence.storage import TMP_PREFIX, FileBlobs
 from tests.conftest import make_platform
 from tests.test_crash_kill import Child
+from tests.zygote import Zygote
 
 CYCLES = int(os.environ.get("LIANXI_EVIDENCE_KILL_CYCLES", "8"))
 
@@ -32,10 +32,12 @@ def test_kill_during_uploads_loses_no_acknowledged_blob_and_leaves_no_partial_on
     rng = random.Random(18)
     blobs = FileBlobs(blob_dir)
     acked: set[str] = set()
-    log = (tmp_path / "child.log").open("w")
+    log = tmp_path / "child.log"
+    # Children start forked from a warm parent, not from a cold interpreter.
+    zygote = Zygote(["tests.evidence_crash_writer", "services.api.main"], env)
     try:
         for cycle in range(CYCLES):
-            child = Child.start([sys.executable, "-m", "tests.evidence_crash_writer", f"s{cycle}"], env, log)
+            child = Child.fork(zygote, ["tests.evidence_crash_writer", f"s{cycle}"], tmp_path / f"s{cycle}.out", log)
             child.wait_for("READY")
             time.sleep(rng.uniform(0.3, 2.0))
             child.kill()
@@ -51,7 +53,7 @@ def test_kill_during_uploads_loses_no_acknowledged_blob_and_leaves_no_partial_on
                 assert data is not None and hashlib.sha256(data).hexdigest() == blob.digest, \
                     f"partial or foreign bytes under {blob.digest}"
     finally:
-        log.close()
+        zygote.close()
         platform.close()
     leftovers = list(blob_dir.rglob(f"{TMP_PREFIX}*"))
     print(f"{CYCLES} kills, {len(acked)} acknowledged uploads, {len(stored)} blobs, {len(leftovers)} .tmp- files")

@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -103,14 +104,37 @@ class Server:
     lead_token: str
 
 
+# The demo county and its two tokens, made once per test process by the CLI; each module's
+# server gets a copy of that store (its own state, without three more CLI runs per module).
+_TEMPLATE: dict[str, tuple[Path, str, str]] = {}
+
+
+def _demo_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    if "web" not in _TEMPLATE:
+        home = tmp_path_factory.mktemp("web-template")
+        env = {**os.environ, "LIANXI_DATABASE_URL": f"sqlite:///{home / 'lianxi.db'}", "LIANXI_LOG_LEVEL": "WARNING"}
+        _cli(["demo", "--schools", "12"], env)
+        liaison = _cli(["token", "issue", "--agency", LIAISON_UNIT, "--role", "liaison"], env).strip().splitlines()[-1]
+        lead = _cli(["token", "issue", "--agency", "education", "--role", "lead"], env).strip().splitlines()[-1]
+        _TEMPLATE["web"] = (home / "lianxi.db", liaison, lead)
+    return _TEMPLATE["web"]
+
+
+def _copy_store(source: Path, target: Path) -> None:
+    """SQLite's online backup: the copy holds every committed page, WAL included."""
+    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
+    dst.close()
+    src.close()
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """`lianxi serve` on a free port over a small demo county (12 schools)."""
+    """`lianxi serve` on a free port over a small demo county (12 schools), a store of its own."""
+    template, liaison, lead = _demo_template(tmp_path_factory)
     home = tmp_path_factory.mktemp("web")
+    _copy_store(template, home / "lianxi.db")
     env = {**os.environ, "LIANXI_DATABASE_URL": f"sqlite:///{home / 'lianxi.db'}", "LIANXI_LOG_LEVEL": "WARNING"}
-    _cli(["demo", "--schools", "12"], env)
-    liaison = _cli(["token", "issue", "--agency", LIAISON_UNIT, "--role", "liaison"], env).strip().splitlines()[-1]
-    lead = _cli(["token", "issue", "--agency", "education", "--role", "lead"], env).strip().splitlines()[-1]
     port = _free_port()
     log = (home / "serve.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", "--port", str(port)], cwd=ROOT, env=env,

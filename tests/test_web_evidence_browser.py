@@ -21,7 +21,17 @@ chromium, server, browser = web.chromium, web.server, web.browser
 
 
 def _loaded(img: Any) -> bool:
-    return bool(img.evaluate("el => el.complete && el.naturalWidth > 0"))
+    """The image is shown: scrolled to (the thumbnails load lazily) and decoded within 15 s;
+    under load a thumbnail below the fold is still on its way when the page has loaded."""
+    from playwright.sync_api import TimeoutError as NotShown
+
+    img.scroll_into_view_if_needed()
+    try:
+        img.page.wait_for_function("el => el.complete && el.naturalWidth > 0", arg=img.element_handle(),
+                                   timeout=15_000)
+    except NotShown:
+        return False
+    return True
 
 
 def _api(server: Server, path: str, body: dict[str, Any]) -> dict[str, Any]:
