@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import io
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +36,7 @@ CELL_MARGIN_TWIPS = 57  # 1 mm each side: the default 1.9 mm eats a tenth of a t
 FOOTER_PT = 14  # 4号
 FAMILIES = {"heading": "swiss", "title": "roman", "kai": "script", "body": "roman"}
 HEADING_ROLES = {1: "heading", 2: "kai", 3: "body"}
+_BREAKS = re.compile(r"(\t|[\r\n])")  # what python-docx turns into w:tab and w:br
 
 
 def set_fonts(element: Any, font: str) -> None:
@@ -59,6 +61,7 @@ class Docx:
         # A run's or a table cell's formatting, built once per document and copied (see run, _cell)
         self._run_formats: dict[tuple[Any, ...], Any] = {}
         self._cell_formats: dict[bool, Any] = {}
+        self._style_ids: dict[tuple[str, str], str] = {}
         self.doc = Document()
         section = self.doc.sections[0]
         top, bottom, left, right = margins_mm
@@ -126,8 +129,7 @@ class Docx:
     def run(self, paragraph: Any, text: str, *, font: str | None = None, size: float | None = None,
             bold: bool | None = False, color: str | None = None, superscript: bool = False) -> Any:
         r = paragraph.add_run(text)
-        name = font or self.fonts.face("body")
-        key = (name, size or self.size, bold, superscript, color)
+        key = (font or self.fonts.face("body"), size or self.size, bold, superscript, color)
         formatted = self._run_formats.get(key)
         if formatted is None:
             self._format_run(r, *key)
@@ -135,6 +137,32 @@ class Docx:
         else:  # the same formatting as an earlier run: copy its w:rPr (python-docx's setters cost ~2 ms a run)
             r._element.insert(0, copy.deepcopy(formatted))
         return r
+
+    def _run_format(self, key: tuple[Any, ...]) -> Any:
+        """The w:rPr of a run formatted as ``key`` (see run), made on a detached run the first time."""
+        formatted = self._run_formats.get(key)
+        if formatted is None:
+            from docx.oxml import OxmlElement
+            from docx.text.paragraph import Paragraph
+
+            r = Paragraph(OxmlElement("w:p"), self.doc._body).add_run()
+            self._format_run(r, *key)
+            formatted = self._run_formats[key] = copy.deepcopy(r._element.rPr)
+        return formatted
+
+    def _append_run(self, p: Any, text: str, key: tuple[Any, ...]) -> None:
+        """A run appended to the w:p element ``p`` as ``run`` makes it, in lxml: its w:rPr, then
+        the text as python-docx writes it (a w:tab per tab, a w:br per line break)."""
+        r = ooxml.SubElement(p, ooxml.w("r"))
+        r.append(copy.deepcopy(self._run_format(key)))
+        for i, part in enumerate(_BREAKS.split(text)):
+            if i % 2:
+                ooxml.SubElement(r, ooxml.w("tab" if part == "\t" else "br"))
+            elif part:
+                t = ooxml.SubElement(r, ooxml.w("t"))
+                t.text = part
+                if len(part.strip()) < len(part):
+                    t.set(ooxml.XML_SPACE, "preserve")
 
     def _format_run(self, r: Any, name: str, size: float, bold: bool | None, superscript: bool,
                     color: str | None) -> None:
@@ -191,7 +219,8 @@ class Docx:
         """A real Word heading (Heading 1–3: navigation pane, outline level); its run takes the
         role's face and the style's size and weight unless ``bold`` says otherwise."""
         level = max(1, min(level, 3))
-        p = self.doc.add_paragraph(style=f"Heading {level}")
+        p = self.doc.add_paragraph()
+        p._p.style = self._style_id(f"Heading {level}", "paragraph")
         self.run(p, text, font=self.fonts.face(HEADING_ROLES[level]), size=self.heading_size, bold=bold)
         return p
 
@@ -211,40 +240,69 @@ class Docx:
         numeric = [bool(rows) and all(isinstance(r[j], int | float) or r[j] in (None, "", "—") for r in rows)
                    for j in range(len(header))]
         t = self.doc.add_table(rows=1, cols=len(header))
-        t.style = "Table Grid"
+        t._tbl.tblStyle_val = self._style_id("Table Grid", "table")
         t.autofit = False
         for cell, text, width in zip(t.rows[0].cells, header, widths_em, strict=True):
             p = self._cell(cell, centered=True)
             self.run(p, ooxml.split_header(text, width), font=self.fonts.face("heading"), size=size)
-        for i, row in enumerate(texts):
-            cells = t.add_row().cells
-            for j, (cell, value) in enumerate(zip(cells, row, strict=True)):
-                p = self._cell(cell, centered=numeric[j])
-                self.run(p, value, size=size)
-                if j == 0 and i < len(refs) and refs[i] is not None:
-                    self.run(p, f"[{refs[i]}]", size=size * 0.7, superscript=True, color=REF_COLOR)
         ooxml.fix_table_layout(t, widths, CELL_MARGIN_TWIPS)
+        # The body rows straight in lxml, as python-docx's add_row, _cell and run would make them
+        # and fix_table_layout would finish them (its setters and lookups were most of a table's time).
+        formats = {centered: self._cell_format(centered) for centered in set(numeric)}
+        text_key = (self.fonts.face("body"), size, False, False, None)
+        ref_key = (self.fonts.face("body"), size * 0.7, False, True, REF_COLOR)
+        tbl = t._tbl
+        for i, row in enumerate(texts):
+            tr = ooxml.SubElement(tbl, ooxml.w("tr"))
+            ooxml.SubElement(ooxml.SubElement(tr, ooxml.w("trPr")), ooxml.w("cantSplit"))
+            for j, value in enumerate(row):
+                tc = ooxml.SubElement(tr, ooxml.w("tc"))
+                ooxml.SubElement(ooxml.SubElement(tc, ooxml.w("tcPr")), ooxml.w("tcW"),
+                                 {ooxml.w("type"): "dxa", ooxml.w("w"): str(widths[j])})
+                p = ooxml.SubElement(tc, ooxml.w("p"))
+                p.append(copy.deepcopy(formats[numeric[j]]))
+                self._append_run(p, value, text_key)
+                if j == 0 and i < len(refs) and refs[i] is not None:
+                    self._append_run(p, f"[{refs[i]}]", ref_key)
         gap = self.doc.add_paragraph()  # a small gap; a document's last table then adds no blank page
         gap.paragraph_format.space_after = Pt(0)
         gap.paragraph_format.line_spacing = Pt(6)
         self.run(gap, "", size=5)
         return t
 
+    def _style_id(self, name: str, kind: str) -> str:
+        """A style's id by name, looked up once per document (python-docx's lookup walks every
+        style each time: ~4 ms a heading or table)."""
+        from docx.enum.style import WD_STYLE_TYPE
+
+        key = (name, kind)
+        if key not in self._style_ids:
+            kinds = {"paragraph": WD_STYLE_TYPE.PARAGRAPH, "table": WD_STYLE_TYPE.TABLE}
+            self._style_ids[key] = self.doc.part.get_style_id(name, kinds[kind])  # type: ignore[no-untyped-call]
+        return self._style_ids[key]
+
     def _cell(self, cell: Any, *, centered: bool) -> Any:
         """A table cell's paragraph, tight, centred or not; its w:pPr built once per document
         and copied into every later cell like it."""
-        from docx.enum.text import WD_ALIGN_PARAGRAPH
-
         p = cell.paragraphs[0]
-        formatted = self._cell_formats.get(centered)
-        if formatted is not None and p._p.pPr is None:
-            p._p.insert(0, copy.deepcopy(formatted))
-            return p
-        self._tight(p)
-        if centered:
-            p.alignment = WD_ALIGN_PARAGRAPH.CENTER
-        self._cell_formats.setdefault(centered, copy.deepcopy(p._p.pPr))
+        if p._p.pPr is None:
+            p._p.insert(0, copy.deepcopy(self._cell_format(centered)))
         return p
+
+    def _cell_format(self, centered: bool) -> Any:
+        """The w:pPr of a table cell's paragraph, made on a detached paragraph the first time."""
+        formatted = self._cell_formats.get(centered)
+        if formatted is None:
+            from docx.enum.text import WD_ALIGN_PARAGRAPH
+            from docx.oxml import OxmlElement
+            from docx.text.paragraph import Paragraph
+
+            p = Paragraph(OxmlElement("w:p"), self.doc._body)
+            self._tight(p)
+            if centered:
+                p.alignment = WD_ALIGN_PARAGRAPH.CENTER
+            formatted = self._cell_formats[centered] = copy.deepcopy(p._p.pPr)
+        return formatted
 
     @staticmethod
     def _tight(paragraph: Any) -> None:

@@ -11,6 +11,8 @@ from typing import Any
 from lxml import etree
 
 W_NS = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+XML_SPACE = "{http://www.w3.org/XML/1998/namespace}space"
+SubElement = etree.SubElement
 LANG = "zh-CN"
 TWIPS_PER_MM = 1440 / 25.4
 GB2312_CHARSET = "86"
