@@ -235,8 +235,12 @@ def _pg_json_rows(conn: sa.Connection, table: sa.Table, keys: Sequence[str], par
     seen = {type(v) for row in params for v in row}
     if not seen <= _JSON_PLAIN:
         return False
-    if float in seen and not all(math.isfinite(v) for row in params for v in row if type(v) is float):
-        return False  # JSON has no NaN or infinity (orjson writes null)
+    if float in seen:
+        if not all(math.isfinite(v) for row in params for v in row if type(v) is float):
+            return False  # JSON has no NaN or infinity (orjson writes null)
+        others = [i for i, cast in enumerate(casts) if cast != "::float8"]
+        if any(type(row[i]) is float for row in params for i in others):
+            return False  # a float bound to an integer or text column converts differently
     try:
         payload = orjson.dumps(params).decode()
     except orjson.JSONEncodeError:  # an integer beyond 64 bits, a lone surrogate
