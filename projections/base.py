@@ -3,6 +3,7 @@ dialect-neutral upserts."""
 
 from __future__ import annotations
 
+import math
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
@@ -175,6 +176,8 @@ def insert_ignore(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str,
         except KeyError:
             params = None
         if params is not None:
+            if conn.dialect.name == "postgresql" and _pg_json_rows(conn, table, keys, params, "ON CONFLICT DO NOTHING"):
+                return
             conn.exec_driver_sql(_insert_ignore_sql(conn.dialect, table, keys), params)
             return
     execute_many(conn, table, dialect_insert(conn, table).on_conflict_do_nothing(), rows)
@@ -188,6 +191,8 @@ def execute_many(conn: sa.Connection, table: sa.Table, stmt: Any, rows: Sequence
         return
     keys = list(rows[0])
     if _plain(table) and all(len(r) == len(keys) for r in rows):
+        if conn.dialect.name == "postgresql" and _pg_json_upsert(conn, table, stmt, keys, rows):
+            return
         compiled = stmt.compile(dialect=conn.dialect, column_keys=keys)
         params: list[Any] | None
         if compiled.positional:
@@ -207,6 +212,123 @@ def execute_many(conn: sa.Connection, table: sa.Table, stmt: Any, rows: Sequence
 # Column types whose values SQLAlchemy hands to SQLite and psycopg unchanged (or as the
 # driver would convert them itself: a bool to SQLite's 1/0).
 _PLAIN_TYPES = (sa.String, sa.Integer, sa.Float, sa.Boolean, sa.LargeBinary)
+
+
+# PostgreSQL: many rows in ONE statement, the rows a JSON array parameter (as the ledger writes
+# its rollups). psycopg's executemany sends a statement per row (pipelined, but the server
+# plans and runs each), which was most of a PostgreSQL rebuild's write time outside the ledger.
+# Only rows of plain values (text, integers, finite floats, booleans, NULL) take it; the
+# driver's executemany stays the path for anything else and for a few rows.
+_PG_JSON_MIN_ROWS = 4
+_JSON_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
+def _pg_json_rows(conn: sa.Connection, table: sa.Table, keys: Sequence[str], params: Sequence[Sequence[Any]],
+                  conflict: str) -> bool:
+    """``INSERT INTO table (keys) <the rows> <conflict>`` as one statement; False (nothing done)
+    where the rows cannot take that path."""
+    if len(params) < _PG_JSON_MIN_ROWS:
+        return False
+    casts = _pg_json_casts(table, tuple(keys))
+    if casts is None:
+        return False
+    seen = {type(v) for row in params for v in row}
+    if not seen <= _JSON_PLAIN:
+        return False
+    if float in seen:
+        if not all(math.isfinite(v) for row in params for v in row if type(v) is float):
+            return False  # JSON has no NaN or infinity (orjson writes null)
+        others = [i for i, cast in enumerate(casts) if cast != "::float8"]
+        if any(type(row[i]) is float for row in params for i in others):
+            return False  # a float bound to an integer or text column converts differently
+    try:
+        payload = orjson.dumps(params).decode()
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits, a lone surrogate
+        return False
+    conn.exec_driver_sql(_pg_json_insert_sql(conn.dialect, table, tuple(keys), casts) + " " + conflict, (payload,))
+    return True
+
+
+@lru_cache(maxsize=256)
+def _pg_json_casts(table: sa.Table, keys: tuple[str, ...]) -> tuple[str, ...] | None:
+    """Each column's cast from JSON text: none for text (assigning it to a VARCHAR(n) still
+    refuses a longer value, as a bound parameter would); None where a column is not plain."""
+    casts = []
+    for key in keys:
+        t = table.c[key].type
+        if isinstance(t, sa.Boolean):
+            casts.append("::boolean")
+        elif isinstance(t, sa.Integer):
+            casts.append("::bigint")
+        elif isinstance(t, sa.Float):
+            casts.append("::float8")
+        elif isinstance(t, sa.String) and not isinstance(t, sa.Enum):
+            casts.append("")
+        else:
+            return None
+    return tuple(casts)
+
+
+@lru_cache(maxsize=1024)
+def _pg_json_insert_sql(dialect: sa.Dialect, table: sa.Table, keys: tuple[str, ...], casts: tuple[str, ...]) -> str:
+    quote = dialect.identifier_preparer
+    columns = ", ".join(quote.quote(table.c[k].name) for k in keys)
+    values = ", ".join(f"(r.v->>{i}){cast}" for i, cast in enumerate(casts))
+    # WITH ORDINALITY ... ORDER BY: the rows go in as listed (with DO NOTHING the first of two
+    # rows with one key is the one kept, as with one statement per row).
+    return (f"INSERT INTO {quote.format_table(table)} ({columns}) SELECT {values} "
+            f"FROM json_array_elements(%s::json) WITH ORDINALITY AS r(v, n) ORDER BY r.n")
+
+
+def _pg_json_upsert(conn: sa.Connection, table: sa.Table, stmt: Any, keys: Sequence[str],
+                    rows: Sequence[dict[str, Any]]) -> bool:
+    """An INSERT ... ON CONFLICT of ``rows`` as one statement; False (nothing done) where it
+    cannot be: not such an INSERT, a conflict clause with bound values, or (DO UPDATE) two
+    rows with one conflict key, which one statement may not update twice."""
+    if len(rows) < _PG_JSON_MIN_ROWS or not isinstance(stmt, sa.Insert):
+        return False
+    conflict = _pg_conflict_clause(conn.dialect, stmt, tuple(keys))
+    if conflict is None:
+        return False
+    clause, target = conflict
+    if target is not None:
+        try:
+            if len({tuple([r[k] for k in target]) for r in rows}) != len(rows):
+                return False
+        except KeyError:
+            return False
+    try:
+        params = [tuple([r[k] for k in keys]) for r in rows]
+    except KeyError:
+        return False
+    return _pg_json_rows(conn, table, keys, params, clause)
+
+
+def _pg_conflict_clause(dialect: sa.Dialect, stmt: Any,
+                        keys: tuple[str, ...]) -> tuple[str, tuple[str, ...] | None] | None:
+    """The statement's ``ON CONFLICT ...`` text and, for DO UPDATE, the conflict target's
+    column keys; None where it has none, binds values of its own or names no columns."""
+    from sqlalchemy.dialects.postgresql.dml import OnConflictDoNothing, OnConflictDoUpdate
+
+    post = getattr(stmt, "_post_values_clause", None)
+    if not isinstance(post, OnConflictDoNothing | OnConflictDoUpdate):
+        return None
+    compiled = stmt.compile(dialect=dialect, column_keys=list(keys))
+    if compiled.binds.keys() - set(keys):
+        return None  # a value bound in the statement itself (its SET clause)
+    sql = str(compiled)
+    at = sql.find(" ON CONFLICT ")
+    if at < 0 or "%(" in sql[at:] or "%s" in sql[at:]:
+        return None
+    if isinstance(post, OnConflictDoNothing):
+        return sql[at + 1:], None
+    target = post.inferred_target_elements
+    if not target or post.constraint_target is not None:
+        return None
+    names = tuple(t if isinstance(t, str) else getattr(t, "key", None) for t in target)
+    if any(not isinstance(n, str) for n in names):
+        return None
+    return sql[at + 1:], names  # type: ignore[return-value]
 
 
 @lru_cache(maxsize=256)

@@ -195,14 +195,26 @@ class ProjectionRunner:
         """Create tables and tracking rows; rebuild any projection whose version changed."""
         tracking.create(self.engine, checkfirst=True)
         quarantine.create(self.engine, checkfirst=True)
+        # The versions and the existing tables in one query each, the missing tables and tracking
+        # rows in one transaction: a transaction, a has-table query per table and a tracking
+        # query per read model were ~70 round trips at every start of a process.
+        with self.engine.connect() as conn:
+            versions = {str(n): int(v) for n, v in conn.execute(sa.select(tracking.c.name, tracking.c.version))}
+        rest = []
         for p in self.projections.values():
-            with self.engine.begin() as conn:
-                row = conn.execute(sa.select(tracking.c.version).where(tracking.c.name == p.name)).first()
-            if row is not None and row.version != p.version:
-                log.info("projection %s changed version %s -> %s; rebuilding", p.name, row.version, p.version)
+            if p.name in versions and versions[p.name] != p.version:
+                log.info("projection %s changed version %s -> %s; rebuilding", p.name, versions[p.name], p.version)
                 self.reset(p.name)
             else:
-                self._create(p)
+                rest.append(p)
+        with self.engine.begin() as conn:
+            existing = set(sa.inspect(conn).get_table_names())
+            missing = [t for p in rest for t in p.tables if t.name not in existing]
+            if missing:
+                metadata.create_all(conn, tables=missing, checkfirst=False)
+            new = [{"name": p.name, "position": 0, "version": p.version} for p in rest if p.name not in versions]
+            if new:
+                conn.execute(tracking.insert(), new)
         self._ready = True
 
     def _create(self, p: Projection, conn: sa.Connection | None = None) -> None:
@@ -220,6 +232,9 @@ class ProjectionRunner:
         transaction (DDL is transactional on both stores): one commit, not four per model."""
         chosen = [self.projections[name] for name in names]
         with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                self._reset_postgres(conn, chosen)
+                return
             for p in chosen:
                 metadata.drop_all(conn, tables=list(p.tables), checkfirst=True)
                 for retired in p.retired_tables:
@@ -227,6 +242,29 @@ class ProjectionRunner:
                 conn.execute(tracking.delete().where(tracking.c.name == p.name))
                 conn.execute(quarantine.delete().where(quarantine.c.name == p.name))  # the rebuild finds them again
                 self._create(p, conn)
+
+    @staticmethod
+    def _reset_postgres(conn: sa.Connection, chosen: Sequence[Projection]) -> None:
+        """``reset`` on PostgreSQL: the same drops and creates sent as ONE batch of statements,
+        and the tracking rows in three: a statement a round trip (a has-table check, a drop and
+        a create per table and index) made the reset of every read model ~230 round trips,
+        about a second on a busy machine."""
+        dialect = conn.dialect
+        quote = dialect.identifier_preparer
+        ddl: list[str] = []
+        for p in chosen:
+            ddl.extend(f"DROP TABLE IF EXISTS {quote.format_table(t)}" for t in reversed(p.tables))
+            ddl.extend(f'DROP TABLE IF EXISTS "{retired}"' for retired in p.retired_tables)
+        for p in chosen:
+            for t in p.tables:
+                ddl.append(str(sa.schema.CreateTable(t).compile(dialect=dialect)).strip())
+                ddl.extend(str(sa.schema.CreateIndex(i).compile(dialect=dialect)).strip() for i in t.indexes)
+        if ddl:
+            conn.exec_driver_sql(";\n".join(ddl))
+        names = [p.name for p in chosen]
+        conn.execute(tracking.delete().where(tracking.c.name.in_(names)))
+        conn.execute(quarantine.delete().where(quarantine.c.name.in_(names)))  # the rebuild finds them again
+        conn.execute(tracking.insert(), [{"name": p.name, "position": 0, "version": p.version} for p in chosen])
 
     # -- following the log -----------------------------------------------------------------
 
