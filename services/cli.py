@@ -314,7 +314,6 @@ def token_list() -> None:
         platform.close()
 
 
-REBUILD_BATCH_SECONDS = 1.0
 
 
 @projections_cli.command("rebuild")
@@ -330,9 +329,6 @@ def projections_rebuild(
                 raise CliError(f"unknown read model {n!r}; known: {', '.join(platform.runner.projections)}")
         head = platform.head()
         platform.runner.reset(*names)
-        # Batches of up to ~1 s of work instead of the follower's 0.25 s: a rebuild commits (and
-        # fsyncs) a third as often; a batch still covers at most max_batch_size positions.
-        platform.runner.batch_seconds = max(platform.runner.batch_seconds, REBUILD_BATCH_SECONDS)
         # Every read model in one pass over the log (each batch read and decoded once).
         with _bar(total=head, desc=name or "projections") as bar:
             applied = platform.runner.catch_up(name, progress=bar.update)
