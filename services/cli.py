@@ -314,8 +314,6 @@ def token_list() -> None:
         platform.close()
 
 
-
-
 @projections_cli.command("rebuild")
 def projections_rebuild(
     name: Annotated[str | None, typer.Argument(help="one read model; default all")] = None,
