@@ -20,6 +20,7 @@ import pytest
 from contracts.catalogue import default_catalogue
 from services.demo.year import run_demo
 from tests.conftest import FIXED_NOW, Api, make_platform
+from tests.zygote import run_cli
 
 LIANXI = [sys.executable, "-m", "services.cli"]
 UNIT = "market-supervision"
@@ -37,8 +38,7 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def run(db: str, *args: str | Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LIANXI_DATABASE_URL": db}
-    return subprocess.run([*LIANXI, *map(str, args)], env=env, capture_output=True, text=True, timeout=180,
-                          cwd=Path(__file__).parents[1])
+    return run_cli([*map(str, args)], env=env, timeout=180)
 
 
 def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:

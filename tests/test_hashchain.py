@@ -11,7 +11,6 @@ import json
 import os
 import stat
 import subprocess
-import sys
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -32,6 +31,7 @@ from services.security.checkpoint import (
     verify_against,
 )
 from tests.conftest import Clock
+from tests.zygote import run_cli
 
 LEAD = Principal("t-lead", "education", "lead", "test-lead")
 FIRE = Principal("t-fire", "fire-rescue", "liaison", "test-fire")
@@ -317,8 +317,7 @@ def test_no_checkpoint_is_signed_for_a_broken_log(sqlite_platform: Platform) -> 
 
 def lianxi(args: list[str], db: str, key: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LIANXI_DATABASE_URL": db, "LIANXI_CHECKPOINT_KEY": str(key)}
-    return subprocess.run([sys.executable, "-m", "services.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=120, cwd=Path(__file__).parents[1])
+    return run_cli(args, env=env, timeout=120)
 
 
 def test_cli_checkpoint_and_verify(sqlite_url: str, tmp_path: Path, checkpoint_key: Path) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +25,7 @@ from services.platform import Platform
 from services.security.audit import audit_log
 from services.web.session import SIGNIN_COOKIE
 from tests.conftest import FIXED_NOW, Api, Clock, make_platform, register_schools
+from tests.zygote import run_cli
 
 DUTY = {"duty_code": "fire-rescue.inspection", "school_ids": ["T001"], "occurred_on": "2025-06-01",
         "summary": "消防安全检查"}
@@ -135,9 +135,8 @@ def test_a_page_form_write_carries_its_row(county: Api, monkeypatch: pytest.Monk
 
 
 def lianxi(args: list[str], url: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "services.cli", *args],
-                          env={**os.environ, "LIANXI_DATABASE_URL": url, "LIANXI_CHECKPOINT_TRUSTED_KEY": "", **env},
-                          capture_output=True, text=True, timeout=180, cwd=Path(__file__).parents[1])
+    return run_cli(args, env={**os.environ, "LIANXI_DATABASE_URL": url, "LIANXI_CHECKPOINT_TRUSTED_KEY": "", **env},
+                   timeout=180)
 
 
 def resigned(cp_file: Path, out: Path) -> Path:

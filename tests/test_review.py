@@ -36,6 +36,7 @@ from services.reviews.document import compute_review, find_deduction
 from services.reviews.facts import ReviewError, parse_as_of
 from services.reviews.scoring import SCORERS
 from tests.conftest import Clock, make_platform
+from tests.zygote import run_cli
 
 LEAD = Principal("t-lead", "education", "lead", "lead")
 FIRE = Principal("t-fire", "fire-rescue", "liaison", "fire")
@@ -426,14 +427,12 @@ def test_cli_review_json_html_docx_compare_and_one_line_errors(sqlite_platform: 
                                                                checkpoint_key: None) -> None:
     import os
     import subprocess
-    import sys
 
     build_county(sqlite_platform)
     env = {**os.environ, "LIANXI_DATABASE_URL": sqlite_platform.settings.database_url}
 
     def lianxi(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "services.cli", "review", "--year", "2025", *args], env=env,
-                              capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[1])
+        return run_cli(["review", "--year", "2025", *args], env=env, timeout=120)
 
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     for out in (a, b):

@@ -25,9 +25,11 @@ import runpy
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,19 +37,30 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _run_child(argv: list[str], stdout: str, stderr: str) -> None:
+def _run_child(argv: list[str], stdout: str, stderr: str, env: dict[str, str] | None, cwd: str | None) -> None:
     """In the forked child: the module as a program, then exit without returning to the loop."""
     code = 0
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        if env is not None:  # as a fresh process started with this environment would see it
+            os.environ.clear()
+            os.environ.update(env)
+            settings = sys.modules.get("services.settings")
+            if settings is not None:
+                settings.get_settings.cache_clear()
+        if cwd is not None:
+            os.chdir(cwd)
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.dup2(os.open(stdout, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644), 1)
         os.dup2(os.open(stderr, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644), 2)
         sys.stdin = open(0, closefd=False)  # noqa: SIM115  (the process ends with os._exit)
-        sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
-        sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+        sys.stdout = open(1, "w", buffering=1, encoding="utf-8", closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", buffering=1, encoding="utf-8", closefd=False)  # noqa: SIM115
         sys.argv = list(argv)
+        # The module was imported by the zygote: runpy warns that it runs a second copy as
+        # __main__, which is what `python -m` does too once anything imports the module.
+        warnings.filterwarnings("ignore", message=".*found in sys.modules after import", category=RuntimeWarning)
         runpy.run_module(argv[0], run_name="__main__", alter_sys=True)
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
@@ -79,7 +92,8 @@ def serve(modules: list[str]) -> None:
             out.flush()
             pid = os.fork()
             if pid == 0:
-                _run_child(request["spawn"], request["stdout"], request["stderr"])
+                _run_child(request["spawn"], request["stdout"], request["stderr"], request.get("env"),
+                           request.get("cwd"))
             answer = {"pid": pid}
         else:
             pid = int(request.get("poll") or request["wait"])
@@ -110,10 +124,13 @@ class Zygote:
         answer: dict[str, Any] = json.loads(line)
         return answer
 
-    def spawn(self, argv: list[str], stdout: Path, stderr: Path) -> ForkedProcess:
+    def spawn(self, argv: list[str], stdout: Path, stderr: Path, env: dict[str, str] | None = None,
+              cwd: Path | None = None) -> ForkedProcess:
+        """``env``/``cwd``: the child's own (default: the zygote's)."""
         stdout.touch()
-        pid = int(self.ask({"spawn": argv, "stdout": str(stdout), "stderr": str(stderr)})["pid"])
-        return ForkedProcess(self, pid, stdout)
+        request = {"spawn": argv, "stdout": str(stdout), "stderr": str(stderr), "env": env,
+                   "cwd": None if cwd is None else str(cwd)}
+        return ForkedProcess(self, int(self.ask(request)["pid"]), stdout)
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -155,7 +172,7 @@ class ForkedProcess:
 
     def _tail(self, path: Path) -> Iterator[str]:
         pending = ""
-        with path.open() as f:
+        with path.open(encoding="utf-8") as f:
             while True:
                 finished = self.returncode is not None  # read before the last read: nothing is missed
                 chunk = f.read()
@@ -169,6 +186,33 @@ class ForkedProcess:
                     return
                 else:
                     time.sleep(0.005)
+
+
+_CLI: dict[str, Zygote] = {}
+
+
+def run_cli(args: list[str], *, env: dict[str, str], timeout: float,
+            cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """``python -m services.cli ARGS`` as ``subprocess.run(..., capture_output=True, text=True)``
+    would run it, forked from a warm parent shared by the test process (the CLI's imports paid
+    once, not per call). The tests of the entry point itself (test_cli.py) start real
+    interpreters."""
+    if "cli" not in _CLI or _CLI["cli"].proc.poll() is not None:
+        _CLI["cli"] = Zygote(["services.cli", "services.platform", "services.api.main"], dict(os.environ))
+        atexit.register(_CLI["cli"].close)
+    with tempfile.TemporaryDirectory(prefix="lianxi-cli-") as tmp:
+        out, err = Path(tmp) / "out", Path(tmp) / "err"
+        err.touch()
+        child = _CLI["cli"].spawn(["services.cli", *args], out, err, env=env, cwd=cwd)
+        deadline = time.monotonic() + timeout
+        while child.poll() is None:
+            if time.monotonic() > deadline:
+                child.send_signal(signal.SIGKILL)
+                child.wait()
+                raise subprocess.TimeoutExpired(["lianxi", *args], timeout)
+            time.sleep(0.01)
+        return subprocess.CompletedProcess(["lianxi", *args], child.returncode or 0, out.read_text("utf-8"),
+                                           err.read_text("utf-8"))
 
 
 if __name__ == "__main__":
