@@ -62,7 +62,8 @@ def test_a_bad_body_on_the_shortcut_is_a_problem(sqlite_api: Api) -> None:
     headers = {**sqlite_api.as_("fire-rescue"), "Content-Type": "application/json"}
     r = sqlite_api.client.post("/api/v1/duty-logs", content=b'{"duty_code": 1}', headers=headers)
     assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
-    r = sqlite_api.client.post("/api/v1/duty-logs", content=json.dumps(GOOD), headers={"Content-Type": "application/json"})
+    r = sqlite_api.client.post("/api/v1/duty-logs", content=json.dumps(GOOD),
+                               headers={"Content-Type": "application/json"})
     assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
 
 
