@@ -71,6 +71,7 @@ def create_app(platform: Platform, *, background: bool = False) -> FastAPI:
     for module in (health, catalogue, duty_log, duty_log_import, events, evidence, audit_routes, rectifications,
                    campaigns, warnings, meetings, logistics, inbox, reviews):
         app.include_router(module.router)
+    duty_log.install_hot_write(app)
     web_pages.install(app)  # the server-rendered pages (/signin, /units/..., /dashboard) and /static
     # One middleware: the audit trail (outermost: it records the limits' refusals too), body
     # size, rate and timeout; it also documents their problems.

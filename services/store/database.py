@@ -157,6 +157,10 @@ class DurableSQLiteConnectionPool(SQLiteConnectionPool):
 SideRows = tuple[str, tuple[str, ...], Sequence[tuple[Any, ...]]]
 
 
+# Parameters per side-row INSERT: within SQLite's default limit (32,766) and PostgreSQL's (65,535).
+SIDE_PARAMS_PER_STATEMENT = 16_000
+
+
 class SideRowsInTransaction:
     """Recorder mixin: ``Application.save(..., side_rows=[(table, columns, rows)])`` inserts
     those rows in the transaction that inserts the events (eventsourcing hands save's keyword
@@ -169,10 +173,14 @@ class SideRowsInTransaction:
         c = args[0]  # the transaction's cursor (sqlite3 or psycopg)
         side: Sequence[SideRows] = kwargs.get("side_rows") or ()
         for table, columns, rows in side:
-            if rows:
-                marks = ", ".join([self.param_mark] * len(columns))
-                c.executemany(f"INSERT INTO {self._side_table(table)} ({', '.join(columns)}) VALUES ({marks})",
-                              rows)
+            one = "(" + ", ".join([self.param_mark] * len(columns)) + ")"
+            # Multi-row VALUES, not executemany: sqlite3 releases the GIL once per executed
+            # row, and the committer then waits for the event loop's thread to give it back.
+            per = max(1, SIDE_PARAMS_PER_STATEMENT // len(columns))
+            for i in range(0, len(rows), per):
+                chunk = rows[i:i + per]
+                c.execute(f"INSERT INTO {self._side_table(table)} ({', '.join(columns)}) VALUES "
+                          + ", ".join([one] * len(chunk)), [value for row in chunk for value in row])
         return super()._insert_events(*args, **kwargs)  # type: ignore[misc]
 
     def _side_table(self, table: str) -> str:

@@ -32,11 +32,32 @@ R = TypeVar("R")
 CommitBatch = Callable[[Sequence[T]], Sequence[R]]
 
 
+class _LoopWaiter(Generic[R]):
+    """A writer waiting on an event loop: its asyncio future, settled from the committer
+    thread in one ``call_soon_threadsafe`` per batch and loop (``_deliver``), instead of a
+    ``concurrent.futures.Future`` chained to an asyncio one per request (its lock, its
+    callbacks and a wake-up of the loop each)."""
+
+    __slots__ = ("future", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[R] = loop.create_future()
+
+    def set_running_or_notify_cancel(self) -> bool:
+        # A writer cancelled before its commit began is not committed (as a cancelled
+        # concurrent future is not); one cancelled later loses only its answer.
+        return not self.future.cancelled()
+
+
+Waiter = Future[R] | _LoopWaiter[R]
+
+
 class GroupCommitter(Generic[T, R]):
     def __init__(self, commit_batch: CommitBatch[T, R], *, max_batch: int = 500, name: str = "group-commit") -> None:
         self._commit_batch = commit_batch
         self._max_batch = max_batch
-        self._queue: queue.SimpleQueue[tuple[T, Future[R]] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[T, Waiter[R]] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._closed = False
         self._thread.start()
@@ -53,7 +74,11 @@ class GroupCommitter(Generic[T, R]):
         return self.submit(item).result()
 
     async def commit_async(self, item: T) -> R:
-        return await asyncio.wrap_future(self.submit(item))
+        if self._closed:
+            raise RuntimeError("group committer is closed")
+        waiter: _LoopWaiter[R] = _LoopWaiter(asyncio.get_running_loop())
+        self._queue.put((item, waiter))
+        return await waiter.future
 
     def close(self) -> None:
         if not self._closed:
@@ -81,25 +106,54 @@ class GroupCommitter(Generic[T, R]):
             # committed; once running, a future can no longer be cancelled.
             batch = [entry for entry in taken if entry[1].set_running_or_notify_cancel()]
             if batch:
-                self._commit(batch)
+                _deliver([(waiter, outcome) for (_, waiter), outcome in zip(batch, self._commit(batch), strict=True)])
             if stop:
                 return
 
-    def _commit(self, batch: list[tuple[T, Future[R]]]) -> None:
+    def _commit(self, batch: list[tuple[T, Waiter[R]]]) -> list[tuple[bool, Any]]:
+        """(True, result) or (False, exception) for each item, in order."""
         if len(batch) > 1:
             try:
                 results = self._commit_batch([item for item, _ in batch])
             except Exception:  # isolate the culprit below
                 log.debug("group commit of %d failed; retrying one by one", len(batch))
             else:
-                for (_, fut), result in zip(batch, results, strict=True):
-                    fut.set_result(result)
-                return
-        for item, fut in batch:
+                return [(True, result) for result in results]
+        outcomes: list[tuple[bool, Any]] = []
+        for item, _ in batch:
             try:
-                fut.set_result(self._commit_batch([item])[0])
+                outcomes.append((True, self._commit_batch([item])[0]))
             except Exception as e:  # handed to the waiting writer
-                fut.set_exception(e)
+                outcomes.append((False, e))
+        return outcomes
+
+
+def _deliver(outcomes: list[tuple[Waiter[Any], tuple[bool, Any]]]) -> None:
+    """Completes each writer's wait: concurrent futures at once, each event loop's writers
+    in one callback on that loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], tuple[bool, Any]]]] = {}
+    for waiter, outcome in outcomes:
+        if isinstance(waiter, _LoopWaiter):
+            by_loop.setdefault(waiter.loop, []).append((waiter.future, outcome))
+        elif outcome[0]:
+            waiter.set_result(outcome[1])
+        else:
+            waiter.set_exception(outcome[1])
+    for loop, pairs in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle, pairs)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            log.debug("group commit: %d answers for a closed event loop", len(pairs))
+
+
+def _settle(pairs: list[tuple[asyncio.Future[Any], tuple[bool, Any]]]) -> None:
+    for fut, (ok, value) in pairs:
+        if fut.done():  # cancelled while its commit ran
+            continue
+        if ok:
+            fut.set_result(value)
+        else:
+            fut.set_exception(value)
 
 
 def pending_events(items: Iterable[Any]) -> Iterator[Any]:

@@ -6,10 +6,11 @@ from collections.abc import Callable, Coroutine
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import StringConstraints, TypeAdapter
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from contracts.api import Created, DutyLogIn, LedgerOut, RectificationStatsOut
 from contracts.text import Day
@@ -22,12 +23,14 @@ from services.api.deps import (
     PlatformDep,
     PrincipalDep,
     bearer_token,
+    is_json,
     json_payload,
     platform_of,
     principal_for,
     require_reader_of,
     require_writer,
     validated,
+    validated_json,
 )
 from services.api.problems import ProblemError
 from services.api.sheets import SheetFormat, ledger_tables, sheet_format, sheet_response
@@ -55,14 +58,19 @@ async def log_duty_direct(request: Request) -> Response:
     """POST /duty-logs without FastAPI's per-request dependency solving (about a fifth of the
     hottest write's CPU, bench/RESULTS.md §1): the same checks in the same order, the same
     answers to bad input (tests/test_duty_log_direct.py compares them with the solved route)."""
-    payload = await json_payload(request)
+    raw = await request.body()
+    # A good body parses and validates in one pass; anything else takes FastAPI's way, so
+    # that malformed JSON is refused before authentication and every answer is the same.
+    body = validated_json(_BODY, raw) if raw and is_json(request) else None
+    payload = await json_payload(request) if body is None else None
     platform = platform_of(request)
     principal = await principal_for(platform, bearer_token(request))
     errors: list[Any] = []
     key = request.headers.get("idempotency-key")
     if key is not None:
         key = validated(_KEY, key, ("header", "idempotency-key"), errors)
-    body = validated(_BODY, payload, ("body",), errors)
+    if body is None:
+        body = validated(_BODY, payload, ("body",), errors)
     if errors or body is None:
         raise RequestValidationError(errors)
     created = await _record(platform, principal, body, key)
@@ -86,6 +94,42 @@ async def _record(platform: Platform, principal: Principal, body: DutyLogIn, ide
 class DutyLogRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         return log_duty_direct
+
+
+DUTY_LOGS = "/api/v1/duty-logs"
+
+
+class HotWrite:
+    """POST /api/v1/duty-logs straight to ``log_duty_direct``, ahead of the router's walk over
+    every included router (FastAPI matches each route twice on the way to this one: about a
+    tenth of the write's CPU, bench/RESULTS.md §1). Installed as the router's innermost
+    layer, so the exception handlers (problem+json) and every middleware run as for any
+    route; anything else, or this path under a root_path or with FastAPI's telemetry on,
+    takes the router's own way."""
+
+    def __init__(self, app: ASGIApp, router: Any, route: APIRoute) -> None:
+        self.app = app
+        self.router = router
+        self.route = route
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] == "http" and scope["path"] == DUTY_LOGS and scope["method"] == "POST"
+                and not scope.get("root_path") and "fastapi.telemetry" not in scope):
+            scope.setdefault("router", self.router)
+            scope["route"] = route = self.route
+            scope["endpoint"] = route.endpoint
+            scope["path_params"] = {}
+            # An exception goes to the exception middleware's handlers, as a route's does.
+            response = await log_duty_direct(Request(scope, receive, send))
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def install_hot_write(app: FastAPI) -> None:
+    """After every router is included: the hot write's shortcut (``HotWrite``)."""
+    route = next(r for r in router.routes if isinstance(r, DutyLogRoute) and r.path == DUTY_LOGS)
+    app.router.middleware_stack = HotWrite(app.router.middleware_stack, app.router, route)
 
 
 router.add_api_route(
