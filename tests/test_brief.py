@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -28,6 +27,7 @@ from services.meetings.brief_data import build_brief
 from services.platform import Platform
 from services.settings import Settings
 from tests.conftest import FIXED_NOW, REQUIRE_SERVICES, Api, make_platform
+from tests.zygote import run_cli
 
 UNIT_NAMES = [u.name for u in default_catalogue().units.units]
 
@@ -153,13 +153,10 @@ def test_the_lead_gets_the_brief_from_the_api(demo: Platform, brief: dict[str, A
 def test_the_cli_writes_the_brief(demo: Platform, brief: dict[str, Any], tmp_path: Path) -> None:
     env = {**os.environ, "LIANXI_DATABASE_URL": demo.settings.database_url}
     out = tmp_path / "b.docx"
-    root = Path(__file__).parents[1]
-    proc = subprocess.run([sys.executable, "-m", "services.cli", "brief", "--meeting", "2024-4", "--format", "docx",
-                           "-o", str(out)], env=env, capture_output=True, text=True, timeout=300, cwd=root)
+    proc = run_cli(["brief", "--meeting", "2024-4", "--format", "docx", "-o", str(out)], env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "written to" in proc.stdout
     written = Document(str(out))
     assert "旗消防大队" in "\n".join(c.text for t in written.tables for row in t.rows for c in row.cells)
-    bad = subprocess.run([sys.executable, "-m", "services.cli", "brief", "--meeting", "nope", "--format", "pdf",
-                          "-o", str(out)], env=env, capture_output=True, text=True, timeout=120, cwd=root)
+    bad = run_cli(["brief", "--meeting", "nope", "--format", "pdf", "-o", str(out)], env=env, timeout=120)
     assert bad.returncode == 1 and bad.stderr.strip().count("\n") == 0 and "lianxi: error:" in bad.stderr

@@ -9,7 +9,6 @@ import hashlib
 import io
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from services.platform import Platform
 from services.security.audit import audit_log
 from tests.conftest import FIXED_NOW, Api, Clock, make_platform, register_schools
 from tests.evidence_fixtures import GPS_IFD, metadata_of, new_bucket, photo_with_gps, s3_endpoint  # noqa: F401
+from tests.zygote import run_cli
 
 HAZARD = {"reported_by": {"kind": "unit"}, "school_id": "T001", "category": "fire", "severity": "major",
           "description": "配电箱门锁损坏，线路裸露", "found_on": "2025-06-28"}
@@ -180,8 +180,7 @@ def _tamper(platform: Platform, digest: str, *, delete: bool) -> None:
 def _verify(platform: Platform, database_url: str, storage: dict[str, Any]) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LIANXI_DATABASE_URL": database_url,
            **{f"LIANXI_{k.upper()}": str(v) for k, v in storage.items()}}
-    return subprocess.run([sys.executable, "-m", "services.cli", "verify", "--evidence"], env=env,
-                          capture_output=True, text=True, timeout=180, cwd=Path(__file__).parents[1])
+    return run_cli(["verify", "--evidence"], env=env, timeout=180)
 
 
 def test_verify_evidence_catches_a_changed_byte_and_a_deleted_blob(ev_api: Api, database_url: str,

@@ -9,8 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -28,6 +26,7 @@ from services.scheduler import LianxiScheduler
 from tests.conftest import Api, Clock
 from tests.evidence_fixtures import photo_with_gps
 from tests.test_campaigns import ASPECTS, LAUNCH, at, passing
+from tests.zygote import run_cli
 
 
 def _uploaded(api: Api, unit: str, colour: str) -> dict[str, Any]:
@@ -154,8 +153,7 @@ def test_temporary_files_of_killed_uploads_are_listed_then_removed_after_an_hour
     os.utime(old, (two_hours_ago, two_hours_ago))
 
     env = {**os.environ, "LIANXI_DATABASE_URL": sqlite_url, "LIANXI_EVIDENCE_DIR": str(root)}
-    listed = subprocess.run([sys.executable, "-m", "services.cli", "evidence", "orphans", "--json"], env=env,
-                            capture_output=True, text=True, timeout=180, cwd=Path(__file__).parents[1])
+    listed = run_cli(["evidence", "orphans", "--json"], env=env, timeout=180)
     assert listed.returncode == 0, listed.stderr
     rows = [json.loads(line) for line in listed.stdout.splitlines()]
     temps = [r for r in rows if "temp" in r]

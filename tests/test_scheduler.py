@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -31,6 +30,7 @@ from services.kernel.principal import Principal
 from services.platform import Platform
 from services.scheduler import JOB_TABLE, JOBS, LianxiScheduler
 from tests.conftest import PG_BASE, Clock, drop_pg_schema, make_platform, require_postgres
+from tests.zygote import run_cli
 
 LEAD = Principal("t-lead", "education", "lead", "安全办")
 FIRE = Principal("t-fire", "fire-rescue", "liaison", "消防联络员")
@@ -140,8 +140,7 @@ def test_cli_jobs_run_once_now(tmp_path: Path) -> None:
     env = {**os.environ, "LIANXI_DATABASE_URL": url}
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "services.cli", "jobs", "run-once", *args], env=env,
-                              capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[1])
+        return run_cli(["jobs", "run-once", *args], env=env, timeout=120)
 
     first = run("--now", "2025-07-12T09:00:00+08:00")
     assert first.returncode == 0, first.stderr
