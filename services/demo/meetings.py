@@ -20,9 +20,8 @@ from __future__ import annotations
 import heapq
 import random
 from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from contracts.catalogue import Catalogue
 from contracts.escalation import EscalationRules, WarningRules, default_escalation_rules, default_warning_rules
@@ -89,12 +88,13 @@ TASK_OUTCOMES = (("on_time", 0.62), ("late", 0.14), ("stalled", 0.10), ("rejecte
 HAZARD_OUTCOMES = (("on_time", 0.75), ("late", 0.12), ("stalled", 0.13))
 
 
-@dataclass(order=True)
-class Step:
+class Step(NamedTuple):
+    """Ordered by (at, seq) as a tuple, in C (seq is unique: nothing after it is compared)."""
+
     at: datetime
     seq: int
-    action: str = field(compare=False)
-    args: dict[str, Any] = field(compare=False, default_factory=dict)
+    action: str
+    args: dict[str, Any]
 
 
 def _at(day: date, rng: random.Random, hours: tuple[int, int] = (8, 17)) -> datetime:
