@@ -28,6 +28,7 @@ from contracts.escalation import EscalationRules, WarningRules, default_escalati
 from events.agencies import Agency
 from events.base import COUNTY_TZ, derive_id, local_date
 from events.campaigns import MAX_SCHOOLS_PER_INSPECTION, Campaign, JointInspection, SelfCheck
+from events.escalation import OVERDUE_LEVEL
 from events.meetings import Meeting, Task
 from events.rectifications import RUNNING, Actor, Rectification
 from events.warnings import EarlyWarning, WarningAcknowledgement
@@ -506,14 +507,23 @@ def meeting_events(
                      max_extensions=rules.max_extensions, now=at)
             sim.emit(t)
 
+    # Hazards that took every step for their deadline: nothing more falls due for it (a step
+    # is taken once), so the sweeps pass them by until the deadline changes (hazards.py too).
+    every_level = (OVERDUE_LEVEL, *(s.level for s in steps))
+    exhausted: dict[str, str] = {}  # hazard id -> the deadline it took every step for
+
     def sweep(at: datetime) -> None:
         today = local_date(at).isoformat()
         # Nothing falls due before a deadline has passed (events/escalation.py): a province's
         # tens of thousands of hazards are not each asked every day.
-        for agg in sim.hazards.values():
-            if (agg.status in RUNNING and agg.deadline is not None and agg.deadline < today
-                    and agg.sweep(at, steps, rules.version)):
-                sim.emit(agg)
+        for hid, agg in sim.hazards.items():
+            deadline = agg.deadline
+            if (agg.status in RUNNING and deadline is not None and deadline < today
+                    and exhausted.get(hid) != deadline):
+                if agg.sweep(at, steps, rules.version):
+                    sim.emit(agg)
+                if all((deadline, level) in agg.steps_taken for level in every_level):
+                    exhausted[hid] = deadline
         for t in sim.tasks.values():
             if t.is_open and t.sweep(steps=steps, now=at, rules_version=rules.version):
                 sim.emit(t)

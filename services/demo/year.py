@@ -131,11 +131,11 @@ _midnights: dict[date, datetime | None] = {}
 def _utc(day: date, hour: int, minute: int) -> datetime:
     """``datetime.combine(day, time(hour, minute), tzinfo=COUNTY_TZ).astimezone(UTC)``: on a
     day without an offset change, its UTC midnight plus the minutes (a fifth of the cost)."""
-    midnight = _midnights.get(day, False)
-    if midnight is False:
+    if day not in _midnights:
         first = datetime.combine(day, time(0), tzinfo=COUNTY_TZ)
         same = first.utcoffset() == datetime.combine(day, time(23, 59), tzinfo=COUNTY_TZ).utcoffset()
-        midnight = _midnights[day] = first.astimezone(UTC) if same else None
+        _midnights[day] = first.astimezone(UTC) if same else None
+    midnight = _midnights[day]
     if midnight is None:
         return datetime.combine(day, time(hour, minute), tzinfo=COUNTY_TZ).astimezone(UTC)
     return midnight + _MINUTES[hour * 60 + minute]
