@@ -14,13 +14,14 @@ from __future__ import annotations
 import heapq
 import random
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from contracts.catalogue import Catalogue
 from contracts.escalation import EscalationRules, default_escalation_rules
 from events.base import COUNTY_TZ, derive_id, local_date
+from events.escalation import OVERDUE_LEVEL
 from events.rectifications import RUNNING, Actor, Rectification
 from services.demo.profiles import Profiles
 
@@ -80,13 +81,14 @@ OUTCOMES = (("on_time", 0.66), ("late", 0.12), ("extended", 0.07), ("rejected", 
 JOINT_UNITS = ("education", "public-security", "market-supervision", "fire-rescue")
 
 
-@dataclass(order=True)
-class Step:
+class Step(NamedTuple):
+    """Ordered by (at, seq) as a tuple, in C (seq is unique: nothing after it is compared)."""
+
     at: datetime  # UTC
     seq: int
-    item: int = field(compare=False)
-    action: str = field(compare=False)
-    args: dict[str, Any] = field(compare=False, default_factory=dict)
+    item: int
+    action: str
+    args: dict[str, Any]
 
 
 def _at(day: date, rng: random.Random, hour: tuple[int, int] = (8, 18)) -> datetime:
@@ -226,7 +228,7 @@ def hazard_events(
     while day <= last_day:  # the daily sweep, 09:00 county time
         seq += 1
         heapq.heappush(queue, Step(datetime.combine(day, time(9), tzinfo=COUNTY_TZ).astimezone(UTC), seq, -1,
-                                   "sweep"))
+                                   "sweep", {}))
         day += timedelta(days=1)
 
     items: dict[int, Rectification] = {}
@@ -234,20 +236,28 @@ def hazard_events(
     # year has tens of thousands of items, most of them closed long before its last sweep.
     running: dict[int, Rectification] = {}
     counts = {"hazards": 0, "overdue": 0, "escalations": 0}
+    # Items that took every step for their deadline (the overdue mark and each escalation
+    # level): nothing more falls due for it (events/escalation.py takes a step once), so the
+    # sweeps pass them by until their deadline changes. Stalled items sit here most of the year.
+    every_level = (OVERDUE_LEVEL, *(s.level for s in steps_rules))
+    exhausted: dict[int, str] = {}  # item -> the deadline it took every step for
     while queue:
         step = heapq.heappop(queue)
         if step.at > now or local_date(step.at) > last_day:
             continue
         if step.action == "sweep":
             today = local_date(step.at).isoformat()
-            for agg in running.values():
-                if agg.deadline is None or agg.deadline >= today:
+            for n, agg in running.items():
+                deadline = agg.deadline
+                if deadline is None or deadline >= today or exhausted.get(n) == deadline:
                     continue  # nothing falls due before the deadline has passed (events/escalation.py)
                 overdue = agg.mark_overdue(step.at)
                 levels = agg.escalate(step.at, steps_rules, rules.version)
                 counts["overdue"] += int(overdue)
                 counts["escalations"] += len(levels)
                 yield from agg.collect_events()
+                if all((deadline, level) in agg.steps_taken for level in every_level):
+                    exhausted[n] = deadline
             continue
         if step.action == "report":
             r = plans[step.item].report

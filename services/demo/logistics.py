@@ -19,6 +19,8 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from eventsourcing.persistence import Mapper
+
 from contracts.catalogue import Catalogue
 from contracts.compliance import ComplianceCalendar, default_calendar, period_bounds, periods_overlapping
 from events.base import COUNTY_TZ, derive_id, local_date
@@ -88,10 +90,11 @@ class _Plan:
 
 def logistics_events(
     catalogue: Catalogue, *, schools: Sequence[Any], year: int, seed: int, now: datetime,
-    calendar: ComplianceCalendar | None = None,
+    calendar: ComplianceCalendar | None = None, mapper: Mapper[Any] | None = None,
 ) -> Generator[Any, None, dict[str, int]]:
     """The year's logistics as aggregates with pending events, in time order (for the bulk
-    appender); returns counts. ``schools`` are the demo's SchoolSpecs.
+    appender); returns counts. ``schools`` are the demo's SchoolSpecs. Given the application's
+    mapper, compliance records come as the rows the bulk appender stores (services/demo/created.py).
 
     Memory stays bounded at province scale: the compliance periods are planned one at a time,
     in the order of their first possible action, and the actions planned so far run up to
@@ -252,7 +255,7 @@ def logistics_events(
         counts["hazards_opened"] += len(aggs) - 1
         return aggs
 
-    logged = Created(ComplianceRecord, ComplianceRecord.ComplianceRecordLogged)
+    logged = Created(ComplianceRecord, ComplianceRecord.ComplianceRecordLogged, mapper)
     compliance_id = derived_ids("demo-compliance", str(seed))
 
     def record(rule: Any, sid: str, label: str, occurred: date, when: datetime, measure: float | None,

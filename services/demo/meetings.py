@@ -20,15 +20,15 @@ from __future__ import annotations
 import heapq
 import random
 from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from contracts.catalogue import Catalogue
 from contracts.escalation import EscalationRules, WarningRules, default_escalation_rules, default_warning_rules
 from events.agencies import Agency
 from events.base import COUNTY_TZ, derive_id, local_date
 from events.campaigns import MAX_SCHOOLS_PER_INSPECTION, Campaign, JointInspection, SelfCheck
+from events.escalation import OVERDUE_LEVEL
 from events.meetings import Meeting, Task
 from events.rectifications import RUNNING, Actor, Rectification
 from events.warnings import EarlyWarning, WarningAcknowledgement
@@ -89,12 +89,13 @@ TASK_OUTCOMES = (("on_time", 0.62), ("late", 0.14), ("stalled", 0.10), ("rejecte
 HAZARD_OUTCOMES = (("on_time", 0.75), ("late", 0.12), ("stalled", 0.13))
 
 
-@dataclass(order=True)
-class Step:
+class Step(NamedTuple):
+    """Ordered by (at, seq) as a tuple, in C (seq is unique: nothing after it is compared)."""
+
     at: datetime
     seq: int
-    action: str = field(compare=False)
-    args: dict[str, Any] = field(compare=False, default_factory=dict)
+    action: str
+    args: dict[str, Any]
 
 
 def _at(day: date, rng: random.Random, hours: tuple[int, int] = (8, 17)) -> datetime:
@@ -506,14 +507,23 @@ def meeting_events(
                      max_extensions=rules.max_extensions, now=at)
             sim.emit(t)
 
+    # Hazards that took every step for their deadline: nothing more falls due for it (a step
+    # is taken once), so the sweeps pass them by until the deadline changes (hazards.py too).
+    every_level = (OVERDUE_LEVEL, *(s.level for s in steps))
+    exhausted: dict[str, str] = {}  # hazard id -> the deadline it took every step for
+
     def sweep(at: datetime) -> None:
         today = local_date(at).isoformat()
         # Nothing falls due before a deadline has passed (events/escalation.py): a province's
         # tens of thousands of hazards are not each asked every day.
-        for agg in sim.hazards.values():
-            if (agg.status in RUNNING and agg.deadline is not None and agg.deadline < today
-                    and agg.sweep(at, steps, rules.version)):
-                sim.emit(agg)
+        for hid, agg in sim.hazards.items():
+            deadline = agg.deadline
+            if (agg.status in RUNNING and deadline is not None and deadline < today
+                    and exhausted.get(hid) != deadline):
+                if agg.sweep(at, steps, rules.version):
+                    sim.emit(agg)
+                if all((deadline, level) in agg.steps_taken for level in every_level):
+                    exhausted[hid] = deadline
         for t in sim.tasks.values():
             if t.is_open and t.sweep(steps=steps, now=at, rules_version=rules.version):
                 sim.emit(t)
