@@ -13,12 +13,13 @@ import typer
 
 from events.errors import DomainError
 from services.cli_accounts import accounts_cli
+from services.cli_common import CliError, _bar, _platform, _read_side, _storable
 from services.cli_evidence import check_evidence, evidence_cli
 from services.cli_sheets import export_cli, import_cli
+from services.cli_tokens import token_cli
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Lianxi 联席: campus-safety joint-meeting platform.")
-token_cli = typer.Typer(no_args_is_help=True, help="Issue, list and revoke API tokens.")
 projections_cli = typer.Typer(no_args_is_help=True, help="Read-model maintenance.")
 cli.add_typer(token_cli, name="token")
 cli.add_typer(projections_cli, name="projections")
@@ -26,57 +27,6 @@ cli.add_typer(export_cli, name="export")
 cli.add_typer(import_cli, name="import")
 cli.add_typer(accounts_cli, name="accounts")
 cli.add_typer(evidence_cli, name="evidence")
-
-
-class CliError(Exception):
-    """A user-facing failure with a one-line message."""
-
-
-def _storable(option: str, text: str) -> str:
-    """Free text the CLI records obeys the API's rule (contracts/text.py)."""
-    from contracts.text import find_control_character
-
-    problem = find_control_character(text)
-    if problem is not None:
-        raise CliError(f"{option} 含有不可见的控制字符 U+{ord(problem.char):04X}，请删除后重试")
-    return text
-
-
-def _platform(**kw: Any) -> Any:
-    from services.platform import Platform
-
-    return Platform(**kw)
-
-
-def _read_side() -> Any:
-    """The log and read models alone: no API, accounts or evidence modules (platform.py)."""
-    from services.platform import ReadSide
-
-    return ReadSide()
-
-
-class _NoBar:
-    """What ``_bar`` gives when stderr is not a terminal, where tqdm would draw nothing
-    either (its ``disable=None``): tqdm is then not even imported (a tenth of a rebuild's
-    start-up)."""
-
-    def __enter__(self) -> _NoBar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def update(self, n: float | None = 1) -> None:
-        return None
-
-
-def _bar(total: int, desc: str) -> Any:
-    if not sys.stderr.isatty():
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="ev", file=sys.stderr, dynamic_ncols=True,
-                disable=None)  # None: no bar when stderr is not a terminal
 
 
 @cli.command()
@@ -269,47 +219,6 @@ def demo(
         for label, key in (("履职到位（planted diligent）", "diligent"),
                            ("履职不力（planted negligent）", "negligent")):
             typer.echo(f"{label}：" + "、".join(f"{names[c]}（{c}）" for c in counts[key]))
-    finally:
-        platform.close()
-
-
-@token_cli.command("issue")
-def token_issue(
-    agency: Annotated[str, typer.Option(help="member unit code, e.g. fire-rescue")],
-    role: Annotated[str, typer.Option(help="liaison | lead | auditor")] = "liaison",
-    label: Annotated[str, typer.Option(help="who holds it (a role or desk, not an ID number)")] = "",
-) -> None:
-    """Print a new bearer token once (only its hash is stored). The token is the last line."""
-    _storable("--label", label)
-    platform = _platform(group_commit=False)
-    try:
-        token_id, token = platform.tokens.issue(agency=agency, role=role, label=label or f"{agency}-{role}",
-                                                known_agencies=platform.known_agencies())
-        typer.echo(f"token id {token_id} ({role} of {agency}); store the token now, it is not shown again:")
-        typer.echo(token)
-    finally:
-        platform.close()
-
-
-@token_cli.command("revoke")
-def token_revoke(token_id: Annotated[str, typer.Argument(help="the token id printed at issue")]) -> None:
-    """Revoke a token by its id."""
-    platform = _platform(group_commit=False)
-    try:
-        platform.tokens.revoke(token_id)
-        typer.echo(f"revoked {token_id}")
-    finally:
-        platform.close()
-
-
-@token_cli.command("list")
-def token_list() -> None:
-    """List tokens (ids, units, roles; never the tokens)."""
-    platform = _platform(group_commit=False)
-    try:
-        for t in platform.tokens.list():
-            state = f"revoked {t['revoked_at']}" if t["revoked_at"] else "active"
-            typer.echo(f"{t['token_id']}  {t['agency']:<22} {t['role']:<8} {t['label']}  {state}")
     finally:
         platform.close()
 

@@ -29,8 +29,8 @@ SETTINGS_MODULE = "services.settings"
 
 CONTEXTS = ("catalogue", "duty_log", "rectifications", "campaigns", "warnings", "meetings", "logistics",
             "reviews", "notify", "accounts", "evidence")
-ENTRY_POINTS = ("api", "web", "cli", "cli_sheets", "cli_accounts", "cli_evidence", "scheduler", "kafka", "demo",
-                "platform")
+ENTRY_POINTS = ("api", "web", "cli", "cli_common", "cli_tokens", "cli_sheets", "cli_accounts", "cli_evidence",
+                "scheduler", "kafka", "demo", "platform")
 
 
 @dataclass(frozen=True)

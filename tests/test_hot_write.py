@@ -7,6 +7,7 @@ callback per batch with each writer's own result or error, and record ids still 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import os
 import uuid
@@ -21,6 +22,13 @@ from tests.conftest import Api, register_schools
 
 GOOD = {"duty_code": "fire-rescue.inspection", "school_ids": ["T001"], "occurred_on": "2025-06-01",
         "summary": "消防安全检查"}
+
+
+def run_alone(coro: Any) -> Any:
+    """``asyncio.run`` in a thread of its own: a browser module before this one in the same
+    test process leaves Playwright's event loop running in the main thread."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def _hot(api: Api) -> HotWrite:
@@ -80,7 +88,7 @@ def test_event_loop_writers_get_their_own_results_and_errors() -> None:
         return await asyncio.gather(*(committer.commit_async(n) for n in names), return_exceptions=True)
 
     try:
-        results = asyncio.run(main())
+        results = run_alone(main())
         assert results[:40] == [f"ok:w{i}" for i in range(40)]
         assert isinstance(results[40], ValueError)
         # The blocking path still works beside it.
@@ -115,7 +123,7 @@ def test_a_writer_cancelled_before_its_commit_is_not_committed() -> None:
         return await first
 
     try:
-        assert asyncio.run(main()) == "first"
+        assert run_alone(main()) == "first"
         committer.commit("third")
         assert committed == ["first", "third"]
     finally:
