@@ -24,6 +24,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -122,10 +123,8 @@ def _demo_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str,
 
 def _copy_store(source: Path, target: Path) -> None:
     """SQLite's online backup: the copy holds every committed page, WAL included."""
-    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+    with closing(sqlite3.connect(source)) as src, closing(sqlite3.connect(target)) as dst:
         src.backup(dst)
-    dst.close()
-    src.close()
 
 
 @pytest.fixture(scope="session")

@@ -89,11 +89,10 @@ def _bulk_pragmas(engine: Any) -> None:
     schools the follower wrote 68 GB for a 6 GB file, 290 s of system time)."""
     import sqlalchemy as sa
 
-    from services.store.database import BULK_CACHE_KIB, BULK_WAL_PAGES
+    from services.store.database import bulk_pragmas
 
     @sa.event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _rec: Any) -> None:
-        dbapi_conn.execute(f"PRAGMA cache_size=-{BULK_CACHE_KIB}")
-        dbapi_conn.execute(f"PRAGMA wal_autocheckpoint={BULK_WAL_PAGES}")
+        bulk_pragmas(dbapi_conn)
 
     engine.dispose()  # connections opened before the listener get them as they are replaced

@@ -265,6 +265,14 @@ class BatchSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         return None if row is None else int(row[0])
 
 
+def bulk_pragmas(raw: sqlite3.Connection) -> None:
+    """A bulk loader's page cache and checkpoint interval (the appender here, the demo's
+    read-model follower): SQLite's 2 MB cache and 4 MB checkpoints re-read and re-write a
+    growing index page by page."""
+    raw.execute(f"PRAGMA cache_size=-{BULK_CACHE_KIB}")
+    raw.execute(f"PRAGMA wal_autocheckpoint={BULK_WAL_PAGES}")
+
+
 class SQLiteBulkWriter:
     """The connection of one bulk load (services/store/bulk.py), its own so that its settings
     (BULK_CACHE_KIB, BULK_WAL_PAGES) end with it and every other writer keeps SQLite's
@@ -280,9 +288,7 @@ class SQLiteBulkWriter:
         pool = recorder.datastore.pool
         self.gate = SQLiteWriteGate.for_path(pool.db_name)
         self.conn = pool._create_connection()
-        raw: sqlite3.Connection = self.conn._sqlite_conn
-        raw.execute(f"PRAGMA cache_size=-{BULK_CACHE_KIB}")
-        raw.execute(f"PRAGMA wal_autocheckpoint={BULK_WAL_PAGES}")
+        bulk_pragmas(self.conn._sqlite_conn)
 
     def insert(self, rows: Sequence[tuple[str, int, str, bytes]]) -> list[int]:
         """One transaction; rows as ``BatchSQLiteApplicationRecorder._insert_rows`` takes them."""
