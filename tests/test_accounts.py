@@ -345,3 +345,32 @@ def test_the_cli_creates_the_first_lead_account_and_manages_it(sqlite_url: str) 
         assert actions == ["ACCOUNT create", "ACCOUNT disable", "ACCOUNT enable", "ACCOUNT reset-password"]
     finally:
         p.close()
+
+
+def test_two_sign_ins_racing_with_one_totp_code_let_only_one_in(platform: Platform, clock: Clock,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both read the account before either writes: the second write must find the code used."""
+    account = _ready(platform)
+    secret, _ = platform.accounts.totp_enrolment(account.account_id)
+    platform.accounts.confirm_totp(account.account_id, pyotp.TOTP(secret).at(clock.now), clock.now)
+    later = clock.now + timedelta(minutes=2)
+    code = pyotp.TOTP(secret).at(later)
+    real = totp.matching_step
+    rival: list[Account] = []
+    raced = False
+
+    def with_a_rival(*args: object) -> int | None:
+        nonlocal raced
+        step = real(*args)  # type: ignore[arg-type]
+        if not raced:  # the rival request runs its whole sign-in inside our read-then-write window
+            raced = True
+            rival.append(platform.accounts.sign_in("fire.liaison", PASSWORD, code, later))
+        return step
+
+    monkeypatch.setattr(totp, "matching_step", with_a_rival)
+    with pytest.raises(SignInFailed) as failed:
+        platform.accounts.sign_in("fire.liaison", PASSWORD, code, later)
+    assert rival and failed.value.reason == "wrong-code"
+    with platform.read_engine.connect() as conn:
+        details = [d for (d,) in conn.execute(sa.select(audit_log.c.detail).where(audit_log.c.action == "SIGNIN"))]
+    assert details.count("password + totp") == 1 and any(d.startswith("wrong-code") for d in details)

@@ -258,10 +258,16 @@ class Accounts:
             values["totp_last_step"] = step
         if _hasher.check_needs_rehash(row["password_hash"]):
             values["password_hash"] = _hasher.hash(password)
+        where = [accounts.c.account_id == account.account_id]
+        if step is not None:  # compare-and-set: of two sign-ins racing with one code, one consumes it
+            where.append(sa.or_(accounts.c.totp_last_step.is_(None), accounts.c.totp_last_step < step))
         with self.engine.begin() as conn:
-            conn.execute(accounts.update().where(accounts.c.account_id == account.account_id).values(**values))
-            self._audit(conn, now, account=account, action="SIGNIN", status=200,
-                        detail="password" + (" + totp" if step is not None else ""), via=via, client=client)
+            consumed = conn.execute(accounts.update().where(*where).values(**values)).rowcount == 1
+            if consumed:
+                self._audit(conn, now, account=account, action="SIGNIN", status=200,
+                            detail="password" + (" + totp" if step is not None else ""), via=via, client=client)
+        if not consumed:  # another sign-in used this code between our read and this write
+            raise self._failed(account, now, "wrong-code", via, client)
         return account
 
     def record_signin(self, account: Account, now: datetime, *, via: str, client: str | None = None) -> None:
