@@ -15,9 +15,8 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from eventsourcing.utils import get_topic
 
-from events.campaigns import Campaign, JointInspection, PhaseReminder, SelfCheck
+from events.stored import CAMPAIGN, JOINT_INSPECTION, PHASE_REMINDER, SELF_CHECK, event_topic
 from projections.base import LoggedEvent, Projection, insert_ignore, metadata
 
 campaigns = sa.Table(
@@ -148,10 +147,9 @@ def progress_rows(events: Sequence[LoggedEvent]) -> dict[str, list[dict[str, Any
 class CampaignProgressView(Projection):
     name = "campaign_progress"
     version = 1
-    topics = tuple(get_topic(c) for c in (
-        Campaign.CampaignLaunched, SelfCheck.SelfCheckSubmitted, JointInspection.JointInspectionConducted,
-        PhaseReminder.CampaignPhaseReminderIssued,
-    ))
+    topics = (event_topic(CAMPAIGN, "CampaignLaunched"), event_topic(SELF_CHECK, "SelfCheckSubmitted"),
+              event_topic(JOINT_INSPECTION, "JointInspectionConducted"),
+              event_topic(PHASE_REMINDER, "CampaignPhaseReminderIssued"))
     tables = (campaigns, scope, school_steps, aspect_results, inspections, reminders)
 
     def apply(self, conn: sa.Connection, events: Sequence[LoggedEvent]) -> None:

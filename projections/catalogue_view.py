@@ -9,11 +9,9 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from eventsourcing.utils import get_topic
 
-from events.agencies import Agency
 from events.base import COUNTY_TZ
-from events.schools import School
+from events.stored import AGENCY, SCHOOL, event_topics
 from projections.base import LoggedEvent, Projection, insert_ignore, metadata, upsert_add, utc_text
 from projections.runner import tracking
 
@@ -57,13 +55,8 @@ schools = sa.Table(
 class CatalogueView(Projection):
     name = "catalogue"
     version = 2  # 2: a unit's first duty list is known from its effective day (known_from)
-    topics = tuple(
-        get_topic(c)
-        for c in (
-            Agency.AgencyRegistered, Agency.AgencyDutiesRevised, Agency.AgencyRenamed,
-            School.SchoolRegistered, School.SchoolUpdated,
-        )
-    )
+    topics = (*event_topics(AGENCY, "AgencyRegistered", "AgencyDutiesRevised", "AgencyRenamed"),
+              *event_topics(SCHOOL, "SchoolRegistered", "SchoolUpdated"))
     tables = (agencies, duty_lists, schools)
 
     def apply(self, conn: sa.Connection, events: Sequence[LoggedEvent]) -> None:

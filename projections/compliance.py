@@ -19,11 +19,10 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from eventsourcing.utils import get_topic
 
 from contracts.compliance import ComplianceCalendar, ComplianceKind, period_bounds, periods_overlapping
 from events.base import COUNTY_TZ
-from events.logistics import ComplianceGap, ComplianceRecord
+from events.stored import COMPLIANCE_GAP, COMPLIANCE_RECORD, event_topic
 from projections.base import (
     LoggedEvent,
     Projection,
@@ -89,7 +88,8 @@ def _greatest(conn: sa.Connection, a: Any, b: Any) -> Any:
 class ComplianceView(Projection):
     name = "compliance"
     version = 1
-    topics = (get_topic(ComplianceRecord.ComplianceRecordLogged), get_topic(ComplianceGap.ComplianceRecordMissing))
+    topics = (event_topic(COMPLIANCE_RECORD, "ComplianceRecordLogged"),
+              event_topic(COMPLIANCE_GAP, "ComplianceRecordMissing"))
     tables = (records, cells)
 
     def apply(self, conn: sa.Connection, events: Sequence[LoggedEvent]) -> None:

@@ -12,14 +12,20 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from eventsourcing.utils import get_topic
 
-from events.campaigns import JointInspection, SelfCheck
-from events.duty_log import DutyRecord
-from events.evidence import Evidence, blob_digests
-from events.logistics import ComplianceRecord, Recognition
-from events.meetings import Task
-from events.rectifications import Rectification
+from events.evidence import blob_digests
+from events.stored import (
+    COMPLIANCE_RECORD,
+    DUTY_RECORD,
+    EVIDENCE,
+    JOINT_INSPECTION,
+    RECOGNITION,
+    RECTIFICATION,
+    SELF_CHECK,
+    TASK,
+    event_topic,
+    event_topics,
+)
 from projections.base import LoggedEvent, Projection, insert_ignore, metadata
 
 uploads = sa.Table(
@@ -64,16 +70,18 @@ origins = sa.Table(
     sa.Column("record_id", sa.String(36), nullable=False),
 )
 
-REFERRING = (DutyRecord.DutyPerformed, Rectification.HazardReported, Rectification.RectificationProgressReported,
-             Rectification.RectificationCompleted, Task.TaskCompleted, ComplianceRecord.ComplianceRecordLogged,
-             Recognition.SchoolRecognised, SelfCheck.SelfCheckSubmitted, JointInspection.JointInspectionConducted)
+REFERRING = (event_topic(DUTY_RECORD, "DutyPerformed"),
+             *event_topics(RECTIFICATION, "HazardReported", "RectificationProgressReported", "RectificationCompleted"),
+             event_topic(TASK, "TaskCompleted"), event_topic(COMPLIANCE_RECORD, "ComplianceRecordLogged"),
+             event_topic(RECOGNITION, "SchoolRecognised"), event_topic(SELF_CHECK, "SelfCheckSubmitted"),
+             event_topic(JOINT_INSPECTION, "JointInspectionConducted"))
 
 
 class EvidenceIndex(Projection):
     name = "evidence"
     version = 2
-    topics = tuple(get_topic(c) for c in (Evidence.EvidenceUploaded, Rectification.RectificationAssigned,
-                                          *REFERRING))
+    topics = (event_topic(EVIDENCE, "EvidenceUploaded"), event_topic(RECTIFICATION, "RectificationAssigned"),
+              *REFERRING)
     tables = (uploads, refs, readers, origins)
 
     def apply(self, conn: sa.Connection, events: Sequence[LoggedEvent]) -> None:

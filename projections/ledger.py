@@ -38,10 +38,9 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from eventsourcing.utils import get_topic
 
 from events.base import COUNTY_TZ
-from events.duty_log import DutyRecord
+from events.stored import DUTY_RECORD, event_topic
 from projections.base import (
     LoggedEvent,
     Projection,
@@ -200,7 +199,7 @@ def _stored_records(rows: Sequence[StoredRow]) -> Iterable[tuple[dict[str, Any],
 class LedgerView(Projection):
     name = "ledger"
     version = 5  # 5: rm_ledger_months and rm_ledger_year_coverage
-    topics = (get_topic(DutyRecord.DutyPerformed),)
+    topics = (event_topic(DUTY_RECORD, "DutyPerformed"),)
     tables = (days, school_months, school_years, months, year_coverage)
     retired_tables = ("rm_ledger_entries", "rm_ledger_entry_schools", "rm_ledger_monthly", "rm_ledger_month_schools")
 

@@ -18,10 +18,9 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from eventsourcing.utils import get_topic
 
 from contracts.catalogue import Catalogue, default_catalogue
-from events.meetings import OPEN_STATES, Meeting, Task
+from events.stored import MEETING, OPEN_STATES, TASK, event_topics
 from projections import rectification_board as board
 from projections.base import LoggedEvent, Projection, insert_ignore, metadata
 from projections.campaign_progress import campaigns_overview
@@ -126,10 +125,10 @@ task_history = sa.Table(
     sa.Index("ix_rm_task_history_task", "task_id", "position"),
 )
 
-MEETING_EVENTS = (Meeting.MeetingScheduled, Meeting.AgendaItemProposed, Meeting.AgendaDrafted,
-                  Meeting.MeetingHeld, Meeting.ResolutionAdopted)
-TASK_EVENTS = (Task.TaskAssigned, Task.TaskProgressReported, Task.TaskCompleted, Task.TaskVerified,
-               Task.TaskRejected, Task.TaskDeadlineExtended, Task.TaskOverdue, Task.TaskEscalated)
+MEETING_EVENTS = event_topics(MEETING, "MeetingScheduled", "AgendaItemProposed", "AgendaDrafted", "MeetingHeld",
+                              "ResolutionAdopted")
+TASK_EVENTS = event_topics(TASK, "TaskAssigned", "TaskProgressReported", "TaskCompleted", "TaskVerified",
+                           "TaskRejected", "TaskDeadlineExtended", "TaskOverdue", "TaskEscalated")
 
 
 def _dumps(value: Any) -> str:
@@ -185,7 +184,7 @@ def _chunks(values: list[str], size: int = 500) -> Iterable[list[str]]:
 class MeetingsView(Projection):
     name = "meetings"
     version = 1
-    topics = tuple(get_topic(c) for c in (*MEETING_EVENTS, *TASK_EVENTS))
+    topics = (*MEETING_EVENTS, *TASK_EVENTS)
     tables = (meetings, agenda_items, resolutions, tasks, task_history)
 
     def apply(self, conn: sa.Connection, events: Sequence[LoggedEvent]) -> None:

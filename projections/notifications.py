@@ -25,18 +25,22 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from eventsourcing.utils import get_topic
 
 from contracts.catalogue import default_catalogue
 from contracts.compliance import default_calendar
-from events.agencies import Agency
 from events.base import derive_id
-from events.campaigns import PhaseReminder
-from events.logistics import ComplianceGap, Petition
-from events.meetings import Meeting, Task
-from events.rectifications import Rectification
-from events.warnings import EarlyWarning
-from projections.base import LoggedEvent, Projection, insert_ignore, metadata, upsert_add
+from events.stored import (
+    AGENCY,
+    COMPLIANCE_GAP,
+    EARLY_WARNING,
+    MEETING,
+    PETITION,
+    PHASE_REMINDER,
+    RECTIFICATION,
+    TASK,
+    event_topic,
+)
+from projections.base import LoggedEvent, Projection, insert_ignore, metadata, type_of_topic, upsert_add
 from projections.warning_response import LEVEL_NAMES, TYPE_NAMES
 
 notifications = sa.Table(
@@ -347,24 +351,24 @@ def _agency_registered(e: LoggedEvent, ctx: Context) -> list[Notice]:
     return []
 
 
-RULES: dict[type, Rule] = {
-    Agency.AgencyRegistered: _agency_registered,
-    Rectification.RectificationAssigned: _rect_assigned,
-    Rectification.RectificationRejected: _rect_rejected,
-    Rectification.RectificationOverdue: _rect_overdue,
-    Rectification.RectificationEscalated: _rect_escalated,
-    Task.TaskAssigned: _task_assigned,
-    Task.TaskRejected: _task_rejected,
-    Task.TaskOverdue: _task_overdue,
-    Task.TaskEscalated: _task_escalated,
-    EarlyWarning.WarningIssued: _warning_issued,
-    EarlyWarning.WarningEscalated: _warning_escalated,
-    ComplianceGap.ComplianceRecordMissing: _compliance_missing,
-    Petition.PetitionReceived: _petition_received,
-    PhaseReminder.CampaignPhaseReminderIssued: _phase_reminder,
-    Meeting.MeetingScheduled: _meeting_scheduled,
+RULES: dict[str, Rule] = {  # by stored topic (events/stored.py)
+    event_topic(AGENCY, "AgencyRegistered"): _agency_registered,
+    event_topic(RECTIFICATION, "RectificationAssigned"): _rect_assigned,
+    event_topic(RECTIFICATION, "RectificationRejected"): _rect_rejected,
+    event_topic(RECTIFICATION, "RectificationOverdue"): _rect_overdue,
+    event_topic(RECTIFICATION, "RectificationEscalated"): _rect_escalated,
+    event_topic(TASK, "TaskAssigned"): _task_assigned,
+    event_topic(TASK, "TaskRejected"): _task_rejected,
+    event_topic(TASK, "TaskOverdue"): _task_overdue,
+    event_topic(TASK, "TaskEscalated"): _task_escalated,
+    event_topic(EARLY_WARNING, "WarningIssued"): _warning_issued,
+    event_topic(EARLY_WARNING, "WarningEscalated"): _warning_escalated,
+    event_topic(COMPLIANCE_GAP, "ComplianceRecordMissing"): _compliance_missing,
+    event_topic(PETITION, "PetitionReceived"): _petition_received,
+    event_topic(PHASE_REMINDER, "CampaignPhaseReminderIssued"): _phase_reminder,
+    event_topic(MEETING, "MeetingScheduled"): _meeting_scheduled,
 }
-_BY_NAME = {cls.__name__: rule for cls, rule in RULES.items()}
+_BY_NAME = {type_of_topic(t): rule for t, rule in RULES.items()}
 
 
 def notification_id(event_id: str, recipient: str, kind: str) -> str:
@@ -374,7 +378,7 @@ def notification_id(event_id: str, recipient: str, kind: str) -> str:
 class NotificationsView(Projection):
     name = "notifications"
     version = 1
-    topics = tuple(get_topic(c) for c in RULES)
+    topics = tuple(RULES)
     tables = (notifications, assignees, units_table)
 
     def apply(self, conn: sa.Connection, events: Sequence[LoggedEvent]) -> None:

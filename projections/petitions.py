@@ -10,9 +10,8 @@ from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
-from eventsourcing.utils import get_topic
 
-from events.logistics import Petition
+from events.stored import PETITION, event_topics
 from projections.base import LoggedEvent, Projection, insert_ignore, metadata
 
 petitions = sa.Table(
@@ -44,8 +43,7 @@ SATISFIED = ("satisfied", "basically-satisfied")
 class PetitionsView(Projection):
     name = "petitions"
     version = 1
-    topics = tuple(get_topic(c) for c in (Petition.PetitionReceived, Petition.PetitionAnswered,
-                                          Petition.PetitionClosed))
+    topics = event_topics(PETITION, "PetitionReceived", "PetitionAnswered", "PetitionClosed")
     tables = (petitions,)
 
     def apply(self, conn: sa.Connection, events: Sequence[LoggedEvent]) -> None:

@@ -18,10 +18,9 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from eventsourcing.utils import get_topic
 
 from events.base import COUNTY_TZ
-from events.rectifications import RUNNING, Rectification
+from events.stored import RECTIFICATION, RUNNING, event_topics
 from projections.base import LoggedEvent, Projection, insert_ignore, metadata, utc_text
 
 items = sa.Table(
@@ -96,12 +95,10 @@ history = sa.Table(
     sa.Index("ix_rm_rectification_history_id", "id", "position"),
 )
 
-EVENT_TYPES = (
-    Rectification.HazardReported, Rectification.RectificationAssigned,
-    Rectification.RectificationProgressReported, Rectification.RectificationCompleted,
-    Rectification.RectificationVerified, Rectification.RectificationRejected, Rectification.DeadlineExtended,
-    Rectification.RectificationOverdue, Rectification.RectificationEscalated,
-    Rectification.ExtensionRequested, Rectification.ExtensionRefused,
+EVENT_TYPES = event_topics(
+    RECTIFICATION, "HazardReported", "RectificationAssigned", "RectificationProgressReported",
+    "RectificationCompleted", "RectificationVerified", "RectificationRejected", "DeadlineExtended",
+    "RectificationOverdue", "RectificationEscalated", "ExtensionRequested", "ExtensionRefused",
 )
 _NO_PENDING = {"pending_extension_unit": None, "pending_extension_deadline": None,
                "pending_extension_reason": None, "pending_extension_on": None}
@@ -181,7 +178,7 @@ def fold(row: dict[str, Any] | None, item_id: str, type_: str, data: dict[str, A
 class RectificationBoard(Projection):
     name = "rectification_board"
     version = 3  # 2: the pending extension request; 3: index on updated_at
-    topics = tuple(get_topic(c) for c in EVENT_TYPES)
+    topics = EVENT_TYPES
     tables = (items, responsible, history)
 
     def apply(self, conn: sa.Connection, events: Sequence[LoggedEvent]) -> None:

@@ -21,11 +21,10 @@ from datetime import date, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from eventsourcing.utils import get_topic
 
 from contracts.catalogue import Target
 from contracts.compliance import ComplianceCalendar, period_bounds, periods_overlapping
-from events.logistics import AnnualTarget, Recognition
+from events.stored import ANNUAL_TARGET, RECOGNITION, event_topics
 from projections.base import LoggedEvent, Projection, insert_ignore, metadata
 from projections.compliance import cells, compliance_matrix, compliance_rates, owes, school_rows
 from projections.petitions import petition_rates
@@ -69,10 +68,8 @@ recognitions = sa.Table(
 class TargetsView(Projection):
     name = "targets"
     version = 1
-    topics = tuple(get_topic(c) for c in (
-        AnnualTarget.TargetSet, AnnualTarget.TargetRevised, Recognition.SchoolRecognised,
-        Recognition.RecognitionWithdrawn,
-    ))
+    topics = (*event_topics(ANNUAL_TARGET, "TargetSet", "TargetRevised"),
+              *event_topics(RECOGNITION, "SchoolRecognised", "RecognitionWithdrawn"))
     tables = (targets, recognitions)
 
     def apply(self, conn: sa.Connection, events: Sequence[LoggedEvent]) -> None:

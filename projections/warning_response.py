@@ -11,15 +11,16 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import sqlalchemy as sa
-from eventsourcing.utils import get_topic
 
-from contracts.escalation import WarningRules, default_warning_rules
-from events.warnings import EarlyWarning, WarningAcknowledgement
+from events.stored import EARLY_WARNING, WARNING_ACKNOWLEDGEMENT, event_topic, event_topics
 from projections.base import LoggedEvent, Projection, insert_ignore, metadata, utc_text
+
+if TYPE_CHECKING:
+    from contracts.escalation import WarningRules
 
 LEVEL_NAMES = {"blue": "蓝色", "yellow": "黄色", "orange": "橙色", "red": "红色"}
 TYPE_NAMES = {"rainstorm": "暴雨", "gale": "大风", "lightning": "雷电", "heat": "高温", "cold": "寒潮",
@@ -79,9 +80,8 @@ def _minutes(start_utc: str, end_utc: str) -> float:
 class WarningResponseView(Projection):
     name = "warning_response"
     version = 1
-    topics = tuple(get_topic(c) for c in (
-        EarlyWarning.WarningIssued, EarlyWarning.WarningEscalated, WarningAcknowledgement.WarningAcknowledged,
-    ))
+    topics = (*event_topics(EARLY_WARNING, "WarningIssued", "WarningEscalated"),
+              event_topic(WARNING_ACKNOWLEDGEMENT, "WarningAcknowledged"))
     tables = (warnings_table, recipients_table)
 
     def apply(self, conn: sa.Connection, events: Sequence[LoggedEvent]) -> None:
@@ -210,6 +210,14 @@ def _chunks(ids: list[str], size: int = 500) -> list[list[str]]:
 # -- queries -------------------------------------------------------------------------------
 
 
+def _default_rules() -> WarningRules:
+    # Imported when a query first needs the rules: applying events never does, and the rules'
+    # models (and the warning aggregate they import) were part of a rebuild's start-up.
+    from contracts.escalation import default_warning_rules
+
+    return default_warning_rules()
+
+
 def _is_slow(level: str, latency_minutes: float | None, rules: WarningRules) -> bool:
     return latency_minutes is not None and latency_minutes > rules.levels[level].slow_after_hours * 60
 
@@ -220,7 +228,7 @@ def response_by_recipient(
     """Per school (kind='school') or unit (kind='unit'), warnings issued between ``start``
     and ``end`` (ISO days, inclusive): received, acknowledged, rate, median and worst
     latency in minutes, slow acknowledgements."""
-    rules = rules or default_warning_rules()
+    rules = rules or _default_rules()
     r = recipients_table.c
     q = (sa.select(r.recipient, r.level, r.latency_minutes)
          .where(r.kind == kind, r.occurred_on >= start, r.occurred_on <= end)
@@ -247,7 +255,7 @@ def warnings_between(
     conn: sa.Connection, start: str, end: str, rules: WarningRules | None = None,
 ) -> list[dict[str, Any]]:
     """Warnings issued between two ISO days with their response figures and event ids."""
-    rules = rules or default_warning_rules()
+    rules = rules or _default_rules()
     w = warnings_table.c
     rows = [dict(m) for m in conn.execute(
         sa.select(warnings_table).where(w.occurred_on >= start, w.occurred_on <= end)
@@ -295,7 +303,7 @@ def due_for_escalation(
 ) -> list[dict[str, Any]]:
     """Warnings not yet escalated whose escalation time has passed while some recipient has
     still not acknowledged, with those recipients."""
-    rules = rules or default_warning_rules()
+    rules = rules or _default_rules()
     w = warnings_table.c
     now_text = utc_text(now)
     candidates = conn.execute(

@@ -3,6 +3,7 @@ platform or read side opened lazily (a command imports only what it uses), the p
 
 from __future__ import annotations
 
+import gc
 import sys
 from typing import Any
 
@@ -28,10 +29,23 @@ def _platform(**kw: Any) -> Any:
 
 
 def _read_side() -> Any:
-    """The log and read models alone: no API, accounts or evidence modules (platform.py)."""
-    from services.platform import ReadSide
+    """The log and read models alone: no API, accounts or evidence modules (platform.py).
 
-    return ReadSide()
+    Its imports and set-up run without cyclic garbage collection, and what they leave is then
+    frozen (``gc.freeze``: never walked again by the collector; a command's modules, tables
+    and engine live as long as its process): collections set off by the ~70,000 objects of
+    the import walked them again and again (60-95 ms of a 120-school rebuild, now 12-25)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        from services.platform import ReadSide
+
+        side = ReadSide()
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
+    return side
 
 
 class _NoBar:
