@@ -31,13 +31,11 @@ projection's tracking row (SELECT ... FOR UPDATE), so batches never interleave.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -47,6 +45,7 @@ import sqlalchemy as sa
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
 from projections.base import LoggedEvent, Projection, StoredRow, metadata, upsert_add, utc_text
+from projections.collector import collector_paused
 
 log = logging.getLogger(__name__)
 
@@ -80,22 +79,6 @@ _NOT_THE_EVENTS_FAULT = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.
 def _error_text(e: BaseException) -> str:
     text = f"{type(e).__name__}: {e}".replace("\x00", "\\x00")
     return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)[:1000]
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection inside a batch. A batch of a backlog allocates its decoded
-    events by the hundred thousand (none of them in a cycle: refcounting frees them with the
-    batch), and those allocations set off full collections that walked every live object, the
-    batch's and the process's: a fifth of a rebuild's time. Collection resumes between batches,
-    so garbage a batch does leave in a cycle is still collected."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 class LogReader(Protocol):
@@ -501,7 +484,7 @@ class ProjectionRunner:
         applied."""
         total = 0
         while True:
-            with _collector_paused():
+            with collector_paused():  # a batch's decoded events leave no cycles
                 result = self.step(name) if name else self.step_together()
             total += result.applied
             if progress:

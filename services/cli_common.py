@@ -35,16 +35,13 @@ def _read_side() -> Any:
     frozen (``gc.freeze``: never walked again by the collector; a command's modules, tables
     and engine live as long as its process): collections set off by the ~70,000 objects of
     the import walked them again and again (60-95 ms of a 120-school rebuild, now 12-25)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    from projections.collector import collector_paused
+
+    with collector_paused():
         from services.platform import ReadSide
 
         side = ReadSide()
-    finally:
         gc.freeze()
-        if enabled:
-            gc.enable()
     return side
 
 

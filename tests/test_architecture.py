@@ -41,7 +41,9 @@ class Layer:
 
 
 def _layers() -> tuple[Layer, ...]:
-    below_services = {"events", "contracts", "projections"}
+    # The process-wide pause of the garbage collector (projections/collector.py): one counted
+    # pause that the runner and the brief renderer share, so it sits below both.
+    below_services = {"events", "contracts", "projections", "collector"}
     # Principal (who acts) is a plain value that the kernel and security both speak in.
     leaves = {"settings", "documents", "principal"}
     infrastructure = {"store & security", *leaves, *below_services}
@@ -50,10 +52,11 @@ def _layers() -> tuple[Layer, ...]:
     table = [
         Layer("events", ("events",), frozenset({"events"})),
         Layer("contracts", ("contracts",), frozenset({"contracts", "events"})),
+        Layer("collector", ("projections.collector",), frozenset({"collector"})),
         Layer("projections", ("projections",), frozenset(below_services)),
         # services/, bottom to top; settings and documents are leaves anything in services/ may import
         Layer("settings", ("services.settings",), frozenset({"settings"})),
-        Layer("documents", ("services.documents",), frozenset({"documents", "settings"})),
+        Layer("documents", ("services.documents",), frozenset({"documents", "settings", "collector"})),
         Layer("principal", ("services.kernel.principal",), frozenset({"principal"})),
         Layer("store & security", ("services.store", "services.security"), frozenset(infrastructure)),
         Layer("kernel", ("services.kernel",), frozenset(kernel)),

@@ -11,8 +11,9 @@ import threading
 from docx import Document
 from lxml import etree
 
+from projections.collector import collector_paused
 from services.documents import ooxml
-from services.documents.brief import chart_svg, collector_paused
+from services.documents.brief import chart_svg
 from services.documents.docx import CELL_MARGIN_TWIPS, Docx
 from services.documents.fonts import Fonts
 

@@ -1,5 +1,5 @@
-"""The runner pauses cyclic garbage collection inside each catch-up batch (projections/runner.py
-``_collector_paused``): no collection walks a batch's decoded events, and the collector is left
+"""The runner pauses cyclic garbage collection inside each catch-up batch (projections/runner.py with
+projections/collector.py): no collection walks a batch's decoded events, and the collector is left
 as it was found."""
 
 from __future__ import annotations

@@ -15,13 +15,9 @@ severities and phase states are named from documents/labels.py, as on the pages.
 from __future__ import annotations
 
 import base64
-import gc
 import io
 import shutil
 import subprocess
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date, datetime
 from functools import cache
 from pathlib import Path
@@ -30,6 +26,7 @@ from xml.sax.saxutils import escape
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from projections.collector import collector_paused
 from services.documents import labels
 from services.documents.docx import Docx
 from services.documents.fonts import Fonts
@@ -179,39 +176,11 @@ def render_html(data: dict[str, Any], *, print_mode: bool = False, settings: Set
                                                        site=site, linked=linked)
 
 
-_collector = threading.Lock()
-_collector_holders = 0
-_collector_was_enabled = True
-
-
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """The cyclic garbage collector paused while a document is built. WeasyPrint makes millions
-    of short-lived objects for a county year's brief, and the collector's automatic passes over
-    them (~600 young, ~50 middle and a few full ones) were a quarter of the PDF's CPU time; the
-    peak memory is the same without them (the render's objects are freed by reference counts).
-    Process-wide, so counted across threads: the last render to finish resumes it, and only
-    if it was running before the first began."""
-    global _collector_holders, _collector_was_enabled
-    with _collector:
-        if _collector_holders == 0:
-            _collector_was_enabled = gc.isenabled()
-            gc.disable()
-        _collector_holders += 1
-    try:
-        yield
-    finally:
-        with _collector:
-            _collector_holders -= 1
-            if _collector_holders == 0 and _collector_was_enabled:
-                gc.enable()
-
-
 def render_pdf(data: dict[str, Any], settings: Settings | None = None) -> bytes:
     from weasyprint import HTML
 
     html = render_html(data, print_mode=True, settings=settings)
-    with collector_paused():
+    with collector_paused():  # see projections/collector.py: a quarter of the PDF's CPU
         pdf: bytes = HTML(string=html, base_url=str(TEMPLATES)).write_pdf()
     return pdf
 
