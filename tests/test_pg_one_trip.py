@@ -141,3 +141,19 @@ def test_events_wait_for_the_table_lock(pg_url: str) -> None:
         assert done and platform.app.school_exists("L1")
     finally:
         platform.close()
+
+
+def test_a_batchs_positions_are_where_its_events_stand(database_url: str) -> None:
+    """Both stores answer a multi-event save with each event's own log position (PostgreSQL's
+    RETURNING of one query string, SQLite's INSERT ... RETURNING matched by key)."""
+    platform = make_platform(database_url)
+    try:
+        platform.app.save(school("B0"))
+        recordings = platform.app.save(*(school(f"B{i}") for i in range(1, 6)))
+        positions = [r.notification.id for r in recordings]
+        assert len(set(positions)) == 5 and positions == sorted(positions)
+        for r in recordings:
+            event = r.domain_event
+            assert platform.app.position_of(event.originator_id, event.originator_version) == r.notification.id
+    finally:
+        platform.close()
