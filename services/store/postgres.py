@@ -17,7 +17,7 @@ from eventsourcing.utils import retry
 from psycopg.adapt import Transformer
 from psycopg.sql import SQL, Composable, Identifier
 
-from services.store.database import DDL_LOCK_KEY, SideRows, SideRowsInTransaction
+from services.store.database import DDL_LOCK_KEY, SideRows, SideRowsInTransaction, merge_side_rows
 
 # Events of one transaction sent as one query string (``insert_events``); a larger save (a
 # catalogue, an import) keeps eventsourcing's insert, whose composite-array parameter costs
@@ -72,7 +72,7 @@ class SerialisedPostgresApplicationRecorder(SideRowsInTransaction, PostgresAppli
         literal = Transformer(conn).as_literal
         parts = [b"BEGIN"]
         # Side rows first, as SideRowsInTransaction inserts them: before the lock, not under it.
-        for table, columns, rows in side:
+        for table, columns, rows in merge_side_rows(side):
             if rows:
                 parts.append(f"INSERT INTO {self._side_table(table)} ({', '.join(columns)}) VALUES ".encode()
                              + b",".join([b"(" + b",".join([literal(v) for v in row]) + b")" for row in rows]))

@@ -1,7 +1,9 @@
-"""The PostgreSQL recorder sends a transaction as one query string (services/store/postgres.py
-``insert_events``): BEGIN, the side rows, the table lock, the events and COMMIT, values bound
-as literals. It must land exactly what eventsourcing's own insert landed (forced here by
-ONE_TRIP_MAX_EVENTS = 0), keep the table lock, and leave nothing of a failed transaction."""
+"""How the stores write a group commit's transaction. PostgreSQL sends it as one query string
+(services/store/postgres.py ``insert_events``): BEGIN, the side rows, the table lock, the events
+and COMMIT, values bound as literals. It must land exactly what eventsourcing's own insert
+landed (forced here by ONE_TRIP_MAX_EVENTS = 0), keep the table lock, and leave nothing of a
+failed transaction. Both stores answer each event's own position and insert a batch's audit
+rows as one statement per table, in the writers' order."""
 
 from __future__ import annotations
 
@@ -157,3 +159,26 @@ def test_a_batchs_positions_are_where_its_events_stand(database_url: str) -> Non
             assert platform.app.position_of(event.originator_id, event.originator_version) == r.notification.id
     finally:
         platform.close()
+
+
+def test_a_batchs_audit_rows_land_in_the_writers_order(database_url: str) -> None:
+    """Each writer's audit row is an entry of its own; the batch inserts them as one statement
+    per table (``merge_side_rows``) and their ids keep the writers' order."""
+    platform = make_platform(database_url)
+    try:
+        items = [CommitItem(tuple(school(f"W{i}").collect_events()) if i % 2 else (), (audit_row(f"writer {i}"),))
+                 for i in range(6)]
+        answers = platform.app._save_batch(items)
+        assert [len(a) for a in answers] == [0, 1, 0, 1, 0, 1]
+        actions = [r["action"] for r in sorted(platform.audit.page(limit=100), key=lambda r: r["id"])]
+        assert actions == [f"writer {i}" for i in range(6)]
+    finally:
+        platform.close()
+
+
+def test_merge_side_rows_keeps_each_tables_order() -> None:
+    from services.store.database import merge_side_rows
+
+    a, b = ("a", ("x",)), ("b", ("y", "z"))
+    side = [(*a, [(1,)]), (*b, [(2, 3)]), (*a, [(4,), (5,)]), (*b, [])]
+    assert merge_side_rows(side) == [("a", ("x",), [(1,), (4,), (5,)]), ("b", ("y", "z"), [(2, 3)])]
