@@ -182,3 +182,16 @@ def test_merge_side_rows_keeps_each_tables_order() -> None:
     a, b = ("a", ("x",)), ("b", ("y", "z"))
     side = [(*a, [(1,)]), (*b, [(2, 3)]), (*a, [(4,), (5,)]), (*b, [])]
     assert merge_side_rows(side) == [("a", ("x",), [(1,), (4,), (5,)]), ("b", ("y", "z"), [(2, 3)])]
+
+
+def test_a_commit_notifies_the_logs_listeners(pg_url: str) -> None:
+    """Followers of the log may wait on its channel: the one-trip query still sends NOTIFY."""
+    platform = make_platform(pg_url)
+    try:
+        channel = platform.app.recorder.channel_name  # type: ignore[attr-defined]
+        with psycopg.connect(PG_BASE, autocommit=True) as listener:
+            listener.execute(f'LISTEN "{channel}"')
+            platform.app.save(school("N1"), school("N2"))
+            assert [n.channel for n in listener.notifies(timeout=5, stop_after=1)] == [channel]
+    finally:
+        platform.close()
