@@ -34,9 +34,10 @@ class SerialisedPostgresApplicationRecorder(SideRowsInTransaction, PostgresAppli
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         """One round trip per transaction: BEGIN, the side rows, the table lock, the events
         and COMMIT go to the server as one simple-protocol query string, values bound
-        client-side as literals. eventsourcing's pipeline waited twice (its sync for the ids,
-        then COMMIT), and in this process each wait meant taking the GIL back from the event
-        loop; under the table lock nothing now waits on the client. The lock, the NOTIFY and
+        client-side as literals. eventsourcing's pipeline waited on the socket three times (the
+        side rows' flush, its sync for the ids, COMMIT), and in this process each wait meant
+        taking the GIL back from the event loop; under the table lock nothing now waits on the
+        client. The lock, the NOTIFY and
         the gap-free notification ids in commit order are eventsourcing's, unchanged."""
         if len(stored_events) > ONE_TRIP_MAX_EVENTS or self.datastore.enable_db_functions:
             ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
