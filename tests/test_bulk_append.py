@@ -69,13 +69,17 @@ def test_rows_carry_what_the_mapper_stores(sqlite_platform: Platform, compressor
         assert rows[-1][3].endswith(b',"class_version":2}')
 
 
+@pytest.mark.parametrize("ahead", [1, 3])  # batches mapped ahead of the writer thread (the demo's 8)
 def test_batches_spanning_several_statements_keep_exact_positions(
-    platform: Platform, monkeypatch: pytest.MonkeyPatch,
+    platform: Platform, monkeypatch: pytest.MonkeyPatch, ahead: int,
 ) -> None:
     monkeypatch.setattr(store, "ROWS_PER_STATEMENT", 3)  # a batch of 7: statements of 3, 3 and 1
     platform.app.save(*_records(platform, 2, tag="before"))
     head = platform.app.recorder.max_notification_id() or 0
-    result = BulkAppender(platform.app, batch_size=7, keep_positions=True).append(_records(platform, 17))
+    with pytest.raises(ValueError, match="ahead"):
+        BulkAppender(platform.app, ahead=0)
+    result = BulkAppender(platform.app, batch_size=7, keep_positions=True, ahead=ahead).append(
+        _records(platform, 17))
     assert result.positions == list(range(head + 1, head + 18))
     notes = platform.app.recorder.select_notifications(start=head + 1, limit=100)
     expected = [(r.id, 1) for r in _records(platform, 17)]

@@ -41,6 +41,10 @@ KINDS = [("kindergarten", 0.30), ("primary", 0.40), ("junior", 0.17), ("senior",
 KIND_NAMES = {"kindergarten": "幼儿园", "primary": "小学", "junior": "初级中学", "senior": "高级中学",
               "vocational": "职业学校"}
 ACTOR = "demo:generator"
+# Batches the generator maps ahead of the appender's writer (~20 MB each): on SQLite the read
+# models' follower (services/demo/follow.py) holds the write lock for seconds at a time, and
+# with one batch ahead the generator stopped until it let go.
+DEMO_AHEAD = 8
 FOUND = "发现问题已当场反馈"
 SUMMARIES = {
     "weekly": "例行巡查", "monthly": "月度检查", "quarterly": "季度检查", "semester": "学期检查",
@@ -372,7 +376,7 @@ def run_demo(
             school_towns={s.school_id: s.town for s in specs}, year=year, seed=seed, now=now, profiles=profiles)
 
     with few_collections():
-        written = BulkAppender(app).append(year_events(), progress=progress).appended
+        written = BulkAppender(app, ahead=DEMO_AHEAD).append(year_events(), progress=progress).appended
     return {"schools": len(specs), "events": written, "hazards": parts["hazards"]["hazards"],
             "logistics": parts["logistics"], "meetings": parts["meetings"], "diligent": list(profiles.diligent),
             "negligent": list(profiles.negligent)}

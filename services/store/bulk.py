@@ -18,8 +18,8 @@ with deterministic ids wants).
 
 Mapping (orjson encoding) and inserting overlap: a writer thread inserts batch k while the
 caller's thread maps batch k + 1 straight into the rows the store binds (sqlite3 and psycopg
-release the GIL while the database works). At most three batches are in memory; batches
-commit in stream order.
+release the GIL while the database works). At most ``ahead`` + 2 batches are in memory (3 by
+default); batches commit in stream order.
 
 A producer that makes many events of one shape (the demo's duty and compliance records) may
 hand in ``EncodedEvent`` rows instead, built with ``state_encoder`` of the same mapper: they
@@ -143,14 +143,15 @@ def row_encoder(mapper: Mapper[Any], key: Callable[[Any], Any]) -> Callable[[Any
 class BulkAppender:
     def __init__(
         self, app: Application[Any], *, batch_size: int = DEFAULT_BATCH, skip_existing: bool = False,
-        keep_positions: bool = False,
+        keep_positions: bool = False, ahead: int = 1,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
+        if batch_size < 1 or ahead < 1:
+            raise ValueError("batch_size and ahead must be at least 1")
         self.app = app
         self.batch_size = batch_size
         self.skip_existing = skip_existing
         self.keep_positions = keep_positions
+        self.ahead = ahead  # batches mapped and waiting for the writer thread
 
     def append(
         self, items: Iterable[Any], *, progress: Callable[[int], None] | None = None,
@@ -159,7 +160,7 @@ class BulkAppender:
         stream, ``batch_size`` events per transaction. If a batch fails, the batches before
         it stay committed, none after it is written, and the error is raised here."""
         result = BulkResult()
-        batches: queue.Queue[list[Row] | None] = queue.Queue(maxsize=1)
+        batches: queue.Queue[list[Row] | None] = queue.Queue(maxsize=self.ahead)
         failure: list[BaseException] = []
         sink = self._writer()
 
