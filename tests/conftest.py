@@ -72,6 +72,15 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'lianxi.db'}"
 
 
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh schema on the local PostgreSQL server."""
+    require_postgres()
+    schema = f"lxt_{uuid.uuid4().hex[:12]}"
+    yield f"{PG_BASE}?schema={schema}"
+    drop_pg_schema(schema)
+
+
 class Clock:
     """An injectable clock for tests."""
 

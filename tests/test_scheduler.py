@@ -11,7 +11,6 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from projections.rectification_board import history, items
 from services.kernel.principal import Principal
 from services.platform import Platform
 from services.scheduler import JOB_TABLE, JOBS, LianxiScheduler
-from tests.conftest import PG_BASE, Clock, drop_pg_schema, make_platform, require_postgres
+from tests.conftest import Clock, make_platform
 from tests.zygote import run_cli
 
 LEAD = Principal("t-lead", "education", "lead", "安全办")
@@ -73,14 +72,6 @@ def step_events(platform: Platform) -> list[LoggedEvent]:
 
 def step_key(e: LoggedEvent) -> tuple[str, str, int]:
     return (str(e.originator_id), e.data["deadline"], int(e.data.get("level", 0)))
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    require_postgres()
-    schema = f"lxt_{uuid.uuid4().hex[:12]}"
-    yield f"{PG_BASE}?schema={schema}"
-    drop_pg_schema(schema)
 
 
 # -- fake clock ----------------------------------------------------------------------------

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -26,18 +24,10 @@ from services.platform import Platform
 from services.security.audit import AUDIT_COLUMNS
 from services.store import postgres
 from services.store.group_commit import GroupCommitter
-from tests.conftest import PG_BASE, drop_pg_schema, make_platform, require_postgres
+from tests.conftest import PG_BASE, drop_pg_schema, make_platform
 
 NOW = datetime(2025, 6, 2, tzinfo=UTC)
 FIRE = Principal(token_id="t", agency="fire-rescue", role="liaison", label="desk")
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    require_postgres()
-    schema = f"lxt_{uuid.uuid4().hex[:12]}"
-    yield f"{PG_BASE}?schema={schema}"
-    drop_pg_schema(schema)
 
 
 def audit_row(action: str, **values: Any) -> tuple[str, tuple[str, ...], list[tuple[Any, ...]]]:
