@@ -25,6 +25,7 @@ from eventsourcing.domain import Aggregate
 
 from events.base import Recorded, RecordedCreated, derive_id, local_date
 from events.errors import Conflict, InvariantViolated, NotPermitted
+from events.evidence import clean_refs
 
 RECOGNITION_LEVELS = ("county", "city", "province", "national")
 TARGET_MEASURES = ("share", "count")
@@ -36,7 +37,6 @@ PETITION_TOPICS = (
 SATISFACTION = ("satisfied", "basically-satisfied", "unsatisfied", "not-evaluated")
 # 信访条例: a petition is concluded within 60 days of acceptance.
 PETITION_HANDLING_DAYS = 60
-MAX_EVIDENCE = 50
 SCOPE_PATTERN = re.compile(r"^(county|town:\S.{0,98})$")
 REFERENCE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_/-]{0,59}$")
 # Mainland mobile numbers and resident ID numbers: never stored in free text.
@@ -46,16 +46,6 @@ _PERSONAL = re.compile(r"(?<!\d)(1[3-9]\d{9}|\d{17}[\dXx]|\d{15})(?!\d)")
 def check_no_personal_data(text: str, field: str) -> None:
     if _PERSONAL.search(text):
         raise InvariantViolated(f"{field} must not carry a phone or ID number; refer to people by role")
-
-
-def _check_evidence(evidence: list[str]) -> list[str]:
-    refs = list(dict.fromkeys(e.strip() for e in evidence if e.strip()))
-    if len(refs) > MAX_EVIDENCE:
-        raise InvariantViolated(f"at most {MAX_EVIDENCE} evidence references")
-    for ref in refs:
-        if len(ref) > 500 or any(c.isspace() for c in ref):
-            raise InvariantViolated("evidence references are URIs or content hashes without spaces")
-    return refs
 
 
 # -- annual targets ------------------------------------------------------------------------------
@@ -210,12 +200,12 @@ class Recognition(Aggregate):
         return cls._create(
             cls.SchoolRecognised, id=agg_id, timestamp=now, event_id=str(agg_id), agency=by_agency,
             occurred_on=awarded_on.isoformat(), school_id=school_id, kind=kind, level=level,
-            awarded_on=awarded_on.isoformat(), awarding_body=body, evidence=_check_evidence(evidence),
+            awarded_on=awarded_on.isoformat(), awarding_body=body, evidence=clean_refs(evidence),
             logged_by=logged_by,
         )
 
     def same_award(self, *, awarding_body: str, evidence: list[str]) -> bool:
-        return self.awarding_body == awarding_body.strip() and self.evidence == _check_evidence(evidence)
+        return self.awarding_body == awarding_body.strip() and self.evidence == clean_refs(evidence)
 
     def withdraw(self, *, by_agency: str, by_lead: bool, withdrawn_on: date, reason: str, logged_by: str,
                  now: datetime) -> None:
@@ -287,7 +277,7 @@ class ComplianceRecord(Aggregate):
         # year), but not more than a quarter ahead.
         if period_start > today + timedelta(days=92):
             raise InvariantViolated(f"period {period} starts more than three months from now")
-        refs = _check_evidence(evidence)
+        refs = clean_refs(evidence)
         if evidence_required and not refs:
             raise InvariantViolated(f"a {kind!r} record needs at least one evidence reference")
         if measure_bounds is None:
