@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from tests.conftest import PG_BASE, REQUIRE_SERVICES, drop_pg_schema, require_postgres
+from tests.conftest import REQUIRE_SERVICES
 
 ROOT = Path(__file__).resolve().parent.parent
 SESSION_TIMEOUT_MS = 6000
@@ -131,15 +131,6 @@ def own_tansu(tmp_path: Path) -> Iterator[Broker]:
     broker.start()
     yield broker
     broker.stop()
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL schema on the local server."""
-    require_postgres()
-    schema = f"lxk_{uuid.uuid4().hex[:12]}"
-    yield f"{PG_BASE}?schema={schema}"
-    drop_pg_schema(schema)
 
 
 def unique_topic(prefix: str) -> str:
