@@ -57,6 +57,13 @@ def level_reached(steps_taken: StepsTaken, deadline: str | None) -> int:
     return max((level for d, level in steps_taken if d == deadline), default=OVERDUE_LEVEL)
 
 
+def every_step_taken(steps_taken: StepsTaken, deadline: str | None, schedule: Sequence[EscalationStep]) -> bool:
+    """Whether the overdue mark and every level of ``schedule`` were taken for ``deadline``:
+    no sweep can take anything more until the deadline changes (a step is taken once)."""
+    return (deadline is not None and (deadline, OVERDUE_LEVEL) in steps_taken
+            and all((deadline, step.level) in steps_taken for step in schedule))
+
+
 def due_steps(
     *, deadline: str | None, running: bool, steps_taken: StepsTaken, today: date,
     schedule: Sequence[EscalationStep],

@@ -20,6 +20,7 @@ from eventsourcing.domain import Aggregate
 from events.base import Recorded, RecordedCreated, derive_id, local_date
 from events.errors import Conflict, InvariantViolated, NotPermitted
 from events.escalation import DueStep, EscalationStep, days_late, due_steps, level_reached
+from events.stored import OPEN_STATES  # defined there so that read models need not import this module
 
 MAX_TASKS_PER_RESOLUTION = 50
 MAX_TEXT = 4000
@@ -247,9 +248,6 @@ class Meeting(Aggregate):
 
 
 # -- tasks ---------------------------------------------------------------------------------
-
-OPEN_STATES = ("assigned", "in_progress", "reopened")
-
 
 class Task(Aggregate):
     class TaskAssigned(RecordedCreated):

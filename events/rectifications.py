@@ -37,13 +37,11 @@ from eventsourcing.domain import Aggregate
 
 from events.base import Recorded, RecordedCreated, derive_id, local_date
 from events.errors import InvariantViolated, NotPermitted
-from events.escalation import DueStep, EscalationStep, days_late, due_steps, level_reached
+from events.escalation import DueStep, EscalationStep, days_late, due_steps, every_step_taken, level_reached
+from events.stored import RUNNING  # defined there so that read models need not import this module
 
 REPORTER_KINDS = ("unit", "self-check", "joint-inspection")
 STATUSES = ("reported", "assigned", "in_progress", "completed", "closed", "reopened")
-# States with a running deadline: only these can become overdue and escalate. A reported
-# completion stops the clock (the unit has answered); verification is the lead's to do.
-RUNNING = ("assigned", "in_progress", "reopened")
 MAX_MEASURES = 30
 MAX_EVIDENCE = 50
 SCHEDULER_ACTOR = "scheduler:overdue-sweep"
@@ -580,6 +578,10 @@ class Rectification(Aggregate):
         for step in escalations:
             self._take(step, now, rules_version)
         return [s.level for s in escalations]
+
+    def took_every_step(self, steps: Sequence[EscalationStep]) -> bool:
+        """Whether no sweep can take anything more for the deadline in force."""
+        return every_step_taken(self.steps_taken, self.deadline, steps)
 
     def sweep(self, now: datetime, steps: Sequence[EscalationStep], rules_version: int = 1) -> int:
         """Overdue first, then escalations. Returns how many events were taken."""

@@ -5,7 +5,7 @@ The read models filter the log by topic. Naming each topic by its class (``get_t
 every read-side process import every aggregate module, whose ~140 event classes (each a
 dataclass built at import) were about a sixth of a ``projections rebuild``'s start-up; the
 rebuild never builds a domain object. tests/test_stored_topics.py holds each topic here equal
-to ``get_topic`` of its class, and each state tuple to the domain's.
+to ``get_topic`` of its class.
 """
 
 from __future__ import annotations
@@ -29,9 +29,12 @@ RECTIFICATION = "events.rectifications:Rectification"
 EARLY_WARNING = "events.warnings:EarlyWarning"
 WARNING_ACKNOWLEDGEMENT = "events.warnings:WarningAcknowledgement"
 
-# States with a running deadline (overdue and escalation apply to these alone).
-RUNNING = ("assigned", "in_progress", "reopened")  # a rectification's
-OPEN_STATES = ("assigned", "in_progress", "reopened")  # a task's
+# The domain's own definitions (events/rectifications.py and events/meetings.py import them).
+# A rectification's states with a running deadline: only these can become overdue and
+# escalate. A reported completion stops the clock (the unit has answered); verification is
+# the lead's to do.
+RUNNING = ("assigned", "in_progress", "reopened")
+OPEN_STATES = ("assigned", "in_progress", "reopened")  # a task's, with its deadline running
 
 
 def event_topic(aggregate: str, event: str) -> str:

@@ -15,7 +15,7 @@ import pytest
 
 from contracts.catalogue import default_catalogue
 from events.base import COUNTY_TZ
-from events.rectifications import RUNNING
+from events.stored import RUNNING
 from projections.base import type_of_topic
 from projections.meetings import list_meetings
 from projections.rectification_board import unit_stats

@@ -11,7 +11,15 @@ from typing import Any
 import pytest
 
 from contracts.escalation import default_escalation_rules
-from events.escalation import OVERDUE_LEVEL, DueStep, EscalationStep, days_late, due_steps, level_reached
+from events.escalation import (
+    OVERDUE_LEVEL,
+    DueStep,
+    EscalationStep,
+    days_late,
+    due_steps,
+    every_step_taken,
+    level_reached,
+)
 from events.meetings import Task
 from events.rectifications import Rectification
 
@@ -64,6 +72,18 @@ def test_a_new_deadline_starts_over() -> None:
 @pytest.mark.parametrize("deadline, running", [(DEADLINE, False), (None, True)])
 def test_a_stopped_clock_or_no_deadline_has_nothing_due(deadline: str | None, running: bool) -> None:
     assert due(date(2025, 12, 31), running=running, deadline=deadline) == []
+
+
+def test_every_step_taken_means_no_sweep_takes_more_until_the_deadline_changes() -> None:
+    """What lets the demo's daily sweeps pass an exhausted item by (services/demo/hazards.py)."""
+    all_taken = {(DEADLINE, OVERDUE_LEVEL), *((DEADLINE, s.level) for s in SCHEDULE)}
+    assert every_step_taken(all_taken, DEADLINE, SCHEDULE)
+    assert due(date(2026, 1, 1), taken=all_taken) == []  # agrees with due_steps, whatever the day
+    for missing in sorted(all_taken):
+        assert not every_step_taken(all_taken - {missing}, DEADLINE, SCHEDULE)
+        assert due(date(2026, 1, 1), taken=all_taken - {missing}) != []
+    assert not every_step_taken(all_taken, "2025-05-01", SCHEDULE)  # an extended deadline starts over
+    assert not every_step_taken(all_taken, None, SCHEDULE)
 
 
 def test_days_late_and_level_reached() -> None:

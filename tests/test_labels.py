@@ -27,7 +27,7 @@ import events
 from contracts.api_meetings import MeetingOut, TaskOut
 from contracts.api_rectifications import Status as RectificationStatus
 from events.base import Recorded
-from events.meetings import OPEN_STATES
+from events.stored import OPEN_STATES
 from services.documents import brief as brief_doc
 from services.documents import labels
 from services.documents import review as review_doc

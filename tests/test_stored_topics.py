@@ -8,8 +8,6 @@ import sys
 
 from eventsourcing.utils import get_topic, resolve_topic
 
-import events.meetings
-import events.rectifications
 from events import stored
 from projections.base import Projection, type_of_topic
 from projections.notifications import RULES
@@ -31,11 +29,6 @@ def test_every_read_model_topic_comes_from_the_text_names() -> None:
         assert isinstance(p, Projection)
         for topic in p.topics:
             assert topic.rsplit(".", 1)[0] in aggregates, (p.name, topic)
-
-
-def test_the_states_equal_the_domains() -> None:
-    assert stored.RUNNING == events.rectifications.RUNNING
-    assert stored.OPEN_STATES == events.meetings.OPEN_STATES
 
 
 def test_the_read_side_imports_no_aggregate_beyond_the_logs_own() -> None:

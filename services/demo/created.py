@@ -32,13 +32,13 @@ class Created:
         self.topic = get_topic(aggregate)
         self._event: Any = event  # a dataclass made by eventsourcing's metaclass: mypy sees no fields
         self._checked: set[Hashable] = set()
+        # None without a mapper, or with one that compresses or encrypts: then events
         self._encode = state_encoder(mapper) if mapper is not None else None
+        self._row: Callable[[Any], Any] | None = None
         if mapper is not None and self._encode is not None:
             self._event_topic = get_topic(event)
             self._class_version: int = getattr(event, "class_version", 1)
-            self._row: Callable[[Any], Any] | None = row_encoder(mapper, lambda originator_id: originator_id)
-        else:
-            self._encode, self._row = None, None  # a mapper that compresses or encrypts: events
+            self._row = row_encoder(mapper, lambda originator_id: originator_id)
 
     def __call__(self, record_id: uuid.UUID, timestamp: datetime, **fields: Any) -> Any:
         """The creation event; with a mapper, its ``EncodedEvent``. ``fields`` in the event's

@@ -82,11 +82,12 @@ def _follow(stop: Event, peak_kib: Synchronized[int]) -> None:
 
     read_side = ReadSide()  # the log and the read models: none of the serving side
     sqlite = read_side.write_engine.dialect.name == "sqlite"
+    reader = None  # on SQLite, looks at the backlog without the write lock
     if sqlite:
         _bulk_pragmas(read_side.write_engine)
         runner = read_side.runner
         runner.batch_size, runner.max_batch_size, runner.batch_seconds = FIRST_BATCH, MAX_BATCH, BATCH_SECONDS
-    reader = read_side.database.sqlalchemy_engine(writer=False)  # looks at the backlog without the write lock
+        reader = read_side.database.sqlalchemy_engine(writer=False)
 
     def restart(_advanced: int) -> None:
         _restart_wal(read_side.write_engine)
@@ -94,7 +95,7 @@ def _follow(stop: Event, peak_kib: Synchronized[int]) -> None:
     try:
         while True:
             last = stop.is_set()  # set after the demo's last batch committed: this round reaches it
-            if sqlite and not last and _backlog(read_side, reader) < BACKLOG:
+            if reader is not None and not last and _backlog(read_side, reader) < BACKLOG:
                 stop.wait(IDLE_S)
                 continue
             hashchain.catch_up(read_side.write_engine)  # raw fast path of the log_chain follower
@@ -104,7 +105,8 @@ def _follow(stop: Event, peak_kib: Synchronized[int]) -> None:
             if not sqlite:
                 stop.wait(IDLE_S)
     finally:
-        reader.dispose()
+        if reader is not None:
+            reader.dispose()
         read_side.close()
         peak_kib.value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 

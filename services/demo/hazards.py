@@ -21,8 +21,8 @@ from typing import Any, NamedTuple
 from contracts.catalogue import Catalogue
 from contracts.escalation import EscalationRules, default_escalation_rules
 from events.base import COUNTY_TZ, derive_id, local_date
-from events.escalation import OVERDUE_LEVEL
-from events.rectifications import RUNNING, Actor, Rectification
+from events.rectifications import Actor, Rectification
+from events.stored import RUNNING
 from services.demo.profiles import Profiles
 
 DEMO_ACTOR = "demo:generator"
@@ -236,10 +236,8 @@ def hazard_events(
     # year has tens of thousands of items, most of them closed long before its last sweep.
     running: dict[int, Rectification] = {}
     counts = {"hazards": 0, "overdue": 0, "escalations": 0}
-    # Items that took every step for their deadline (the overdue mark and each escalation
-    # level): nothing more falls due for it (events/escalation.py takes a step once), so the
-    # sweeps pass them by until their deadline changes. Stalled items sit here most of the year.
-    every_level = (OVERDUE_LEVEL, *(s.level for s in steps_rules))
+    # Items that took every step for their deadline pass the sweeps by until their deadline
+    # changes: nothing more falls due for them. Stalled items sit here most of the year.
     exhausted: dict[int, str] = {}  # item -> the deadline it took every step for
     while queue:
         step = heapq.heappop(queue)
@@ -256,7 +254,7 @@ def hazard_events(
                 counts["overdue"] += int(overdue)
                 counts["escalations"] += len(levels)
                 yield from agg.collect_events()
-                if all((deadline, level) in agg.steps_taken for level in every_level):
+                if agg.took_every_step(steps_rules):
                     exhausted[n] = deadline
             continue
         if step.action == "report":

@@ -28,9 +28,9 @@ from contracts.escalation import EscalationRules, WarningRules, default_escalati
 from events.agencies import Agency
 from events.base import COUNTY_TZ, derive_id, local_date
 from events.campaigns import MAX_SCHOOLS_PER_INSPECTION, Campaign, JointInspection, SelfCheck
-from events.escalation import OVERDUE_LEVEL
 from events.meetings import Meeting, Task
-from events.rectifications import RUNNING, Actor, Rectification
+from events.rectifications import Actor, Rectification
+from events.stored import RUNNING
 from events.warnings import EarlyWarning, WarningAcknowledgement
 from services.demo.hazards import planted_outcome
 from services.demo.profiles import Profiles
@@ -507,9 +507,8 @@ def meeting_events(
                      max_extensions=rules.max_extensions, now=at)
             sim.emit(t)
 
-    # Hazards that took every step for their deadline: nothing more falls due for it (a step
-    # is taken once), so the sweeps pass them by until the deadline changes (hazards.py too).
-    every_level = (OVERDUE_LEVEL, *(s.level for s in steps))
+    # Hazards that took every step for their deadline pass the sweeps by until the deadline
+    # changes: nothing more falls due for them (hazards.py too).
     exhausted: dict[str, str] = {}  # hazard id -> the deadline it took every step for
 
     def sweep(at: datetime) -> None:
@@ -522,7 +521,7 @@ def meeting_events(
                     and exhausted.get(hid) != deadline):
                 if agg.sweep(at, steps, rules.version):
                     sim.emit(agg)
-                if all((deadline, level) in agg.steps_taken for level in every_level):
+                if agg.took_every_step(steps):
                     exhausted[hid] = deadline
         for t in sim.tasks.values():
             if t.is_open and t.sweep(steps=steps, now=at, rules_version=rules.version):

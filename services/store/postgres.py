@@ -37,8 +37,8 @@ class SerialisedPostgresApplicationRecorder(SideRowsInTransaction, PostgresAppli
         client-side as literals. eventsourcing's pipeline waited on the socket three times (the
         side rows' flush, its sync for the ids, COMMIT), and in this process each wait meant
         taking the GIL back from the event loop; under the table lock nothing now waits on the
-        client. The lock, the NOTIFY and
-        the gap-free notification ids in commit order are eventsourcing's, unchanged."""
+        client. The lock, the NOTIFY and the gap-free notification ids in commit order are
+        eventsourcing's, unchanged."""
         if len(stored_events) > ONE_TRIP_MAX_EVENTS or self.datastore.enable_db_functions:
             ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
             return ids
